@@ -1,0 +1,49 @@
+# Two commands do all set-up on a fresh Debian machine with Python 3.11:
+#   make demo   - creates .venv, installs, runs the whole flow on the embedded default
+#   make test   - same set-up, plus redis-server and checkov, then the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TOOLS  := .venv-tools
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | md5sum | cut -c1-12)
+
+.PHONY: demo test install system-deps tools bench clean fmt
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Debian packages the tests and benchmarks use: redis-server (one per region), wrk (HTTP load).
+system-deps:
+	@command -v redis-server >/dev/null && command -v wrk >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server wrk >/dev/null)
+	@# the distribution's service is not used: tests start their own servers
+	@-pkill -x redis-server 2>/dev/null; true
+
+# checkov has pins of its own that clash with the platform's; it gets its own environment.
+tools: $(TOOLS)/bin/checkov
+
+$(TOOLS)/bin/checkov:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet 'checkov>=3.3,<3.4'
+
+demo: $(STAMP)
+	$(BIN)/atelier demo
+
+test: $(STAMP) system-deps tools
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest
+
+bench: $(STAMP) system-deps
+	$(BIN)/python benchmarks/run_all.py
+
+fmt:
+	terraform fmt -recursive terraform
+
+clean:
+	rm -rf $(VENV) $(TOOLS)

@@ -1,0 +1,34 @@
+"""Shared CLI pieces: the console, progress bars, region options."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from atelier.regions import region_codes
+
+console = Console(stderr=True)
+out = Console()
+
+RegionOption = typer.Option(..., "--region", "-r", help=f"One of: {', '.join(region_codes())}, or 'all'.")
+
+
+def regions_of(region: str) -> list[str]:
+    from atelier.regions import get_region
+
+    return region_codes() if region == "all" else [get_region(region).code]
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator:
+    """A Rich progress bar; yields `advance(n)`."""
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    ) as p:
+        task = p.add_task(description, total=total)
+        yield lambda n=1: p.advance(task, n)

@@ -1,0 +1,59 @@
+"""`atelier data`: fill the lake with a generated world or your own files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from atelier.cli.common import out, progress_bar
+from atelier.data.world import SIZES, WorldSpec
+from atelier.errors import AtelierError
+from atelier.settings import get_settings
+
+app = typer.Typer(help="The data lake: generate a world or import your own.", no_args_is_help=True)
+
+
+@app.command("generate")
+def generate(
+    size: str = typer.Option("small", help=f"Preset: {', '.join(f'{k} ({v.clients:,} clients)' for k, v in SIZES.items())}."),
+    clients: int | None = typer.Option(None, help="Override the number of clients."),
+    products: int | None = typer.Option(None, help="Override the number of products."),
+    events_per_client: float | None = typer.Option(None, help="Override the mean number of events per client."),
+    seed: int | None = typer.Option(None, help="Random seed (same seed, same world)."),
+) -> None:
+    """Generate a fictional luxury group: maisons, catalog, stores, clients, two years of events."""
+    from atelier.data.generate import generate_world
+
+    if size not in SIZES:
+        raise AtelierError(f"unknown size {size!r}", fix=f"use one of: {', '.join(SIZES)}")
+    overrides = {k: v for k, v in dict(clients=clients, products=products, events_per_client=events_per_client, seed=seed).items() if v is not None}
+    spec = WorldSpec(**{**SIZES[size].model_dump(), **overrides})
+    s = get_settings()
+    with progress_bar("generating clients and events", total=spec.clients) as advance:
+        manifest = generate_world(s, spec, progress=advance)
+    _summary(manifest, s.paths.lake)
+
+
+@app.command("import")
+def import_(
+    clients: Path = typer.Option(..., help="Clients file (CSV or Parquet): client_id, country, any attributes."),
+    products: Path = typer.Option(..., help="Products file: product_id, maison, category, any attributes."),
+    events: Path = typer.Option(..., help="Events file: client_id, product_id, event_type, event_timestamp."),
+) -> None:
+    """Import your own data. Everything is validated first; on any problem nothing is written."""
+    from atelier.data.importer import import_files
+
+    s = get_settings()
+    with progress_bar("validating and writing") as advance:
+        manifest = import_files(s, clients, products, events, progress=advance)
+    _summary(manifest, s.paths.lake)
+
+
+def _summary(manifest: dict, lake: Path) -> None:
+    counts = manifest["counts"]
+    for region in counts["clients"]:
+        out.print(f"{region}: {counts['clients'][region]:,} clients, {counts['events'][region]:,} events (encrypted)")
+    attrs = manifest["attributes"]
+    out.print(f"products: {manifest['products']:,}; attributes: clients {[a['name'] for a in attrs['clients']]}, products {[a['name'] for a in attrs['products']]}")
+    out.print(f"lake: {lake}")

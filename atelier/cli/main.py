@@ -1,0 +1,41 @@
+"""`atelier`: data, features, training, bentos, keys and audits for every region.
+
+Known problems print as one line with what to do next; set ATELIER_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from atelier.cli import data, features, keys
+from atelier.cli.common import console
+from atelier.errors import AtelierError
+
+cli = typer.Typer(
+    name="atelier",
+    help="Feature store and model serving for every maison of the group, region by region.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cli.add_typer(data.app, name="data")
+cli.add_typer(features.app, name="features")
+cli.add_typer(keys.app, name="keys")
+
+
+def app() -> None:
+    try:
+        cli()
+    except AtelierError as e:
+        if os.environ.get("ATELIER_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] {e.render()}", highlight=False)
+        console.print("[dim](set ATELIER_DEBUG=1 for the traceback)[/]")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""The data stage: a generated world or imported files, validated, written per region."""

@@ -1,0 +1,127 @@
+"""Building blocks for `feature_repo/`: tags, roles, and views whose schema comes from data.
+
+The feature repository stays declarative; what needs code (reading the lake's manifest, making a
+maison's private view and the permission that guards it) lives here so every maison team writes
+the same one-liners.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+from feast import Entity, FeatureView, Field
+from feast.feast_object import ALL_RESOURCE_TYPES
+from feast.permissions.action import ALL_ACTIONS, AuthzedAction
+from feast.permissions.permission import Permission
+from feast.permissions.policy import RoleBasedPolicy
+from feast.types import Float64, Int64, String
+
+from atelier.features.offline_store import AtelierSource
+from atelier.features.pipeline import ENGAGEMENT_WINDOWS
+from atelier.settings import get_settings
+
+ML_ENGINEER = "ml-engineer"
+SERVING = "service:recommender"
+SENSITIVITY = ("public", "internal", "confidential")
+NO_TTL = timedelta(0)  # rows carry their own validity: the pipeline emits a row whenever a value changes
+READ_ACTIONS = [AuthzedAction.DESCRIBE, AuthzedAction.READ_ONLINE, AuthzedAction.READ_OFFLINE]
+
+
+def maison_role(maison: str) -> str:
+    return f"maison:{maison}"
+
+
+def tags(*, owner: str, sharing: str, sensitivity: str) -> dict[str, str]:
+    """Every view says who owns it, whether other maisons may reuse it, and how sensitive it is."""
+    assert sharing in ("shared", "private"), sharing
+    assert sensitivity in SENSITIVITY, sensitivity
+    return {"owner": owner, "sharing": sharing, "sensitivity": sensitivity}
+
+
+def _manifest() -> dict:
+    path = get_settings().paths.manifest
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def manifest_attributes(table: str) -> list[dict]:
+    """Attribute columns of the lake's clients or products, as recorded when the data was written."""
+    return _manifest().get("attributes", {}).get(table, [])
+
+
+def group_maisons() -> list[str]:
+    """The group's maisons: those in the lake's catalog, else none yet."""
+    return sorted(_manifest().get("maisons", []))
+
+
+def attribute_view(name: str, entity: Entity, source: AtelierSource, table: str, **tag_args) -> FeatureView | None:
+    """A view of every attribute column of the lake table, typed as the manifest says; None if there are none."""
+    attributes = manifest_attributes(table)
+    if not attributes:
+        return None
+    schema = [Field(name=a["name"], dtype=String if a["kind"] == "categorical" else Float64) for a in attributes]
+    return FeatureView(
+        name=name, entities=[entity], ttl=NO_TTL, schema=schema, source=source, online=True,
+        description=f"Attribute columns of the {table} table, from the lake's manifest.", tags=tags(**tag_args),
+    )
+
+
+def maison_engagement_view(maison: str, entity: Entity) -> FeatureView:
+    """A maison's private view of its own clients' engagement with it."""
+    slug = maison.replace("-", "_")
+    source = AtelierSource(
+        name=f"{slug}_engagement_source",
+        table=f"features/{{region}}/maison_engagement/{maison}",
+        timestamp_field="event_timestamp",
+    )
+    schema = [Field(name=n, dtype=Float64 if n.startswith("spend") else Int64) for n in ENGAGEMENT_WINDOWS]
+    return FeatureView(
+        name=f"{slug}_engagement", entities=[entity], ttl=NO_TTL, schema=schema, source=source, online=True,
+        description=f"{maison}'s own engagement figures per client (its events only).",
+        tags=tags(owner=maison, sharing="private", sensitivity="confidential"),
+    )
+
+
+# Permissions name the resources they cover by exact name, derived from the tags when the repo is
+# parsed. Feast 0.67's matcher compares `required_tags` with a `required_tags` attribute that
+# feature views and services do not have, and on a miss it logs a warning and *matches*: a
+# tag-based permission would cover every resource. tests/protect/test_permissions.py pins this.
+
+
+def _exact(resources) -> list[str]:
+    return [f"^{re.escape(r.name)}$" for r in resources]
+
+
+def maison_private_read(maison: str, resources: list) -> Permission:
+    """Only the owning maison (and ML engineers, through their own permission) read these."""
+    for r in resources:
+        if r.tags.get("owner") != maison or r.tags.get("sharing") != "private":
+            raise ValueError(f"{r.name} is not tagged as private to {maison}")
+    return Permission(
+        name=f"{maison.replace('-', '_')}_reads_its_private_features",
+        types=ALL_RESOURCE_TYPES,
+        name_patterns=_exact(resources),
+        actions=READ_ACTIONS,
+        policy=RoleBasedPolicy(roles=[maison_role(maison)]),
+    )
+
+
+def shared_read(resources: list) -> Permission:
+    """Every maison (and the recommendation service) reads what is tagged shared."""
+    return Permission(
+        name="maisons_read_shared_features",
+        types=ALL_RESOURCE_TYPES,
+        name_patterns=_exact([r for r in resources if r is not None and r.tags.get("sharing") == "shared"]),
+        actions=READ_ACTIONS,
+        policy=RoleBasedPolicy(roles=[maison_role(m) for m in group_maisons()] + [SERVING]),
+    )
+
+
+def ml_engineers_manage() -> Permission:
+    return Permission(
+        name="ml_engineers_manage_everything",
+        types=ALL_RESOURCE_TYPES,
+        actions=ALL_ACTIONS,
+        policy=RoleBasedPolicy(roles=[ML_ENGINEER]),
+    )

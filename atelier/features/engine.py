@@ -1,0 +1,189 @@
+"""Feast batch engine: materialization that writes Redis at the speed of Redis.
+
+Plugged in through Feast's `batch_engine` setting, so `feast materialize` and
+`FeatureStore.materialize` use it too. For a plain feature view it asks the offline store for the
+latest row per entity (Feast's own dedup), then:
+
+* Redis (standalone): encodes keys, fields and values a column at a time in Feast's exact layout
+  (`redis_codec`) and sends whole pipelines as one RESP buffer per chunk. It keeps Feast's
+  "newer wins" rule: a row is written only if it is newer than what the hash holds.
+* any other online store: Feast's own conversion and `online_write_batch`, chunked.
+
+Views with transformations, aggregations or filters take Feast's stock local plan unchanged.
+Client-keyed rows are checked against the region before anything is sent (residency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from feast import FeatureView
+from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
+from feast.infra.compute_engines.local.compute import LocalComputeEngine
+from feast.infra.compute_engines.local.job import LocalMaterializationJob
+from feast.infra.online_stores.redis import RedisOnlineStore, RedisType, _versioned_fv_name
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.repo_config import FeastConfigBaseModel, RepoConfig
+from feast.utils import _convert_arrow_to_proto
+
+from atelier.data.lake import assert_region_clients
+from atelier.features import redis_codec as rc
+
+_report: contextvars.ContextVar[Callable[[str, int], None] | None] = contextvars.ContextVar("atelier_report", default=None)
+
+
+@contextlib.contextmanager
+def reporting(callback: Callable[[str, int], None]) -> Iterator[None]:
+    """Receive (view name, rows written) as materialization progresses."""
+    token = _report.set(callback)
+    try:
+        yield
+    finally:
+        _report.reset(token)
+
+
+def _progress(view: str, n: int) -> None:
+    cb = _report.get()
+    if cb:
+        cb(view, n)
+
+
+class AtelierEngineConfig(FeastConfigBaseModel):
+    type: Literal["atelier.features.engine.AtelierEngine"] = "atelier.features.engine.AtelierEngine"
+    chunk_rows: int = 20_000
+
+
+class AtelierEngine(LocalComputeEngine):
+    def __init__(self, *, repo_config: RepoConfig, offline_store, online_store, chunk_rows: int = 20_000, **kwargs):
+        kwargs.pop("type", None)
+        super().__init__(backend="pandas", repo_config=repo_config, offline_store=offline_store, online_store=online_store)
+        self.chunk_rows = chunk_rows
+
+    def _materialize_one(self, registry: BaseRegistry, task: MaterializationTask, **kwargs) -> LocalMaterializationJob:
+        view = task.feature_view
+        if _needs_plan(view):
+            return super()._materialize_one(registry, task, **kwargs)
+        job_id = f"{view.name}-{task.start_time}-{task.end_time}"
+        try:
+            table = latest_rows(self.repo_config, self.offline_store, view, task.start_time, task.end_time)
+            write_online(self.repo_config, self.online_store, view, table, self.chunk_rows)
+            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
+        except Exception as e:  # Feast reports the job's error to the caller
+            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=e)
+
+
+def _needs_plan(view) -> bool:
+    return bool(
+        getattr(view, "feature_transformation", None)
+        or getattr(view, "aggregations", None)
+        or getattr(view, "filter", None)
+        or not isinstance(view, FeatureView)
+        or len(view.entity_columns) != 1
+    )
+
+
+def latest_rows(config: RepoConfig, offline_store, view: FeatureView, start, end) -> pa.Table:
+    source = view.batch_source
+    to_source = {v: k for k, v in (source.field_mapping or {}).items()}
+    join_keys = [to_source.get(c.name, c.name) for c in view.entity_columns]
+    features = [to_source.get(f.name, f.name) for f in view.features]
+    job = offline_store.pull_latest_from_table_or_query(
+        config=config,
+        data_source=source,
+        join_key_columns=join_keys,
+        feature_name_columns=features,
+        timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column or None,
+        start_date=start,
+        end_date=end,
+    )
+    table = job.to_arrow()
+    if source.field_mapping:
+        table = table.rename_columns([source.field_mapping.get(c, c) for c in table.column_names])
+    return table
+
+
+def write_online(config: RepoConfig, online_store, view: FeatureView, table: pa.Table, chunk_rows: int = 20_000) -> int:
+    if table.num_rows == 0:
+        return 0
+    key = view.entity_columns[0]
+    if key.name == "client_id" and hasattr(config.offline_store, "region"):
+        assert_region_clients(table.column("client_id"), config.offline_store.region, where=f"online store, view {view.name}")
+    if isinstance(online_store, RedisOnlineStore) and config.online_store.redis_type == RedisType.redis:
+        return RedisWriter(config, online_store, view, chunk_rows).write(table)
+    join_types = {c.name: c.dtype.to_value_type() for c in view.entity_columns}
+    written = 0
+    for batch in table.to_batches(max_chunksize=config.materialization_config.online_write_batch_size or chunk_rows):
+        rows = _convert_arrow_to_proto(batch, view, join_types)
+        online_store.online_write_batch(config=config, table=view, data=rows, progress=None)
+        written += batch.num_rows
+        _progress(view.name, batch.num_rows)
+    return written
+
+
+class RedisWriter:
+    """Writes one view's rows in Feast's Redis layout, a chunk per RESP buffer."""
+
+    def __init__(self, config: RepoConfig, store: RedisOnlineStore, view: FeatureView, chunk_rows: int):
+        self.client = store._get_client(config.online_store)
+        self.view = view
+        name = _versioned_fv_name(view, config)
+        self.ts_field = f"_ts:{name}".encode()
+        self.fields = [rc.field_name(name, f.name) for f in view.features]
+        self.types = [f.dtype.to_value_type() for f in view.features]
+        self.key = view.entity_columns[0]
+        self.project = config.project
+        self.ttl = config.online_store.key_ttl_seconds
+        self.dedup = not config.online_store.skip_dedup
+        self.chunk_rows = chunk_rows
+        self.timestamp_field = view.batch_source.timestamp_field
+
+    def write(self, table: pa.Table) -> int:
+        written = 0
+        for start in range(0, table.num_rows, self.chunk_rows):
+            chunk = table.slice(start, self.chunk_rows)
+            n = chunk.num_rows
+            keys = rc.entity_keys(chunk.column(self.key.name), self.key.name, self.key.dtype.to_value_type(), self.project)
+            if self.dedup:
+                newer = self._newer_than_stored(keys, chunk.column(self.timestamp_field))
+                if newer is not None:
+                    chunk, keys = chunk.filter(newer), keys.filter(newer)
+            if chunk.num_rows:
+                values = [rc.encode_values(chunk.column(f.name), t) for f, t in zip(self.view.features, self.types)]
+                values.append(rc.encode_timestamps(chunk.column(self.timestamp_field)))
+                commands = rc.hset_commands(keys, self.fields + [self.ts_field], values, self.ttl)
+                self._send(rc.concat(commands), chunk.num_rows * (2 if self.ttl else 1))
+                written += chunk.num_rows
+            _progress(self.view.name, n)
+        return written
+
+    def _newer_than_stored(self, keys: pa.Array, ts: pa.ChunkedArray) -> pa.Array | None:
+        """Mask of rows newer than the hash's stored `_ts`, or None when nothing is stored yet."""
+        stored = self._send(rc.concat(rc.hmget_commands(keys, self.ts_field)), len(keys))
+        present = [i for i, r in enumerate(stored) if r[0] is not None]
+        if not present:
+            return None
+        new_s = pc.cast(pc.cast(ts, pa.timestamp("us", "UTC")), pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+        keep = np.ones(len(keys), bool)
+        for i in present:
+            keep[i] = new_s[i] > rc.decode_timestamp_seconds(stored[i][0]) + 1e-7
+        return pa.array(keep)
+
+    def _send(self, buffer: memoryview, replies: int) -> list:
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([buffer], check_health=True)
+            out = [conn.read_response() for _ in range(replies)]
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never hand this connection out again
+            raise
+        finally:
+            pool.release(conn)
+        return out

@@ -1,0 +1,247 @@
+"""The feature pipeline: events in, time-stamped feature rows out, one region at a time.
+
+Windowed aggregates (purchases over 30/90/365 days, ...) change on two kinds of days: when an
+event happens, and when an old event leaves a window. The pipeline emits one row per entity for
+each such day, stamped at the end of that day, with the values as of that moment. Feast's
+point-in-time join then returns, for any time t, exactly the values computed from events up to
+the end of the last complete day before t: never from a later event. Rows for expiries that lie
+in the future are emitted too; Feast only serves a row once its time has come, so the online
+store stays right as time passes without recomputing anything.
+
+Reads the region's encrypted events, writes the region's encrypted feature tables, and only
+those: clients of one region never meet another region's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from atelier.data.lake import assert_region_clients
+from atelier.io import staged_dir
+from atelier.protect.keys import key_store
+from atelier.protect.parquet import DatasetWriter, open_dataset, read_dataset
+from atelier.settings import Settings
+
+DAY = 86_400
+WEIGHT = {"purchase": 5.0, "wishlist": 2.0, "view": 1.0}
+
+CLIENT_WINDOWS = {  # feature -> (event type, value, window in days)
+    "purchases_30d": ("purchase", "count", 30),
+    "purchases_90d": ("purchase", "count", 90),
+    "purchases_365d": ("purchase", "count", 365),
+    "spend_30d": ("purchase", "amount", 30),
+    "spend_90d": ("purchase", "amount", 90),
+    "spend_365d": ("purchase", "amount", 365),
+    "views_30d": ("view", "count", 30),
+    "views_90d": ("view", "count", 90),
+    "wishlist_90d": ("wishlist", "count", 90),
+}
+POPULARITY_WINDOWS = {
+    "purchases_7d": ("purchase", "count", 7),
+    "purchases_30d": ("purchase", "count", 30),
+    "views_30d": ("view", "count", 30),
+    "wishlist_30d": ("wishlist", "count", 30),
+    "revenue_30d": ("purchase", "amount", 30),
+}
+ENGAGEMENT_WINDOWS = {
+    "purchases_365d": ("purchase", "count", 365),
+    "spend_365d": ("purchase", "amount", 365),
+    "views_90d": ("view", "count", 90),
+}
+
+
+@dataclass
+class Windowed:
+    """Change points (entity index, day) and each window's aggregate there."""
+
+    key: np.ndarray
+    day: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+def windowed_aggregates(
+    key: np.ndarray, day: np.ndarray, etype: np.ndarray, amount: np.ndarray, windows: dict, count: np.ndarray | None = None
+) -> Windowed:
+    """Aggregates over trailing windows at every day on which any of them changes.
+
+    `key`, `day`, `etype`, `amount` describe events (day = whole days since epoch); `count` is how
+    many events a row stands for (1 when rows are single events). A window of w days at day t
+    covers events on days t-w+1 .. t.
+    """
+    count = np.ones(len(key)) if count is None else np.asarray(count, float)
+    order = np.lexsort((day, key))
+    key, day, etype, amount, count = key[order], day[order], etype[order], amount[order], count[order]
+    points = [np.stack([key, day], 1)]
+    for ev, _, w in windows.values():
+        sel = etype == ev
+        points.append(np.stack([key[sel], day[sel] + w], 1))
+    cp = np.unique(np.concatenate(points), axis=0)
+    ck, cd = cp[:, 0], cp[:, 1]
+
+    span = np.int64(day.max() - day.min() + 800) if len(day) else np.int64(1)
+    base = day.min() - 400 if len(day) else 0
+    values = {}
+    for name, (ev, what, w) in windows.items():
+        sel = etype == ev
+        comp = key[sel] * span + (day[sel] - base)
+        v = count[sel] if what == "count" else np.nan_to_num(amount[sel])
+        csum = np.concatenate([[0.0], np.cumsum(v)])
+        hi = np.searchsorted(comp, ck * span + (cd - base), side="right")
+        lo = np.searchsorted(comp, ck * span + (cd - w - base), side="right")
+        values[name] = csum[hi] - csum[lo]
+    return Windowed(ck, cd, values)
+
+
+def _as_of_last(key: np.ndarray, day: np.ndarray, value: np.ndarray, at_key: np.ndarray, at_day: np.ndarray, span: int, base: int):
+    """For each (at_key, at_day): the value of the last event of that key on or before that day.
+
+    Events must be sorted by (key, day). Returns (values, found mask).
+    """
+    comp = key * span + (day - base)
+    pos = np.searchsorted(comp, at_key * span + (at_day - base), side="right") - 1
+    found = (pos >= 0) & (key[np.maximum(pos, 0)] == at_key)
+    return value[np.maximum(pos, 0)], found
+
+
+def _events_frame(table: pa.Table, products: pd.DataFrame) -> pd.DataFrame:
+    df = table.select(["client_id", "product_id", "event_type", "event_timestamp", "amount"]).to_pandas()
+    ts = df["event_timestamp"].astype("int64") // 10**6  # us -> s
+    df["ts"] = ts
+    df["day"] = ts // DAY
+    joined = products.reindex(df["product_id"])
+    df["maison"] = joined["maison"].to_numpy()
+    df["category"] = joined["category"].to_numpy()
+    return df
+
+
+def client_activity(df: pd.DataFrame) -> pa.Table:
+    """Per-client windowed activity, favourite maison and category, and last purchase time."""
+    codes, uniques = pd.factorize(df["client_id"])
+    key = codes.astype(np.int64)
+    etype = df["event_type"].to_numpy()
+    w = windowed_aggregates(key, df["day"].to_numpy(), etype, df["amount"].to_numpy(), CLIENT_WINDOWS)
+
+    # Favourites: the maison (category) with the most engagement so far; ties go to the latest.
+    order = np.lexsort((df["ts"].to_numpy(), key))
+    ev = df.iloc[order].assign(key=key[order], weight=[WEIGHT[t] for t in etype[order]])
+    span, base = int(ev["day"].max() - ev["day"].min() + 800), int(ev["day"].min() - 400)
+    out = {"client_id": uniques[w.key], "event_timestamp": _end_of_day(w.day)}
+    for name, v in w.values.items():
+        out[name] = v if name.startswith("spend") else v.astype(np.int64)
+    for col in ("maison", "category"):
+        cw = ev.groupby(["key", col], sort=False)["weight"].cumsum()
+        leading = cw.to_numpy() >= cw.groupby(ev["key"].to_numpy()).cummax().to_numpy()
+        fav = pd.Series(np.where(leading, ev[col].to_numpy(), None)).groupby(ev["key"].to_numpy()).ffill().to_numpy()
+        val, found = _as_of_last(ev["key"].to_numpy(), ev["day"].to_numpy(), fav, w.key, w.day, span, base)
+        out[f"favourite_{col}"] = pa.array(np.where(found, val, None), pa.string())
+    purchases = ev[ev["event_type"] == "purchase"]
+    last, found = _as_of_last(purchases["key"].to_numpy(), purchases["day"].to_numpy(), purchases["ts"].to_numpy(), w.key, w.day, span, base)
+    out["last_purchase_at"] = pa.array(np.where(found, last, 0) * 10**6, pa.timestamp("us", "UTC"), mask=~found)
+    return _to_arrow(out)
+
+
+def maison_engagement(df: pd.DataFrame) -> pa.Table:
+    codes, uniques = pd.factorize(df["client_id"])
+    w = windowed_aggregates(codes.astype(np.int64), df["day"].to_numpy(), df["event_type"].to_numpy(), df["amount"].to_numpy(), ENGAGEMENT_WINDOWS)
+    out = {"client_id": uniques[w.key], "event_timestamp": _end_of_day(w.day)}
+    for name, v in w.values.items():
+        out[name] = v if name.startswith("spend") else v.astype(np.int64)
+    return _to_arrow(out)
+
+
+def product_popularity(daily: pd.DataFrame) -> pa.Table:
+    """Windowed popularity per product from daily counts (product_id, day, event_type, n, amount)."""
+    codes, uniques = pd.factorize(daily["product_id"])
+    w = windowed_aggregates(
+        codes.astype(np.int64), daily["day"].to_numpy(), daily["event_type"].to_numpy(),
+        daily["amount"].to_numpy(float), POPULARITY_WINDOWS, count=daily["n"].to_numpy(),
+    )
+    out = {"product_id": uniques[w.key], "event_timestamp": _end_of_day(w.day)}
+    for name, v in w.values.items():
+        out[name] = v if name.startswith("revenue") else v.astype(np.int64)
+    return _to_arrow(out)
+
+
+def _end_of_day(day: np.ndarray) -> pa.Array:
+    """Rows are stamped at the last second of their day: visible only once the day is complete."""
+    return pa.array(((day + 1) * DAY - 1) * 10**6, pa.timestamp("us", "UTC"))
+
+
+def _to_arrow(cols: dict) -> pa.Table:
+    return pa.table({n: v if isinstance(v, pa.Array) else pa.array(np.asarray(v, dtype=object if n.endswith("_id") else None)) for n, v in cols.items()})
+
+
+def compute_features(settings: Settings, region: str, progress: Callable[[int], None] = lambda n: None) -> dict[str, int]:
+    """Compute all of a region's feature tables from its events; swap them in together."""
+    keys = key_store(settings, region)
+    products = read_dataset(settings.paths.catalog("products"), None, columns=["product_id", "maison", "category"]).to_pandas().set_index("product_id")
+    maisons = sorted(products["maison"].unique())
+    events = open_dataset(settings.paths.client_table("events", region), keys)
+    target = settings.paths.feature_table("", region)
+    counts: dict[str, int] = {}
+    with staged_dir(target.parent / region) as stage:
+        activity = DatasetWriter(stage / "client_activity", keys)
+        engagement = {m: DatasetWriter(stage / "maison_engagement" / m, keys) for m in maisons}
+        daily_parts = []
+        # Parts of the events table are client-complete (see atelier.data.lake), so each is
+        # processed on its own and memory stays bounded by the largest part.
+        for fragment in events.get_fragments():
+            table = fragment.to_table(schema=events.schema)
+            if not table.num_rows:
+                continue
+            assert_region_clients(table.column("client_id"), region, where=f"events/region={region}")
+            df = _events_frame(table, products)
+            activity.write(client_activity(df))
+            for m, part in df.groupby("maison", sort=False):
+                engagement[m].write(maison_engagement(part))
+            daily_parts.append(
+                df.groupby(["product_id", "day", "event_type"], sort=False)
+                .agg(n=("ts", "size"), amount=("amount", "sum"))
+                .reset_index()
+            )
+            progress(table.num_rows)
+        activity.commit(_activity_schema())
+        for w in engagement.values():
+            w.commit(_engagement_schema())
+        counts["client_activity"] = activity.rows
+        counts["maison_engagement"] = sum(w.rows for w in engagement.values())
+        daily = pd.concat(daily_parts) if daily_parts else None
+        if daily is not None:
+            daily = daily.groupby(["product_id", "day", "event_type"], sort=False).sum().reset_index()
+            popularity = product_popularity(daily)
+        else:
+            popularity = _popularity_schema().empty_table()
+        popularity_writer = DatasetWriter(stage / "product_popularity", keys)
+        if popularity.num_rows:
+            popularity_writer.write(popularity)
+        popularity_writer.commit(_popularity_schema())
+        counts["product_popularity"] = popularity.num_rows
+    return counts
+
+
+def _activity_schema() -> pa.Schema:
+    fields = [pa.field("client_id", pa.string()), pa.field("event_timestamp", pa.timestamp("us", "UTC"))]
+    for name in CLIENT_WINDOWS:
+        fields.append(pa.field(name, pa.float64() if name.startswith("spend") else pa.int64()))
+    fields += [pa.field("favourite_maison", pa.string()), pa.field("favourite_category", pa.string()), pa.field("last_purchase_at", pa.timestamp("us", "UTC"))]
+    return pa.schema(fields)
+
+
+def _engagement_schema() -> pa.Schema:
+    return pa.schema(
+        [pa.field("client_id", pa.string()), pa.field("event_timestamp", pa.timestamp("us", "UTC"))]
+        + [pa.field(n, pa.float64() if n.startswith("spend") else pa.int64()) for n in ENGAGEMENT_WINDOWS]
+    )
+
+
+def _popularity_schema() -> pa.Schema:
+    return pa.schema(
+        [pa.field("product_id", pa.string()), pa.field("event_timestamp", pa.timestamp("us", "UTC"))]
+        + [pa.field(n, pa.float64() if n.startswith("revenue") else pa.int64()) for n in POPULARITY_WINDOWS]
+    )

@@ -1,0 +1,175 @@
+"""Feast's Redis layout, encoded a column at a time.
+
+Feast stores an entity as one Redis hash: the key is the serialized entity key (version 3) plus
+the project name; each feature is a field named by murmur3 of "view:feature" holding a
+serialized `feast.types.Value` protobuf; `_ts:view` holds the row's event time as a
+`google.protobuf.Timestamp`. Stock Feast builds those bytes one protobuf object at a time. Here
+the same bytes are built for a whole column with Arrow kernels and numpy, and whole pipelines of
+HSET commands are assembled as one RESP buffer. tests/features/test_redis_codec.py checks every
+byte against Feast's own serializers, so stock `get_online_features` reads what this writes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from feast.infra.online_stores.helpers import _mmh3
+from feast.protos.feast.types.Value_pb2 import ValueType
+from feast.value_type import ValueType as FeastValueType
+
+_EMPTY = pa.scalar(b"", pa.binary())
+
+
+def _binary(x) -> pa.Array:
+    """Any binary-like array as plain `binary`, one chunk."""
+    if isinstance(x, pa.ChunkedArray):
+        x = x.combine_chunks()
+    return x if x.type == pa.binary() else pc.cast(x, pa.binary())
+
+
+def _fixed(matrix: np.ndarray) -> pa.Array:
+    """Rows of a (n, w) uint8 matrix as a binary array of w-byte values."""
+    n, w = matrix.shape
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(w), n, [None, pa.py_buffer(np.ascontiguousarray(matrix))])
+    return pc.cast(fixed, pa.binary())
+
+
+def _ragged(matrix: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    """Row i is the first lengths[i] bytes of matrix[i]."""
+    keep = np.arange(matrix.shape[1])[None, :] < lengths[:, None]
+    data = matrix[keep]
+    offsets = np.zeros(len(lengths) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.BinaryArray.from_buffers(pa.binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def varint(values: np.ndarray) -> pa.Array:
+    """Protobuf base-128 varints of uint64 values (negative int64 as two's complement)."""
+    v = values.astype(np.uint64)
+    n = len(v)
+    matrix = np.zeros((n, 10), np.uint8)
+    lengths = np.ones(n, np.int64)
+    for k in range(10):
+        chunk = (v >> np.uint64(7 * k)) & np.uint64(0x7F)
+        more = (v >> np.uint64(7 * (k + 1))) != 0
+        matrix[:, k] = chunk.astype(np.uint8) | np.where(more, 0x80, 0).astype(np.uint8)
+        lengths += more
+    return _ragged(matrix, lengths)
+
+
+def _tagged_fixed(tag: int, raw: np.ndarray, width: int) -> pa.Array:
+    matrix = np.empty((len(raw), width + 1), np.uint8)
+    matrix[:, 0] = tag
+    matrix[:, 1:] = raw.view(np.uint8).reshape(len(raw), width)
+    return _fixed(matrix)
+
+
+def encode_values(column: pa.Array | pa.ChunkedArray, value_type: FeastValueType) -> pa.Array:
+    """Serialized `feast.types.Value` for each element; nulls (and NaN) serialize to b''."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    valid = pc.is_valid(col)
+    if value_type == FeastValueType.STRING:
+        s = _binary(pc.cast(col, pa.string()))
+        out = pc.binary_join_element_wise(pa.scalar(b"\x12"), varint(pc.fill_null(pc.binary_length(s), 0).to_numpy()), pc.fill_null(s, b""), _EMPTY)
+    elif value_type in (FeastValueType.INT64, FeastValueType.INT32, FeastValueType.UNIX_TIMESTAMP, FeastValueType.BOOL):
+        if value_type == FeastValueType.UNIX_TIMESTAMP:
+            ints = pc.cast(pc.cast(col, pa.timestamp("s", col.type.tz) if pa.types.is_timestamp(col.type) else pa.int64()), pa.int64())
+        else:
+            ints = pc.cast(col, pa.int64())
+        tag = {FeastValueType.INT64: 0x20, FeastValueType.INT32: 0x18, FeastValueType.UNIX_TIMESTAMP: 0x40, FeastValueType.BOOL: 0x38}[value_type]
+        if value_type == FeastValueType.UNIX_TIMESTAMP:
+            # Stock Feast turns a missing time (NaT) into the smallest int64, not into an empty
+            # Value; keep byte-for-byte compatibility.
+            ints, valid = pc.fill_null(ints, np.iinfo(np.int64).min), pa.array(np.ones(len(col), bool))
+        v = pc.fill_null(ints, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        out = pc.binary_join_element_wise(pa.scalar(bytes([tag])), varint(v), _EMPTY)
+    elif value_type in (FeastValueType.DOUBLE, FeastValueType.FLOAT):
+        f = pc.fill_null(col, 0).to_numpy(zero_copy_only=False)
+        valid = pc.and_(valid, pa.array(~np.isnan(f)))
+        if value_type == FeastValueType.DOUBLE:
+            out = _tagged_fixed(0x29, f.astype("<f8"), 8)
+        else:
+            out = _tagged_fixed(0x35, f.astype("<f4"), 4)
+    else:
+        raise NotImplementedError(f"fast encoding of {value_type} is not supported")
+    return pc.if_else(valid, out, _EMPTY)
+
+
+def encode_timestamps(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Serialized `google.protobuf.Timestamp` (seconds, nanos; zero fields omitted)."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    ns = pc.cast(pc.cast(col, pa.timestamp("ns", "UTC")), pa.int64()).to_numpy(zero_copy_only=False)
+    seconds, nanos = np.divmod(ns, 1_000_000_000)
+    sec = pc.if_else(pa.array(seconds != 0), pc.binary_join_element_wise(pa.scalar(b"\x08"), varint(seconds), _EMPTY), _EMPTY)
+    nan = pc.if_else(pa.array(nanos != 0), pc.binary_join_element_wise(pa.scalar(b"\x10"), varint(nanos), _EMPTY), _EMPTY)
+    return pc.binary_join_element_wise(sec, nan, _EMPTY)
+
+
+def decode_timestamp_seconds(raw: bytes | None) -> float:
+    """Seconds since epoch from a serialized Timestamp (0 when absent)."""
+    if not raw:
+        return 0.0
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    ts = Timestamp.FromString(raw)
+    return ts.seconds + ts.nanos / 1e9
+
+
+def entity_keys(column: pa.Array | pa.ChunkedArray, join_key: str, value_type: FeastValueType, project: str) -> pa.Array:
+    """Feast's Redis keys (entity key serialization version 3, single join key) for each value."""
+    jk = join_key.encode()
+    prefix = struct.pack("<I", 1) + struct.pack("<I", ValueType.STRING) + struct.pack("<I", len(jk)) + jk
+    if value_type == FeastValueType.STRING:
+        vals = _binary(pc.cast(column, pa.string()))
+        lengths = pc.binary_length(vals).to_numpy().astype("<u4")
+        head = np.empty((len(lengths), 8), np.uint8)
+        head[:, :4] = np.frombuffer(struct.pack("<I", ValueType.STRING), np.uint8)
+        head[:, 4:] = lengths.view(np.uint8).reshape(-1, 4)
+        return pc.binary_join_element_wise(pa.scalar(prefix), _fixed(head), vals, pa.scalar(project.encode()), _EMPTY)
+    if value_type == FeastValueType.INT64:
+        v = pc.cast(column, pa.int64()).to_numpy().astype("<i8")
+        body = np.empty((len(v), 16), np.uint8)
+        body[:, :8] = np.frombuffer(struct.pack("<II", ValueType.INT64, 8), np.uint8)
+        body[:, 8:] = v.view(np.uint8).reshape(-1, 8)
+        return pc.binary_join_element_wise(pa.scalar(prefix), _fixed(body), pa.scalar(project.encode()), _EMPTY)
+    raise NotImplementedError(f"fast keys for {value_type} entities are not supported")
+
+
+def field_name(view: str, feature: str) -> bytes:
+    return _mmh3(f"{view}:{feature}")
+
+
+def _bulk(values: pa.Array) -> pa.Array:
+    """RESP bulk strings: $<len>\\r\\n<bytes>\\r\\n."""
+    lengths = pc.cast(pc.binary_length(values), pa.string())
+    return pc.binary_join_element_wise(pa.scalar(b"$"), _binary(lengths), pa.scalar(b"\r\n"), values, pa.scalar(b"\r\n"), _EMPTY)
+
+
+def _bulk_const(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def hset_commands(keys: pa.Array, fields: list[bytes], values: list[pa.Array], ttl_seconds: int | None = None) -> pa.Array:
+    """One RESP `HSET key f1 v1 f2 v2 ...` (and `EXPIRE key ttl`) per row, as a binary array."""
+    head = pa.scalar(b"*%d\r\n" % (2 + 2 * len(fields)) + _bulk_const(b"HSET"))
+    bulk_keys = _bulk(keys)
+    parts = [head, bulk_keys]
+    for f, v in zip(fields, values):
+        parts += [pa.scalar(_bulk_const(f)), _bulk(v)]
+    if ttl_seconds:
+        parts += [pa.scalar(b"*3\r\n" + _bulk_const(b"EXPIRE")), bulk_keys, pa.scalar(_bulk_const(str(int(ttl_seconds)).encode()))]
+    return pc.binary_join_element_wise(*parts, _EMPTY)
+
+
+def hmget_commands(keys: pa.Array, field: bytes) -> pa.Array:
+    return pc.binary_join_element_wise(pa.scalar(b"*3\r\n" + _bulk_const(b"HMGET")), _bulk(keys), pa.scalar(_bulk_const(field)), _EMPTY)
+
+
+def concat(commands: pa.Array) -> memoryview:
+    """The rows of a binary array as one contiguous buffer, without copying."""
+    commands = commands.combine_chunks() if isinstance(commands, pa.ChunkedArray) else commands
+    offsets = np.frombuffer(commands.buffers()[1], np.int32, len(commands) + 1, commands.offset * 4)
+    return memoryview(commands.buffers()[2])[offsets[0] : offsets[-1]]

@@ -1,0 +1,1 @@
+"""Data protection: keys the group holds, encrypted Parquet, Feast permissions, residency audit."""

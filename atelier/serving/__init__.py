@@ -1,0 +1,1 @@
+"""Serving logic that is not about HTTP: features -> query tower -> top-k -> filters."""

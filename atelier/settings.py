@@ -1,0 +1,153 @@
+"""Settings: one object, read from the environment (prefix ATELIER_), with one data home.
+
+Everything the platform writes lives under `home` (default ~/.atelier): the data lake, the
+feature tables, each region's Feast registry and embedded online store, training runs, the
+BentoML store and the local key store. Nothing is written inside the repository.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from atelier.errors import AtelierError
+from atelier.regions import get_region, region_codes
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class RedisEndpoint(BaseModel):
+    """A region's Redis: one server per region, its own ACL user, TLS when configured."""
+
+    host: str = "localhost"
+    port: int = 6379
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_cert: Path | None = None
+
+    def feast_connection_string(self, password_ref: str | None = None) -> str:
+        """Feast's `host:port,param=value` form. `password_ref` lets a yaml file name an
+        environment variable instead of holding the secret."""
+        parts = [f"{self.host}:{self.port}"]
+        if self.username:
+            parts.append(f"username={self.username}")
+        if password_ref:
+            parts.append(f"password={password_ref}")
+        elif self.password is not None:
+            parts.append(f"password={self.password.get_secret_value()}")
+        if self.tls:
+            parts.append("ssl=true")
+            if self.ca_cert:
+                parts.append(f"ssl_ca_certs={self.ca_cert}")
+        return ",".join(parts)
+
+    def client_kwargs(self) -> dict:
+        kwargs: dict = {"host": self.host, "port": self.port, "username": self.username}
+        if self.password is not None:
+            kwargs["password"] = self.password.get_secret_value()
+        if self.tls:
+            kwargs["ssl"] = True
+            if self.ca_cert:
+                kwargs["ssl_ca_certs"] = str(self.ca_cert)
+        return kwargs
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATELIER_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Path("~/.atelier")
+    feature_repo: Path = _REPO_ROOT / "feature_repo"
+    # The embedded default needs no server; `redis` uses one server per region from `redis`.
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis: dict[str, RedisEndpoint] = {}
+    # Where master keys live: a key store under `home` (created by `atelier keys init`), or Cloud KMS.
+    kms: Literal["local", "gcp"] = "local"
+    gcp_project: str | None = None
+    gcp_key_ring: str = "atelier"
+    # Bearer tokens per calling app for the recommendation service; empty means no auth (demo only).
+    api_tokens: dict[str, SecretStr] = {}
+    # Who the CLI acts as, judged by the Feast permissions in feature_repo/ (roles: ml-engineer,
+    # maison:<slug>, service:recommender).
+    user: str = Field(default_factory=getpass.getuser)
+    roles: list[str] = ["ml-engineer"]
+
+    @field_validator("home", "feature_repo")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return Path(os.path.expanduser(v)).absolute()
+
+    @cached_property
+    def paths(self) -> "Paths":
+        return Paths(self.home)
+
+    def redis_for(self, region: str) -> RedisEndpoint:
+        get_region(region)
+        endpoint = self.redis.get(region)
+        if endpoint is None:
+            raise AtelierError(
+                f"no Redis configured for region {region!r}",
+                fix=f"set ATELIER_REDIS__{region.upper()}__HOST/PORT/USERNAME/PASSWORD, or ATELIER_ONLINE_STORE=sqlite",
+            )
+        if not endpoint.username or endpoint.username == "default":
+            raise AtelierError(
+                f"Redis for region {region!r} uses the default user",
+                fix=f"create an ACL user for the region and set ATELIER_REDIS__{region.upper()}__USERNAME and __PASSWORD",
+            )
+        return endpoint
+
+
+class Paths:
+    """Where each stage reads and writes, under the data home. Region is always an argument."""
+
+    def __init__(self, home: Path):
+        self.home = home
+
+    # data stage
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def manifest(self) -> Path:
+        return self.lake / "manifest.json"
+
+    def catalog(self, name: str) -> Path:
+        """Global, non-client tables: maisons, products, stores."""
+        return self.lake / "catalog" / name
+
+    def client_table(self, name: str, region: str) -> Path:
+        """Client-level tables (clients, events): a directory of encrypted Parquet parts."""
+        return self.lake / name / f"region={region}"
+
+    # features stage
+    def feature_table(self, name: str, region: str | None) -> Path:
+        return self.home / "features" / (region or "global") / name
+
+    def feast_dir(self, region: str) -> Path:
+        return self.home / "feast" / region
+
+    # training and serving stages
+    def runs(self, region: str) -> Path:
+        return self.home / "runs" / region
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.home / "bentoml"
+
+    @property
+    def keys(self) -> Path:
+        return self.home / "keys"
+
+    def all_regions(self) -> list[str]:
+        return region_codes()
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,61 @@
+"""Client features, shared by every maison: profile, attributes and activity.
+
+Sources name datasets under the data home; `{region}` is filled by the region's store, so these
+definitions serve every region while each region reads only its own (encrypted) data.
+"""
+
+from feast import FeatureView, Field
+from feast.types import Float64, Int64, String, UnixTimestamp
+
+from atelier.features.definitions import NO_TTL, attribute_view, tags
+from atelier.features.offline_store import AtelierSource
+from atelier.features.pipeline import CLIENT_WINDOWS
+from entities import client
+
+# The client master, as written by `atelier data generate|import` (one row per client).
+clients_source = AtelierSource(
+    name="clients_source",
+    table="lake/clients/region={region}",
+    timestamp_field="profile_timestamp",
+    description="Client master records of the region.",
+)
+
+# Windowed activity computed by `atelier features compute` from the region's events.
+client_activity_source = AtelierSource(
+    name="client_activity_source",
+    table="features/{region}/client_activity",
+    timestamp_field="event_timestamp",
+    description="One row per client per day on which any activity figure changes.",
+)
+
+client_profile = FeatureView(
+    name="client_profile",
+    entities=[client],
+    ttl=NO_TTL,
+    schema=[Field(name="country", dtype=String)],
+    source=clients_source,
+    online=True,
+    description="Where the client lives.",
+    tags=tags(owner="group", sharing="shared", sensitivity="confidential"),
+)
+
+# Every extra column of the client master (tier, age band, ...), typed from the lake's manifest.
+client_attributes = attribute_view(
+    "client_attributes", client, clients_source, "clients", owner="group", sharing="shared", sensitivity="confidential"
+)
+
+client_activity = FeatureView(
+    name="client_activity",
+    entities=[client],
+    ttl=NO_TTL,
+    schema=[Field(name=n, dtype=Float64 if n.startswith("spend") else Int64) for n in CLIENT_WINDOWS]
+    + [
+        Field(name="favourite_maison", dtype=String),
+        Field(name="favourite_category", dtype=String),
+        Field(name="last_purchase_at", dtype=UnixTimestamp),
+    ],
+    source=client_activity_source,
+    online=True,
+    description="Purchases, spend, views and wishlist adds over trailing windows; favourites; last purchase.",
+    tags=tags(owner="group", sharing="shared", sensitivity="confidential"),
+)

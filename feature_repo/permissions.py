@@ -1,0 +1,21 @@
+"""Who may do what, as Feast permissions (enforced on the platform's apply, online and offline paths).
+
+Roles: `ml-engineer` applies and reads everything; `maison:<slug>` reads shared features and its
+own private ones; `service:recommender` (the regional bentos) reads shared features. Nobody else
+writes. Decisions are Feast's own (affirmative: one matching grant suffices). Each maison's
+private-read permission sits beside its private views in maisons/.
+"""
+
+from atelier.features.definitions import ml_engineers_manage, shared_read
+from client_features import client_activity, client_attributes, client_profile
+from entities import client, product
+from feature_services import candidate_tower_v1, popularity_v1, query_tower_v1
+from product_features import product_attributes, product_catalog, product_popularity
+
+ml_engineers_manage_everything = ml_engineers_manage()
+
+# Everything tagged `sharing: shared` above, by name.
+maisons_read_shared_features = shared_read(
+    [client, product, client_profile, client_attributes, client_activity, product_catalog, product_attributes,
+     product_popularity, query_tower_v1, candidate_tower_v1, popularity_v1]
+)

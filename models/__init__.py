@@ -1,0 +1,1 @@
+"""The training and export stage: TFRS two-tower models, evaluation, indexes (importable as atelier.models)."""
