@@ -100,7 +100,7 @@ class WorldSpec(BaseModel):
     seed: int = 7
     start: dt.date = dt.date(2024, 11, 1)
     days: int = Field(730, ge=60)
-    chunk_clients: int = Field(50_000, ge=1000)
+    chunk_clients: int = Field(50_000, ge=10)
 
     @property
     def end(self) -> dt.date:
@@ -276,7 +276,10 @@ def _dirichlet(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
 
 
 def make_clients(spec: WorldSpec, catalog: Catalog, first: int, count: int) -> ClientChunk:
-    """Clients `first` .. `first+count-1`; a chunk's content depends only on the seed and `first`."""
+    """Clients `first` .. `first+count-1`, drawn from a stream seeded by (seed, first).
+
+    The chunk size is part of the spec: the same spec always gives the same world.
+    """
     rng = np.random.default_rng([spec.seed, 2, first])
     countries = np.array(list(COUNTRY_WEIGHTS))
     w = np.array([COUNTRY_WEIGHTS[c] for c in countries], float)

@@ -75,7 +75,7 @@ def maison_engagement_view(maison: str, entity: Entity) -> FeatureView:
         table=f"features/{{region}}/maison_engagement/{maison}",
         timestamp_field="event_timestamp",
     )
-    schema = [Field(name=n, dtype=Float64 if n.startswith("spend") else Int64) for n in ENGAGEMENT_WINDOWS]
+    schema = [Field(name=n, dtype=Float64 if "spend" in n else Int64) for n in ENGAGEMENT_WINDOWS]
     return FeatureView(
         name=f"{slug}_engagement", entities=[entity], ttl=NO_TTL, schema=schema, source=source, online=True,
         description=f"{maison}'s own engagement figures per client (its events only).",

@@ -49,10 +49,11 @@ POPULARITY_WINDOWS = {
     "wishlist_30d": ("wishlist", "count", 30),
     "revenue_30d": ("purchase", "amount", 30),
 }
+# A maison's own figures; named apart from client_activity's so a service can hold both.
 ENGAGEMENT_WINDOWS = {
-    "purchases_365d": ("purchase", "count", 365),
-    "spend_365d": ("purchase", "amount", 365),
-    "views_90d": ("view", "count", 90),
+    "maison_purchases_365d": ("purchase", "count", 365),
+    "maison_spend_365d": ("purchase", "amount", 365),
+    "maison_views_90d": ("view", "count", 90),
 }
 
 
@@ -151,7 +152,7 @@ def maison_engagement(df: pd.DataFrame) -> pa.Table:
     w = windowed_aggregates(codes.astype(np.int64), df["day"].to_numpy(), df["event_type"].to_numpy(), df["amount"].to_numpy(), ENGAGEMENT_WINDOWS)
     out = {"client_id": uniques[w.key], "event_timestamp": _end_of_day(w.day)}
     for name, v in w.values.items():
-        out[name] = v if name.startswith("spend") else v.astype(np.int64)
+        out[name] = v if "spend" in name else v.astype(np.int64)
     return _to_arrow(out)
 
 
@@ -236,7 +237,7 @@ def _activity_schema() -> pa.Schema:
 def _engagement_schema() -> pa.Schema:
     return pa.schema(
         [pa.field("client_id", pa.string()), pa.field("event_timestamp", pa.timestamp("us", "UTC"))]
-        + [pa.field(n, pa.float64() if n.startswith("spend") else pa.int64()) for n in ENGAGEMENT_WINDOWS]
+        + [pa.field(n, pa.float64() if "spend" in n else pa.int64()) for n in ENGAGEMENT_WINDOWS]
     )
 
 

@@ -164,5 +164,19 @@ def materialize(
     return written
 
 
-def online_views(store: FeatureStore, names: list[str]) -> list[FeatureView]:
-    return [store.get_feature_view(n) for n in names]
+def historical_features(settings: Settings, region: str, entity_df, features: list[str] | str, user: User | None = None):
+    """Point-in-time correct features for `entity_df` (entity ids + event_timestamp), as a DataFrame.
+
+    `features` is a feature service name or a list of "view:feature" references. The caller must
+    be allowed to read them offline.
+    """
+    store = feature_store(settings, region)
+    if isinstance(features, str):
+        service = store.get_feature_service(features)
+        access.authorize_offline_read(store, [service], user)
+        target = service
+    else:
+        views = sorted({f.split(":", 1)[0] for f in features})
+        access.authorize_offline_read(store, [store.get_feature_view(v) for v in views], user)
+        target = features
+    return store.get_historical_features(entity_df=entity_df, features=target).to_df()

@@ -1,0 +1,121 @@
+"""Bring your own data: valid files import; every class of bad input is refused, nothing written."""
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from atelier.data.generate import world_tables
+from atelier.data.importer import ImportProblems, import_files
+from atelier.data.world import WorldSpec
+from atelier.protect.keys import key_store
+from atelier.protect.parquet import read_dataset
+
+
+@pytest.fixture(scope="module")
+def world():
+    return world_tables(WorldSpec(clients=40, products=40, events_per_client=10))
+
+
+def _write(d: Path, world, *, clients=None, products=None, events=None, fmt="csv") -> dict[str, Path]:
+    tables = {
+        "clients": clients if clients is not None else world["clients"].drop(["join_date"]),
+        "products": products if products is not None else world["products"].drop(["countries", "launch_date"]),
+        "events": events if events is not None else world["events"],
+    }
+    paths = {}
+    for name, t in tables.items():
+        p = d / f"{name}.{fmt}"
+        if fmt == "csv":
+            pcsv.write_csv(t, p)
+        else:
+            pq.write_table(t, p)
+        paths[name] = p
+    return paths
+
+
+def _lake_digest(settings) -> str:
+    h = hashlib.sha256()
+    for p in sorted(settings.paths.lake.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(settings.paths.lake)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_import_csv_with_extra_attributes_becomes_features(settings, tmp_path, world):
+    clients = world["clients"].drop(["join_date"]).append_column("vip_since_years", pa.array([round(0.37 * i, 2) for i in range(world["clients"].num_rows)]))
+    paths = _write(tmp_path, world, clients=clients)
+    manifest = import_files(settings, paths["clients"], paths["products"], paths["events"])
+    attrs = {a["name"]: a["kind"] for a in manifest["attributes"]["clients"]}
+    assert attrs == {"tier": "categorical", "age_band": "categorical", "preferred_channel": "categorical", "vip_since_years": "numeric"}
+    assert manifest["source"] == "imported"
+    eu = read_dataset(settings.paths.client_table("clients", "eu"), key_store(settings, "eu"))
+    assert set(eu.column("region").to_pylist()) == {"eu"}
+    assert sum(manifest["counts"]["clients"].values()) == world["clients"].num_rows
+
+
+def test_import_parquet_fills_amount_from_price(settings, tmp_path, world):
+    events = world["events"].drop(["amount"])
+    paths = _write(tmp_path, world, events=events, fmt="parquet")
+    import_files(settings, paths["clients"], paths["products"], paths["events"])
+    ev = pa.concat_tables(read_dataset(settings.paths.client_table("events", r), key_store(settings, r)) for r in ("eu", "us", "apac"))
+    purchases = ev.filter(pa.compute.equal(ev.column("event_type"), "purchase")).to_pylist()
+    price = dict(zip(world["products"].column("product_id").to_pylist(), world["products"].column("price").to_pylist()))
+    assert purchases and all(abs(p["amount"] - price[p["product_id"]] * p["quantity"]) < 1e-6 for p in purchases)
+
+
+def _move_eu_clients_to_japan(clients: pa.Table) -> pa.Table:
+    """EU-minted ids with a Japanese home country: an id of one region claimed by another."""
+    countries = ["JP" if cid.startswith("EU") else c for cid, c in zip(clients.column("client_id").to_pylist(), clients.column("country").to_pylist())]
+    return clients.set_column(1, "country", pa.array(countries))
+
+
+BAD = {
+    "missing column": (lambda w: {"clients": w["clients"].drop(["country"])}, "missing required column(s) country"),
+    "mistyped id": (lambda w: {"products": w["products"].drop(["countries", "launch_date"]).set_column(0, "product_id", pa.array([1.5] * w["products"].num_rows))}, "must hold text or whole numbers"),
+    "unknown country": (lambda w: {"clients": w["clients"].drop(["join_date"]).set_column(1, "country", pa.array(["ZZ"] + w["clients"].column("country").to_pylist()[1:]))}, "unknown countries"),
+    "unknown event type": (lambda w: {"events": w["events"].set_column(2, "event_type", pa.array(["click"] + w["events"].column("event_type").to_pylist()[1:]))}, "unknown event_type"),
+    "duplicate client": (lambda w: {"clients": pa.concat_tables([w["clients"].drop(["join_date"]), w["clients"].drop(["join_date"]).slice(0, 1)])}, "duplicate client_id"),
+    "duplicate product": (lambda w: {"products": pa.concat_tables([w["products"].drop(["countries", "launch_date"]), w["products"].drop(["countries", "launch_date"]).slice(3, 2)])}, "duplicate product_id"),
+    "unknown client": (lambda w: {"events": w["events"].set_column(0, "client_id", pa.array(["EU99999999"] + w["events"].column("client_id").to_pylist()[1:]))}, "events point at clients missing"),
+    "unknown product": (lambda w: {"events": w["events"].set_column(1, "product_id", pa.array(["P9999999"] + w["events"].column("product_id").to_pylist()[1:]))}, "events point at products missing"),
+    "bad timestamp": (lambda w: {"events": w["events"].set_column(3, "event_timestamp", pa.array(["not a date"] + [str(t) for t in w["events"].column("event_timestamp").to_pylist()[1:]]))}, "not timestamps"),
+    "id of another region": (lambda w: {"clients": _move_eu_clients_to_japan(w["clients"].drop(["join_date"]))}, "does not carry its region's prefix"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_refused_with_a_clear_message_and_nothing_written(settings, tmp_path, world, case):
+    change, message = BAD[case]
+    before = _lake_digest(settings)
+    paths = _write(tmp_path, world, **change(world))
+    with pytest.raises(ImportProblems) as e:
+        import_files(settings, paths["clients"], paths["products"], paths["events"])
+    text = e.value.render()
+    assert message in text, text
+    assert "nothing was written" in text
+    assert "row " in text or "column" in text
+    assert _lake_digest(settings) == before
+
+
+def test_all_problems_reported_at_once(settings, tmp_path, world):
+    clients = world["clients"].drop(["join_date"]).set_column(1, "country", pa.array(["ZZ"] * world["clients"].num_rows))
+    events = world["events"].set_column(2, "event_type", pa.array(["click"] * world["events"].num_rows))
+    paths = _write(tmp_path, world, clients=clients, events=events)
+    with pytest.raises(ImportProblems) as e:
+        import_files(settings, paths["clients"], paths["products"], paths["events"])
+    assert len(e.value.details) >= 2
+    assert "(and " in e.value.render()  # counts beyond the shown examples
+
+
+def test_unreadable_and_unsupported_files(settings, tmp_path, world):
+    paths = _write(tmp_path, world)
+    bogus = tmp_path / "clients.xlsx"
+    bogus.write_text("x")
+    with pytest.raises(Exception, match="unsupported file type"):
+        import_files(settings, bogus, paths["products"], paths["events"])
+    with pytest.raises(Exception, match="file not found"):
+        import_files(settings, tmp_path / "nope.csv", paths["products"], paths["events"])

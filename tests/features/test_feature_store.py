@@ -1,0 +1,139 @@
+"""A Feast project per region: apply, materialize, read online and point-in-time, on Redis and sqlite."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.csv as pcsv
+import pytest
+from feast.infra.key_encoding_utils import deserialize_entity_key
+
+from atelier.data.importer import import_files
+from atelier.features import repo
+from atelier.features.pipeline import compute_features
+from atelier.protect.keys import key_store
+from atelier.protect.parquet import read_dataset
+from atelier.regions import get_region, region_codes
+
+NOW = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)
+
+
+def _latest_activity(settings, region: str) -> pd.DataFrame:
+    t = read_dataset(settings.paths.feature_table("client_activity", region), key_store(settings, region)).to_pandas()
+    t = t[t.event_timestamp <= NOW].sort_values("event_timestamp")
+    return t.groupby("client_id").tail(1).set_index("client_id")
+
+
+def _check_region_serves_its_clients(settings, region):
+    repo.apply(settings, region)
+    written = repo.materialize(settings, region, end=NOW)
+    assert written["client_activity"] > 0 and written["product_catalog"] > 0
+    store = repo.feature_store(settings, region)
+    expected = _latest_activity(settings, region).head(20)
+    got = store.get_online_features(
+        features=["client_activity:purchases_365d", "client_activity:spend_365d", "client_activity:favourite_maison", "client_profile:country"],
+        entity_rows=[{"client_id": c} for c in expected.index],
+    ).to_dict()
+    assert got["purchases_365d"] == expected.purchases_365d.tolist()
+    assert got["spend_365d"] == pytest.approx(expected.spend_365d.tolist())
+    assert got["favourite_maison"] == expected.favourite_maison.tolist()
+    assert all(c in get_region(region).countries for c in got["country"])
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("region", region_codes())
+def test_each_region_serves_its_clients_from_its_redis(redis_settings, region):
+    _check_region_serves_its_clients(redis_settings, region)
+
+
+@pytest.mark.parametrize("region", region_codes())
+def test_each_region_serves_its_clients_from_embedded_sqlite(settings, region):
+    _check_region_serves_its_clients(settings, region)
+
+
+@pytest.mark.redis
+def test_no_client_reaches_another_regions_online_store(redis_settings, redis_servers):
+    for region in region_codes():
+        repo.apply(redis_settings, region)
+        repo.materialize(redis_settings, region, end=NOW)
+    seen = {}
+    for region, server in redis_servers.items():
+        client_ids = set()
+        for key in server.client().scan_iter(count=1000):
+            project = f"atelier_{region}".encode()
+            assert key.endswith(project), f"{region}'s Redis holds a key of another project: {key!r}"
+            entity = deserialize_entity_key(key[: -len(project)], 3)
+            if list(entity.join_keys) == ["client_id"]:
+                client_ids.add(entity.entity_values[0].string_val)
+        assert client_ids, f"{region} has clients online"
+        prefix = get_region(region).client_id_prefix
+        assert all(c.startswith(prefix) for c in client_ids), f"{region} holds clients of another region"
+        seen[region] = client_ids
+    assert not (seen["eu"] & seen["us"]) and not (seen["eu"] & seen["apac"]) and not (seen["us"] & seen["apac"])
+
+
+def test_embedded_stores_hold_only_their_region(settings):
+    import sqlite3
+
+    for region in region_codes():
+        repo.apply(settings, region)
+        repo.materialize(settings, region, end=NOW, views=["client_profile"])
+    for region in region_codes():
+        db = sqlite3.connect(settings.paths.feast_dir(region) / "online.db")
+        table = [t for (t,) in db.execute("select name from sqlite_master where type='table'") if t.endswith("client_profile")][0]
+        keys = [deserialize_entity_key(k, 3).entity_values[0].string_val for (k,) in db.execute(f'select distinct entity_key from "{table}"')]
+        assert keys and all(k.startswith(get_region(region).client_id_prefix) for k in keys)
+
+
+def test_point_in_time_features_never_see_later_events(settings, tmp_path):
+    """One client whose purchases we place by hand: features at t count only events before t's day."""
+    (tmp_path / "clients.csv").write_text("client_id,country,tier\nEU1,FR,VIP\nEU2,DE,Standard\n")
+    (tmp_path / "products.csv").write_text("product_id,maison,category,price\nP1,maison-aurele,handbags,1000.0\nP2,cognac-marceau,cognac,100.0\n")
+    (tmp_path / "events.csv").write_text(
+        "client_id,product_id,event_type,event_timestamp\n"
+        "EU1,P1,purchase,2025-03-01T10:00:00Z\n"
+        "EU1,P2,purchase,2025-03-20T10:00:00Z\n"
+        "EU1,P2,purchase,2025-06-15T09:00:00Z\n"
+        "EU2,P2,view,2025-03-05T12:00:00Z\n"
+    )
+    import_files(settings, tmp_path / "clients.csv", tmp_path / "products.csv", tmp_path / "events.csv")
+    compute_features(settings, "eu")
+    repo.apply(settings, "eu")
+    store = repo.feature_store(settings, "eu")
+    at = ["2025-03-01T09:00:00Z", "2025-03-01T23:00:00Z", "2025-03-02T00:00:01Z", "2025-03-21T08:00:00Z", "2025-04-15T00:00:00Z", "2025-06-15T12:00:00Z", "2025-06-16T00:00:01Z"]
+    entity = pd.DataFrame({"client_id": ["EU1"] * len(at), "event_timestamp": pd.to_datetime(at, utc=True)})
+    hist = store.get_historical_features(entity_df=entity, features=["client_activity:purchases_30d", "client_activity:spend_90d", "client_profile:country"]).to_df()
+    hist = hist.sort_values("event_timestamp")
+    # Before the first purchase's day is over, nothing is known; the row of March 1st becomes
+    # visible at its end. On April 15th the March 1st purchase has left the 30-day window but not
+    # the 90-day one (it leaves on May 30th). On June 15th only March 20th is within 90 days; the
+    # June 15th purchase is invisible the same day and counted from the next.
+    assert hist.purchases_30d.fillna(-1).astype(int).tolist() == [-1, -1, 1, 2, 1, 0, 1]
+    assert hist.spend_90d.fillna(-1).tolist() == [-1, -1, 1000.0, 1100.0, 1100.0, 100.0, 200.0]
+    assert set(hist.country) == {"FR"}
+
+
+def test_stock_feast_cli_applies_the_generated_region_config(settings):
+    config = repo.write_config(settings, "us")
+    env = {**os.environ, "ATELIER_HOME": str(settings.home)}
+    feast = Path(sys.executable).with_name("feast")
+    result = subprocess.run([str(feast), "-f", str(config), "apply"], cwd=settings.feature_repo, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = subprocess.run([str(feast), "-f", str(config), "feature-views", "list"], cwd=settings.feature_repo, env=env, capture_output=True, text=True, timeout=300)
+    assert "client_activity" in listed.stdout and "lumiere_de_grasse_engagement" in listed.stdout
+    assert "password" not in config.read_text()
+
+
+def test_generated_config_keeps_redis_secrets_out(redis_settings):
+    text = repo.write_config(redis_settings, "eu").read_text()
+    assert "test-secret-eu" not in text
+    assert "${ATELIER_REDIS__EU__PASSWORD}" in text and "username=atelier-eu" in text
+
+
+def test_materialize_unknown_view_is_a_clear_error(settings):
+    repo.apply(settings, "eu")
+    with pytest.raises(Exception, match="unknown feature view\\(s\\): nope"):
+        repo.materialize(settings, "eu", views=["nope"])
