@@ -11,5 +11,9 @@ import os
 # imported anywhere in the process, so it lives here, at the top of the package.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# On a machine without an NVIDIA device, stop TensorFlow's CUDA build from probing for one (and
+# logging the failure); on a GPU machine this does nothing and the tower runs on the GPU.
+if not os.path.exists("/dev/nvidiactl"):
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 __version__ = "0.1.0"

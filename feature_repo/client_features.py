@@ -5,7 +5,7 @@ definitions serve every region while each region reads only its own (encrypted) 
 """
 
 from feast import FeatureView, Field
-from feast.types import Float64, Int64, String, UnixTimestamp
+from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
 from atelier.features.definitions import NO_TTL, attribute_view, tags
 from atelier.features.offline_store import AtelierSource
@@ -53,9 +53,11 @@ client_activity = FeatureView(
         Field(name="favourite_maison", dtype=String),
         Field(name="favourite_category", dtype=String),
         Field(name="last_purchase_at", dtype=UnixTimestamp),
+        # Not a tower input: lets a service leave out what the client already owns.
+        Field(name="purchased_products", dtype=Array(String)),
     ],
     source=client_activity_source,
     online=True,
-    description="Purchases, spend, views and wishlist adds over trailing windows; favourites; last purchase.",
+    description="Purchases, spend, views and wishlist adds over trailing windows; favourites; last purchase; what was bought.",
     tags=tags(owner="group", sharing="shared", sensitivity="confidential"),
 )

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from atelier.cli import data, features, keys
+from atelier.cli import data, features, keys, train
 from atelier.cli.common import console
 from atelier.errors import AtelierError
 
@@ -24,6 +24,7 @@ cli = typer.Typer(
 cli.add_typer(data.app, name="data")
 cli.add_typer(features.app, name="features")
 cli.add_typer(keys.app, name="keys")
+cli.command("train")(train.train)
 
 
 def app() -> None:

@@ -44,6 +44,8 @@ def _decode(raw: bytes | None):
     if kind is None:
         return None
     value = getattr(v, kind)
+    if kind.endswith("_list_val"):
+        return list(value.val)
     if kind == "unix_timestamp_val":
         return None if value == _INT64_MIN else datetime.fromtimestamp(value, tz=timezone.utc)
     return value

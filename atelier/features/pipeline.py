@@ -50,6 +50,7 @@ POPULARITY_WINDOWS = {
     "revenue_30d": ("purchase", "amount", 30),
 }
 # A maison's own figures; named apart from client_activity's so a service can hold both.
+PURCHASE_HISTORY = 100
 ENGAGEMENT_WINDOWS = {
     "maison_purchases_365d": ("purchase", "count", 365),
     "maison_spend_365d": ("purchase", "amount", 365),
@@ -142,8 +143,19 @@ def client_activity(df: pd.DataFrame) -> pa.Table:
         val, found = _as_of_last(ev["key"].to_numpy(), ev["day"].to_numpy(), fav, w.key, w.day, span, base)
         out[f"favourite_{col}"] = pa.array(np.where(found, val, None), pa.string())
     purchases = ev[ev["event_type"] == "purchase"]
-    last, found = _as_of_last(purchases["key"].to_numpy(), purchases["day"].to_numpy(), purchases["ts"].to_numpy(), w.key, w.day, span, base)
+    pk, pd_, pts = purchases["key"].to_numpy(), purchases["day"].to_numpy(), purchases["ts"].to_numpy()
+    last, found = _as_of_last(pk, pd_, pts, w.key, w.day, span, base)
     out["last_purchase_at"] = pa.array(np.where(found, last, 0) * 10**6, pa.timestamp("us", "UTC"), mask=~found)
+    # What the client bought up to that day (latest last, at most PURCHASE_HISTORY), so a
+    # service can leave it out of recommendations. Each row is a window on one sorted array.
+    hi = np.searchsorted(pk * span + (pd_ - base), w.key * span + (w.day - base), side="right")
+    first = np.searchsorted(pk, w.key, side="left")
+    start = np.maximum(first, hi - PURCHASE_HISTORY)
+    lengths = hi - start
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    take = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
+    products = pa.array(purchases["product_id"].to_numpy(dtype=object), pa.string()).take(pa.array(take, pa.int64()))
+    out["purchased_products"] = pa.ListArray.from_arrays(pa.array(offsets), products)
     return _to_arrow(out)
 
 
@@ -230,7 +242,12 @@ def _activity_schema() -> pa.Schema:
     fields = [pa.field("client_id", pa.string()), pa.field("event_timestamp", pa.timestamp("us", "UTC"))]
     for name in CLIENT_WINDOWS:
         fields.append(pa.field(name, pa.float64() if name.startswith("spend") else pa.int64()))
-    fields += [pa.field("favourite_maison", pa.string()), pa.field("favourite_category", pa.string()), pa.field("last_purchase_at", pa.timestamp("us", "UTC"))]
+    fields += [
+        pa.field("favourite_maison", pa.string()),
+        pa.field("favourite_category", pa.string()),
+        pa.field("last_purchase_at", pa.timestamp("us", "UTC")),
+        pa.field("purchased_products", pa.list_(pa.string())),
+    ]
     return pa.schema(fields)
 
 

@@ -93,9 +93,23 @@ def encode_values(column: pa.Array | pa.ChunkedArray, value_type: FeastValueType
             out = _tagged_fixed(0x29, f.astype("<f8"), 8)
         else:
             out = _tagged_fixed(0x35, f.astype("<f4"), 4)
+    elif value_type == FeastValueType.STRING_LIST:
+        out = _string_lists(col)
     else:
         raise NotImplementedError(f"fast encoding of {value_type} is not supported")
     return pc.if_else(valid, out, _EMPTY)
+
+
+def _string_lists(col: pa.Array) -> pa.Array:
+    """`string_list_val` (field 12): each string as a length-delimited field 1 of StringList."""
+    col = pc.cast(col, pa.list_(pa.string()))
+    offsets = pc.fill_null(col.offsets, 0) if col.null_count else col.offsets
+    flat = _binary(col.values.slice(offsets[0].as_py(), offsets[-1].as_py() - offsets[0].as_py()))
+    elements = pc.binary_join_element_wise(pa.scalar(b"\n"), varint(pc.binary_length(flat).to_numpy()), flat, _EMPTY)
+    rebased = pc.subtract(offsets, offsets[0])
+    joined = pc.binary_join(pa.ListArray.from_arrays(rebased, elements), _EMPTY)
+    joined = pc.fill_null(joined, b"")
+    return pc.binary_join_element_wise(pa.scalar(b"b"), varint(pc.binary_length(joined).to_numpy()), joined, _EMPTY)
 
 
 def encode_timestamps(column: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -52,5 +52,6 @@ def test_favourites_and_last_purchase_as_of_each_row():
     assert (jan1.favourite_maison, jan1.purchases_30d) == ("a", 0) and pd.isna(jan1.last_purchase_at)
     assert (jan3.favourite_maison, jan3.favourite_category, jan3.purchases_30d, jan3.spend_30d) == ("b", "watches", 1, 900.0)
     assert jan3.last_purchase_at == pd.Timestamp("2025-01-03T10:00:00Z")
+    assert list(jan1.purchased_products) == [] and list(jan3.purchased_products) == ["P1"]
     # Rows are stamped at the end of their day: visible only once the day is complete.
     assert all(ts.time() == dt.time(23, 59, 59) for ts in t.index)

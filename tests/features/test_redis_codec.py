@@ -24,6 +24,7 @@ CASES = {
     ValueType.DOUBLE: pa.array([0.0, -1.5, float("nan"), None, 1e300] + rng.normal(size=50).tolist()),
     ValueType.FLOAT: pa.array([0.0, 2.5, None], pa.float32()),
     ValueType.BOOL: pa.array([True, False, None]),
+    ValueType.STRING_LIST: pa.array([["P1", "P22"], [], None, ["é" * 200], ["a", "", "b"]], pa.list_(pa.string())).slice(0),
     ValueType.UNIX_TIMESTAMP: pa.array([dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), None, dt.datetime(1970, 1, 1, tzinfo=UTC)], pa.timestamp("us", "UTC")),
 }
 
@@ -34,6 +35,8 @@ def test_values_match_feast(value_type):
     ours = rc.encode_values(arr, value_type).to_pylist()
     feast = [v.SerializeToString() for v in python_values_to_proto_values(arr.to_numpy(zero_copy_only=False), value_type)]
     assert ours == feast
+    if len(arr) > 2:  # a slice (non-zero offset) encodes the same
+        assert rc.encode_values(arr.slice(1), value_type).to_pylist() == feast[1:]
 
 
 def test_entity_keys_match_feast():

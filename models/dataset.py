@@ -1,0 +1,177 @@
+"""Training and evaluation data for one region, read through the feature store.
+
+Positives are (client, product) pairs from the region's events: purchases, and views and wishlist
+adds as weaker signals (weights configurable; weight 0 drops a type). Client features come from
+`get_historical_features` as of each event's day, so no example sees anything that happened
+later; product features come from the candidate tower's feature service.
+
+Time split: training events end at a day boundary (`cutoff`); evaluation uses purchases in the
+following weeks, with client features as of the cutoff: the model is judged exactly as it will
+serve, on the future.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from feast.permissions.user import User
+
+from atelier.data.lake import assert_region_clients
+from atelier.errors import AtelierError
+from atelier.features import repo
+from atelier.models.inputs import FeatureSpec, specs_from_service, to_inputs
+from atelier.protect.keys import key_store
+from atelier.protect.parquet import read_dataset, write_dataset
+from atelier.settings import Settings
+
+QUERY_SERVICE = "query_tower_v1"
+CANDIDATE_SERVICE = "candidate_tower_v1"
+POPULARITY_SERVICE = "popularity_v1"
+DAY = pd.Timedelta(days=1)
+
+
+@dataclass
+class Examples:
+    client_ids: np.ndarray
+    product_index: np.ndarray  # row in the product table
+    weight: np.ndarray
+    timestamp: np.ndarray  # datetime64[us, UTC]
+    query: dict[str, np.ndarray]  # tower inputs
+
+
+@dataclass
+class EvalSet:
+    client_ids: np.ndarray
+    query: dict[str, np.ndarray]
+    truth: list[np.ndarray]  # product indices bought in the evaluation window, per client
+    bought_before: list[np.ndarray]  # product indices bought before the cutoff, per client
+
+
+@dataclass
+class RegionData:
+    region: str
+    query_specs: list[FeatureSpec]
+    candidate_specs: list[FeatureSpec]
+    products: pd.DataFrame  # product_id, maison, category, countries + candidate features
+    candidate: dict[str, np.ndarray]  # candidate tower inputs, one row per product
+    train: Examples
+    eval: EvalSet
+    popularity: np.ndarray  # baseline score per product, as of the cutoff
+    window: dict[str, str] = field(default_factory=dict)
+
+
+def _products(settings: Settings, region: str, specs: list[FeatureSpec], at: pd.Timestamp, user: User | None) -> pd.DataFrame:
+    catalog = read_dataset(settings.paths.catalog("products"), None, columns=["product_id", "maison", "category", "countries"]).to_pandas()
+    entity = pd.DataFrame({"product_id": catalog["product_id"], "event_timestamp": at})
+    features = repo.historical_features(settings, region, entity, CANDIDATE_SERVICE, user=user)
+    features = features.drop(columns=["event_timestamp"]).set_index("product_id")
+    keep = [s.name for s in specs if s.name not in ("maison", "category")]
+    return catalog.set_index("product_id").join(features[keep]).reset_index()
+
+
+def _query_features(settings, region, ids: pd.Series, at: pd.Series, user) -> pd.DataFrame:
+    entity = pd.DataFrame({"client_id": ids.to_numpy(), "event_timestamp": at.to_numpy()}).drop_duplicates()
+    hist = repo.historical_features(settings, region, entity, QUERY_SERVICE, user=user)
+    return hist.set_index(["client_id", "event_timestamp"])
+
+
+def build(
+    settings: Settings,
+    region: str,
+    *,
+    event_weights: dict[str, float],
+    eval_weeks: int = 4,
+    user: User | None = None,
+    max_examples: int | None = None,
+    seed: int = 7,
+) -> RegionData:
+    store = repo.feature_store(settings, region)
+    query_specs = specs_from_service(store, QUERY_SERVICE)
+    candidate_specs = specs_from_service(store, CANDIDATE_SERVICE)
+    keys = key_store(settings, region)
+    events = read_dataset(settings.paths.client_table("events", region), keys, columns=["client_id", "product_id", "event_type", "event_timestamp"]).to_pandas()
+    if events.empty:
+        raise AtelierError(f"region {region!r} has no events to train on", fix="generate or import data first")
+    assert_region_clients(pa.array(events["client_id"]), region, where=f"training events of {region}")
+    end = events["event_timestamp"].max().floor("D") + DAY
+    cutoff = end - pd.Timedelta(weeks=eval_weeks)
+    products = _products(settings, region, candidate_specs, end, user)
+    index = pd.Series(np.arange(len(products)), index=products["product_id"])
+
+    # Training examples: weighted events before the cutoff.
+    weights = events["event_type"].map(event_weights).fillna(0.0)
+    train = events[(events["event_timestamp"] < cutoff) & (weights > 0)].assign(weight=weights)
+    if max_examples and len(train) > max_examples:
+        train = train.sample(max_examples, random_state=seed).sort_values("event_timestamp")
+    if train.empty:
+        raise AtelierError(f"no training events before {cutoff:%Y-%m-%d} in region {region!r}", fix="use more data or fewer --eval-weeks")
+    # Features change at day boundaries only: query them once per (client, day).
+    day = train["event_timestamp"].dt.floor("D")
+    hist = _query_features(settings, region, train["client_id"], day, user)
+    rows = hist.reindex(pd.MultiIndex.from_arrays([train["client_id"], day]))
+    query = to_inputs({s.name: rows[s.name].to_numpy() for s in query_specs}, query_specs, "client_id", train["client_id"].to_numpy(), as_of=train["event_timestamp"])
+    examples = Examples(
+        client_ids=train["client_id"].to_numpy(),
+        product_index=index.reindex(train["product_id"]).to_numpy(),
+        weight=train["weight"].to_numpy(np.float32),
+        timestamp=train["event_timestamp"].to_numpy(),
+        query=query,
+    )
+
+    # Evaluation: purchases in the weeks after the cutoff, features as of the cutoff.
+    purchases = events[events["event_type"] == "purchase"]
+    future = purchases[(purchases["event_timestamp"] >= cutoff) & (purchases["event_timestamp"] < end)]
+    before = purchases[purchases["event_timestamp"] < cutoff]
+    eval_ids = np.array(sorted(future["client_id"].unique()), dtype=object)
+    if len(eval_ids):
+        hist = _query_features(settings, region, pd.Series(eval_ids), pd.Series([cutoff] * len(eval_ids)), user)
+        rows = hist.reindex(pd.MultiIndex.from_arrays([eval_ids, [cutoff] * len(eval_ids)]))
+        eval_query = to_inputs({s.name: rows[s.name].to_numpy() for s in query_specs}, query_specs, "client_id", eval_ids, as_of=cutoff.to_pydatetime())
+    else:
+        eval_query = to_inputs({}, query_specs, "client_id", eval_ids, as_of=cutoff.to_pydatetime())
+    truth = future.groupby("client_id")["product_id"].agg(lambda s: index.reindex(s.unique()).to_numpy())
+    bought = before.groupby("client_id")["product_id"].agg(lambda s: index.reindex(s.unique()).to_numpy())
+    empty = np.zeros(0, np.int64)
+    eval_set = EvalSet(eval_ids, eval_query, [truth[c] for c in eval_ids], [bought.get(c, empty) for c in eval_ids])
+
+    # Most popular in the region as of the cutoff: purchases over 30 days, then views.
+    pop_entity = pd.DataFrame({"product_id": products["product_id"], "event_timestamp": cutoff})
+    pop = repo.historical_features(settings, region, pop_entity, POPULARITY_SERVICE, user=user).set_index("product_id").reindex(products["product_id"])
+    popularity = pop["purchases_30d"].fillna(0).to_numpy(float) + 1e-3 * pop["views_30d"].fillna(0).to_numpy(float)
+
+    candidate = to_inputs({s.name: products[s.name].to_numpy() for s in candidate_specs}, candidate_specs, "product_id", products["product_id"].to_numpy())
+    return RegionData(
+        region=region,
+        query_specs=query_specs,
+        candidate_specs=candidate_specs,
+        products=products,
+        candidate=candidate,
+        train=examples,
+        eval=eval_set,
+        popularity=popularity,
+        window={
+            "train_start": str(examples.timestamp.min()),
+            "cutoff": str(cutoff),
+            "eval_end": str(end),
+        },
+    )
+
+
+def save_training_set(settings: Settings, region: str, data: RegionData, run_dir) -> int:
+    """Persist the examples (encrypted with the region's key) for reproducibility and audits."""
+    ex = data.train
+    cols = {
+        "client_id": pa.array(ex.client_ids, pa.string()),
+        "product_id": pa.array(data.products["product_id"].to_numpy()[ex.product_index], pa.string()),
+        "weight": pa.array(ex.weight),
+        "event_timestamp": pa.array(pd.DatetimeIndex(ex.timestamp).as_unit("us"), pa.timestamp("us", "UTC")),
+    }
+    for spec in data.query_specs:
+        cols[spec.name] = pa.array(ex.query[spec.name])
+    table = pa.table(cols)
+    assert_region_clients(table.column("client_id"), region, where=f"training set of {region}")
+    write_dataset(run_dir / "training_set", table, key_store(settings, region))
+    return table.num_rows

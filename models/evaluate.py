@@ -1,0 +1,55 @@
+"""Retrieval metrics over the full catalog: recall@k and NDCG@10, overall and per maison.
+
+A score matrix (clients x products) is ranked once; products a client already bought are
+excluded when asked (luxury clients rarely buy the same item twice). The same code scores the
+model and the most-popular baseline, so the two are always comparable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KS = (10, 50, 100)
+
+
+def top_k(scores: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> np.ndarray:
+    """Indices of the k best products per row, best first."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    if exclude is not None:
+        for i, items in enumerate(exclude):
+            if len(items):
+                scores[i, items] = -np.inf
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(part, order, axis=1)
+
+
+def retrieval_metrics(ranked: np.ndarray, truth: list[np.ndarray], maison_of: np.ndarray | None = None, ks=KS) -> dict:
+    """recall@k (mean over clients of the share of their purchases found), NDCG@10, per maison recall@k."""
+    out: dict = {"clients": len(truth)}
+    if not len(truth):
+        return out
+    for k in ks:
+        out[f"recall@{k}"] = float(np.mean([np.isin(t, ranked[i, :k]).mean() for i, t in enumerate(truth)]))
+    discounts = 1.0 / np.log2(np.arange(2, 12))
+    ndcg = []
+    for i, t in enumerate(truth):
+        hits = np.isin(ranked[i, :10], t)
+        ideal = discounts[: min(len(t), 10)].sum()
+        ndcg.append((discounts[: len(hits)][hits]).sum() / ideal)
+    out["ndcg@10"] = float(np.mean(ndcg))
+    if maison_of is not None:
+        per: dict[str, dict] = {}
+        for m in np.unique(maison_of):
+            rows = [(i, t[maison_of[t] == m]) for i, t in enumerate(truth) if np.any(maison_of[t] == m)]
+            per[str(m)] = {"clients": len(rows)} | {
+                f"recall@{k}": float(np.mean([np.isin(t, ranked[i, :k]).mean() for i, t in rows])) for k in ks
+            }
+        out["per_maison"] = per
+    return out
+
+
+def popularity_ranking(popularity: np.ndarray, clients: int, k: int, exclude: list[np.ndarray] | None) -> np.ndarray:
+    """The most-popular list, per client only because of the exclusions."""
+    return top_k(np.broadcast_to(popularity.astype(np.float32), (clients, len(popularity))), k, exclude)

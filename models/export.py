@@ -1,0 +1,159 @@
+"""Export: what a regional service needs, saved to the BentoML model store.
+
+* `query_tower/`: a SavedModel whose `serving_default` takes raw feature values (strings, numbers
+  with NaN for missing, times as epoch seconds, and the query time `as_of`) and returns the
+  client's embedding. All preprocessing is inside, so serving cannot drift from training.
+* `candidates.npy`: every product's embedding; `index.faiss`: the approximate index over them.
+* `products.parquet`: id, maison, category and where each product is sold (for filters).
+* `popularity.npy`: the region's most-popular scores, the fallback when the store is out of reach.
+* `model.json`: feature specs and the exact feature list, training window, metrics, index tuning.
+
+Saved with `bentoml.models.create` (the `bentoml.tensorflow` module is deprecated); served with
+`bentoml.models.BentoModel`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+import atelier
+from atelier.models.index import AnnIndex, ExactIndex
+from atelier.models.inputs import CATEGORICAL, NUMERIC, FeatureSpec
+from atelier.models.towers import Tower
+
+_DTYPES = {CATEGORICAL: tf.string, NUMERIC: tf.float32}
+
+
+def model_name(region: str) -> str:
+    return f"atelier-retrieval-{region}"
+
+
+def use_bentoml_home(settings) -> None:
+    """Point BentoML at the data home's store before bentoml is imported."""
+    os.environ["BENTOML_HOME"] = str(settings.paths.bentoml_home)
+
+
+class QueryModule(tf.Module):
+    def __init__(self, tower: Tower, specs: list[FeatureSpec]):
+        super().__init__()
+        self.tower = tower
+        signature = {"client_id": tf.TensorSpec([None], tf.string, name="client_id")}
+        for s in specs:
+            signature[s.name] = tf.TensorSpec([None], _DTYPES.get(s.kind, tf.float64), name=s.name)
+        if any(s.kind == "timestamp" for s in specs):
+            signature["as_of"] = tf.TensorSpec([None], tf.float64, name="as_of")
+        self.embed = tf.function(lambda inputs: {"embedding": self.tower(inputs)}, input_signature=[signature])
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
+    except OSError:
+        sha = ""
+    return f"{atelier.__version__}+{sha}" if sha else atelier.__version__
+
+
+def export(
+    workdir: Path,
+    *,
+    region: str,
+    query: Tower,
+    query_specs: list[FeatureSpec],
+    candidate_specs: list[FeatureSpec],
+    candidates: np.ndarray,
+    ann: AnnIndex,
+    products: pd.DataFrame,
+    popularity: np.ndarray,
+    info: dict,
+) -> str:
+    """Write the artifacts, then copy them into a new BentoML model. Returns the model tag."""
+    import bentoml
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    module = QueryModule(query, query_specs)
+    tf.saved_model.save(module, str(workdir / "query_tower"), signatures={"serving_default": module.embed.get_concrete_function()})
+    np.save(workdir / "candidates.npy", candidates.astype(np.float32))
+    ann.save(workdir / "index.faiss")
+    np.save(workdir / "popularity.npy", popularity.astype(np.float64))
+    pq.write_table(pa.Table.from_pandas(products[["product_id", "maison", "category", "countries"]], preserve_index=False), workdir / "products.parquet")
+    description = {
+        "region": region,
+        "query_specs": [s.to_json() for s in query_specs],
+        "candidate_specs": [s.to_json() for s in candidate_specs],
+        "ef_search": ann.ef_search,
+        **info,
+    }
+    (workdir / "model.json").write_text(json.dumps(description, indent=2, default=str))
+    metadata = {
+        "region": region,
+        "feature_services": info["feature_services"],
+        "feature_refs": [s.ref for s in query_specs],
+        "training_window": info["window"],
+        "recall@100": info["metrics"]["model"].get("recall@100"),
+        "baseline_recall@100": info["metrics"]["popularity"].get("recall@100"),
+        "index": info["index"],
+        "code_version": code_version(),
+    }
+    with bentoml.models.create(model_name(region), labels={"region": region, "task": "retrieval", "framework": "tensorflow-recommenders"}, metadata=metadata) as model:
+        for item in workdir.iterdir():
+            if item.name == "training_set":
+                continue  # client-level training data stays in the run directory, never in a model
+            dest = Path(model.path) / item.name
+            shutil.copytree(item, dest) if item.is_dir() else shutil.copy2(item, dest)
+    return str(model.tag)
+
+
+@dataclass
+class LoadedModel:
+    """A retrieval model loaded from its directory (the BentoML model's path)."""
+
+    path: Path
+    region: str
+    query_specs: list[FeatureSpec]
+    description: dict
+    embed_fn: object
+    candidates: np.ndarray
+    exact: ExactIndex
+    ann: AnnIndex
+    products: pd.DataFrame
+    popularity: np.ndarray
+
+    @staticmethod
+    def load(path: Path | str) -> "LoadedModel":
+        path = Path(path)
+        description = json.loads((path / "model.json").read_text())
+        saved = tf.saved_model.load(str(path / "query_tower"))
+        candidates = np.load(path / "candidates.npy")
+        return LoadedModel(
+            path=path,
+            region=description["region"],
+            query_specs=[FeatureSpec.from_json(s) for s in description["query_specs"]],
+            description=description,
+            embed_fn=saved.signatures["serving_default"],
+            candidates=candidates,
+            exact=ExactIndex(candidates),
+            ann=AnnIndex.load(path / "index.faiss", description["ef_search"]),
+            products=pq.read_table(path / "products.parquet").to_pandas(),
+            popularity=np.load(path / "popularity.npy"),
+        )
+
+    @property
+    def feature_refs(self) -> list[str]:
+        return [s.ref for s in self.query_specs]
+
+    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        tensors = {}
+        for name, spec in self.embed_fn.structured_input_signature[1].items():
+            tensors[name] = tf.constant(inputs[name], dtype=spec.dtype)
+        return self.embed_fn(**tensors)["embedding"].numpy()

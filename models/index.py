@@ -1,0 +1,92 @@
+"""Top-k indexes over candidate embeddings: exact (brute force) and approximate (FAISS HNSW).
+
+Scores are inner products of L2-normalized vectors. The approximate index is tuned after it is
+built: `efSearch` grows until its top-10 agrees with exact search on sample queries at the target
+recall, and the recall reached is stored with the model. TFRS's ScaNN layer would need
+TensorFlow 2.20, so the index lives beside the SavedModel rather than inside it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+
+class ExactIndex:
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def search(self, queries: np.ndarray, k: int, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k best, best first; `subset` limits the search to those ids."""
+        queries = np.atleast_2d(queries).astype(np.float32)
+        vectors = self.vectors if subset is None else self.vectors[subset]
+        scores = queries @ vectors.T
+        k = min(k, scores.shape[1])
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-part_scores, axis=1)
+        ids = np.take_along_axis(part, order, axis=1)
+        return np.take_along_axis(part_scores, order, axis=1), (ids if subset is None else subset[ids])
+
+
+class AnnIndex:
+    def __init__(self, index: faiss.Index, ef_search: int):
+        self.index = index
+        self.set_ef(ef_search)
+
+    @staticmethod
+    def build(vectors: np.ndarray, m: int = 32, ef_construction: int = 80) -> "AnnIndex":
+        index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return AnnIndex(index, 64)
+
+    def set_ef(self, ef: int) -> None:
+        self.ef_search = int(ef)
+        self.index.hnsw.efSearch = self.ef_search
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if self.ef_search < k:
+            self.index.hnsw.efSearch = k
+        scores, ids = self.index.search(queries, min(k, self.index.ntotal))
+        self.index.hnsw.efSearch = self.ef_search
+        return scores, ids
+
+    def tune(self, exact: ExactIndex, queries: np.ndarray, target: float = 0.95, k: int = 10, max_ef: int = 2048) -> dict:
+        """Smallest efSearch (doubling) whose recall@k against exact search reaches `target`."""
+        _, truth = exact.search(queries, k)
+        ef, recall = 16, 0.0
+        while True:
+            self.set_ef(ef)
+            _, got = self.search(queries, k)
+            recall = recall_at_k(got, truth)
+            if recall >= target or ef >= max_ef:
+                break
+            ef *= 2
+        return {"ef_search": ef, "recall@10_vs_exact": recall, "target": target, "queries": len(queries)}
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @staticmethod
+    def load(path: Path, ef_search: int) -> "AnnIndex":
+        return AnnIndex(faiss.read_index(str(path)), ef_search)
+
+
+def recall_at_k(got: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(g) & set(t)) / len(t) for g, t in zip(got, truth)]))
+
+
+def queries_per_second(search, queries: np.ndarray, k: int = 10, repeat: int = 1) -> float:
+    """Single-query throughput: one query per call, as a service answers requests."""
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        for q in queries:
+            search(q[None, :], k)
+    return repeat * len(queries) / (time.perf_counter() - t0)

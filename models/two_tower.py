@@ -1,0 +1,129 @@
+"""The retrieval model: two towers trained with TFRS's retrieval task.
+
+In-batch softmax: every other positive of a batch is a negative for a query. Two corrections
+make that sampled softmax honest, and together they are what lets a two-tower beat a
+most-popular list at all:
+
+* log-Q (sampling-bias) correction: popular products are over-represented as in-batch negatives,
+  so each logit is lowered by the log of its product's sampling probability;
+* removal of accidental hits: a batch may hold the same product twice; it must not be its own
+  negative.
+
+`fit` trains on a region's examples and returns the model with its per-epoch loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras as keras
+from pydantic import BaseModel, Field
+
+from atelier.models.dataset import RegionData
+from atelier.models.inputs import fit_specs
+from atelier.models.towers import Tower
+
+
+class TrainConfig(BaseModel):
+    """How a region's model is trained. Every field can be set from `atelier train`."""
+
+    embedding_dim: int = Field(64, ge=8)
+    id_dim: int = Field(32, ge=4)
+    feature_dim: int = Field(16, ge=2)
+    query_hidden: list[int] = [128]
+    candidate_hidden: list[int] = [128]
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(1024, ge=16)
+    learning_rate: float = Field(0.004, gt=0)
+    temperature: float = Field(0.1, gt=0)
+    logq: bool = True
+    event_weights: dict[str, float] = {"purchase": 1.0, "wishlist": 0.5, "view": 0.25}
+    eval_weeks: int = Field(4, ge=1)
+    exclude_purchased: bool = True
+    max_examples: int | None = None
+    seed: int = 7
+
+
+class TwoTower(tfrs.Model):
+    def __init__(self, query: Tower, candidate: Tower, temperature: float, logq: bool):
+        super().__init__()
+        self.query_tower = query
+        self.candidate_tower = candidate
+        self.logq = logq
+        self.task = tfrs.tasks.Retrieval(temperature=temperature, remove_accidental_hits=True)
+
+    def compute_loss(self, features, training=False):
+        q = self.query_tower(features["query"], training=training)
+        c = self.candidate_tower(features["candidate"], training=training)
+        return self.task(
+            q,
+            c,
+            sample_weight=features["weight"],
+            candidate_sampling_probability=features["sampling_probability"] if self.logq else None,
+            candidate_ids=features["candidate"]["product_id"],
+            compute_metrics=False,
+            compute_batch_metrics=False,
+        )
+
+
+def _dataset(data: RegionData, config: TrainConfig) -> tuple[tf.data.Dataset, int]:
+    ex = data.train
+    idx = ex.product_index
+    counts = np.bincount(idx, minlength=len(data.products)).astype(np.float64)
+    sampling = (counts / counts.sum())[idx].astype(np.float32)
+    tensors = {
+        "query": {k: v for k, v in ex.query.items()},
+        "candidate": {k: v[idx] for k, v in data.candidate.items()},
+        "weight": ex.weight,
+        "sampling_probability": sampling,
+    }
+    n = len(idx)
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    ds = ds.shuffle(min(n, 250_000), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size).prefetch(2)
+    return ds, n
+
+
+class _Progress(keras.callbacks.Callback):
+    def __init__(self, report: Callable[[int], None]):
+        super().__init__()
+        self.report = report
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.report(1)
+
+
+def fit(data: RegionData, config: TrainConfig, progress: Callable[[int], None] | None = None) -> tuple[TwoTower, dict]:
+    keras.utils.set_random_seed(config.seed)
+    query_specs = fit_specs(data.query_specs, data.train.query)
+    candidate_specs = fit_specs(data.candidate_specs, data.candidate)
+    client_vocabulary = sorted(set(data.train.client_ids.tolist()))
+    product_vocabulary = data.products["product_id"].tolist()
+    query = Tower("client_id", client_vocabulary, query_specs, id_dim=config.id_dim, feature_dim=config.feature_dim,
+                  hidden=tuple(config.query_hidden), output_dim=config.embedding_dim, seed=config.seed)
+    candidate = Tower("product_id", product_vocabulary, candidate_specs, id_dim=config.id_dim, feature_dim=config.feature_dim,
+                      hidden=tuple(config.candidate_hidden), output_dim=config.embedding_dim, seed=config.seed + 1)
+    model = TwoTower(query, candidate, config.temperature, config.logq)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    ds, n = _dataset(data, config)
+    callbacks = [_Progress(progress)] if progress else []
+    import time
+
+    t0 = time.perf_counter()
+    history = model.fit(ds, epochs=config.epochs, verbose=0, callbacks=callbacks)
+    seconds = time.perf_counter() - t0
+    return model, {
+        "loss": [float(x) for x in history.history["loss"]],
+        "examples": n,
+        "seconds": seconds,
+        "examples_per_second": n * config.epochs / seconds,
+        "client_vocabulary": len(client_vocabulary),
+    }
+
+
+def embed(tower: Tower, inputs: dict[str, np.ndarray], batch: int = 8192) -> np.ndarray:
+    n = len(next(iter(inputs.values())))
+    out = [tower({k: v[i : i + batch] for k, v in inputs.items()}).numpy() for i in range(0, n, batch)]
+    return np.concatenate(out) if out else np.zeros((0, tower.dense.layers[-1].units), np.float32)
