@@ -31,6 +31,8 @@ class RedisEndpoint(BaseModel):
     password: SecretStr | None = None
     tls: bool = False
     ca_cert: Path | None = None
+    # A request must not hang on an unreachable store: serving answers with a fallback instead.
+    socket_timeout: float = 0.5
 
     def feast_connection_string(self, password_ref: str | None = None) -> str:
         """Feast's `host:port,param=value` form. `password_ref` lets a yaml file name an
@@ -46,6 +48,7 @@ class RedisEndpoint(BaseModel):
             parts.append("ssl=true")
             if self.ca_cert:
                 parts.append(f"ssl_ca_certs={self.ca_cert}")
+        parts += [f"socket_timeout={self.socket_timeout}", f"socket_connect_timeout={self.socket_timeout}"]
         return ",".join(parts)
 
     def client_kwargs(self) -> dict:
@@ -56,6 +59,7 @@ class RedisEndpoint(BaseModel):
             kwargs["ssl"] = True
             if self.ca_cert:
                 kwargs["ssl_ca_certs"] = str(self.ca_cert)
+        kwargs["socket_timeout"] = kwargs["socket_connect_timeout"] = self.socket_timeout
         return kwargs
 
 

@@ -53,11 +53,12 @@ client_activity = FeatureView(
         Field(name="favourite_maison", dtype=String),
         Field(name="favourite_category", dtype=String),
         Field(name="last_purchase_at", dtype=UnixTimestamp),
-        # Not a tower input: lets a service leave out what the client already owns.
+        # What the client owns (services leave it out) and last looked at, bought or wished for.
         Field(name="purchased_products", dtype=Array(String)),
+        Field(name="recent_products", dtype=Array(String)),
     ],
     source=client_activity_source,
     online=True,
-    description="Purchases, spend, views and wishlist adds over trailing windows; favourites; last purchase; what was bought.",
+    description="Purchases, spend, views and wishlist adds over trailing windows; favourites; last purchase; bought and recent products.",
     tags=tags(owner="group", sharing="shared", sensitivity="confidential"),
 )

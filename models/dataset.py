@@ -170,7 +170,13 @@ def save_training_set(settings: Settings, region: str, data: RegionData, run_dir
         "event_timestamp": pa.array(pd.DatetimeIndex(ex.timestamp).as_unit("us"), pa.timestamp("us", "UTC")),
     }
     for spec in data.query_specs:
-        cols[spec.name] = pa.array(ex.query[spec.name])
+        x = ex.query[spec.name]
+        if x.ndim == 2:  # a bag: back to lists, without the padding
+            keep = x != ""
+            offsets = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int32)
+            cols[spec.name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(x[keep], pa.string()))
+        else:
+            cols[spec.name] = pa.array(x)
     table = pa.table(cols)
     assert_region_clients(table.column("client_id"), region, where=f"training set of {region}")
     write_dataset(run_dir / "training_set", table, key_store(settings, region))

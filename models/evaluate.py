@@ -43,6 +43,8 @@ def retrieval_metrics(ranked: np.ndarray, truth: list[np.ndarray], maison_of: np
         per: dict[str, dict] = {}
         for m in np.unique(maison_of):
             rows = [(i, t[maison_of[t] == m]) for i, t in enumerate(truth) if np.any(maison_of[t] == m)]
+            if not rows:
+                continue
             per[str(m)] = {"clients": len(rows)} | {
                 f"recall@{k}": float(np.mean([np.isin(t, ranked[i, :k]).mean() for i, t in rows])) for k in ks
             }

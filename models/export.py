@@ -29,7 +29,7 @@ import tensorflow as tf
 
 import atelier
 from atelier.models.index import AnnIndex, ExactIndex
-from atelier.models.inputs import CATEGORICAL, NUMERIC, FeatureSpec
+from atelier.models.inputs import BAG, BAG_LENGTH, CATEGORICAL, NUMERIC, FeatureSpec
 from atelier.models.towers import Tower
 
 _DTYPES = {CATEGORICAL: tf.string, NUMERIC: tf.float32}
@@ -50,7 +50,10 @@ class QueryModule(tf.Module):
         self.tower = tower
         signature = {"client_id": tf.TensorSpec([None], tf.string, name="client_id")}
         for s in specs:
-            signature[s.name] = tf.TensorSpec([None], _DTYPES.get(s.kind, tf.float64), name=s.name)
+            if s.kind == BAG:
+                signature[s.name] = tf.TensorSpec([None, BAG_LENGTH], tf.string, name=s.name)
+            else:
+                signature[s.name] = tf.TensorSpec([None], _DTYPES.get(s.kind, tf.float64), name=s.name)
         if any(s.kind == "timestamp" for s in specs):
             signature["as_of"] = tf.TensorSpec([None], tf.float64, name="as_of")
         self.embed = tf.function(lambda inputs: {"embedding": self.tower(inputs)}, input_signature=[signature])
@@ -128,6 +131,7 @@ class LoadedModel:
     ann: AnnIndex
     products: pd.DataFrame
     popularity: np.ndarray
+    device: str = "/CPU:0"
 
     @staticmethod
     def load(path: Path | str) -> "LoadedModel":
@@ -146,6 +150,8 @@ class LoadedModel:
             ann=AnnIndex.load(path / "index.faiss", description["ef_search"]),
             products=pq.read_table(path / "products.parquet").to_pandas(),
             popularity=np.load(path / "popularity.npy"),
+            # The tower runs on a GPU when the machine has one (the --gpu bento), on CPU otherwise.
+            device="/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0",
         )
 
     @property
@@ -153,7 +159,6 @@ class LoadedModel:
         return [s.ref for s in self.query_specs]
 
     def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        tensors = {}
-        for name, spec in self.embed_fn.structured_input_signature[1].items():
-            tensors[name] = tf.constant(inputs[name], dtype=spec.dtype)
-        return self.embed_fn(**tensors)["embedding"].numpy()
+        with tf.device(self.device):
+            tensors = {name: tf.constant(inputs[name], dtype=spec.dtype) for name, spec in self.embed_fn.structured_input_signature[1].items()}
+            return self.embed_fn(**tensors)["embedding"].numpy()

@@ -1,8 +1,8 @@
 """What the towers read, derived from the feature services, and one conversion for training and serving.
 
 A `FeatureSpec` says how a feature enters a tower: categorical (embedded), numeric (normalized,
-log-scaled when heavy-tailed) or timestamp (turned into "days before the query time" inside the
-model). The kind comes from the Feast dtype of the feature service's schema, so an attribute
+log-scaled when heavy-tailed), timestamp (turned into "days before the query time" inside the
+model) or bag (a list of ids, e.g. recently viewed products: embedded and averaged). The kind comes from the Feast dtype of the feature service's schema, so an attribute
 column added by `atelier data import` is used without code changes.
 
 `to_inputs` is the only place raw values become tensors, for training rows and for online
@@ -19,7 +19,8 @@ import pandas as pd
 from feast import FeatureService, FeatureStore
 from feast.types import PrimitiveFeastType
 
-CATEGORICAL, NUMERIC, TIMESTAMP = "categorical", "numeric", "timestamp"
+CATEGORICAL, NUMERIC, TIMESTAMP, BAG = "categorical", "numeric", "timestamp", "bag"
+BAG_LENGTH = 20  # a list feature enters a tower as its last BAG_LENGTH values
 
 
 @dataclass
@@ -27,7 +28,7 @@ class FeatureSpec:
     ref: str  # "view:feature", exactly as read from the store
     name: str
     kind: str
-    vocabulary: list[str] = field(default_factory=list)  # categorical
+    vocabulary: list[str] = field(default_factory=list)  # categorical and bag
     log: bool = False  # numeric: log1p before normalizing
     mean: float = 0.0
     variance: float = 1.0
@@ -49,6 +50,8 @@ def specs_from_service(store: FeatureStore, service: str | FeatureService) -> li
             name = dtype.name if isinstance(dtype, PrimitiveFeastType) else str(dtype)
             if name == "UNIX_TIMESTAMP":
                 kind = TIMESTAMP
+            elif name == "Array(String)":
+                kind = BAG
             elif name in ("STRING", "BOOL"):
                 kind = CATEGORICAL
             elif name in ("INT32", "INT64", "FLOAT32", "FLOAT64"):
@@ -80,6 +83,13 @@ def to_inputs(columns: dict, specs: list[FeatureSpec], id_name: str, ids, as_of=
             values = [None] * n
         if spec.kind == CATEGORICAL:
             out[spec.name] = np.asarray(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in values], dtype=object)
+        elif spec.kind == BAG:
+            bag = np.full((n, BAG_LENGTH), "", dtype=object)
+            for i, v in enumerate(values):
+                if v is not None and not (isinstance(v, float) and np.isnan(v)) and len(v):
+                    tail = list(v)[-BAG_LENGTH:]  # most recent last; pad on the left
+                    bag[i, BAG_LENGTH - len(tail) :] = tail
+            out[spec.name] = bag
         elif spec.kind == NUMERIC:
             out[spec.name] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(np.float32)
         else:
@@ -102,9 +112,10 @@ def fit_specs(specs: list[FeatureSpec], inputs: dict[str, np.ndarray], max_vocab
     for spec in specs:
         x = inputs[spec.name]
         s = FeatureSpec(**{**spec.to_json()})
-        if spec.kind == CATEGORICAL:
+        if spec.kind in (CATEGORICAL, BAG):
             values, counts = np.unique(x[x != ""], return_counts=True)
-            s.vocabulary = [str(v) for v in values[np.argsort(-counts, kind="stable")][:max_vocabulary]]
+            cap = max_vocabulary if spec.kind == CATEGORICAL else 1_000_000
+            s.vocabulary = [str(v) for v in values[np.argsort(-counts, kind="stable")][:cap]]
         else:
             v = transform_numeric(s, x, inputs.get("as_of"), fitting=True)
             s.mean, s.variance = float(np.mean(v)), float(max(np.var(v), 1e-6))

@@ -4,7 +4,8 @@ Both towers are the same class. The query tower embeds a client from `client_id`
 tower service's features as of the query time (`as_of`); the candidate tower embeds a product
 from `product_id` and the catalog's features. Categories get embeddings (unknown values share an
 out-of-vocabulary row), numbers are normalized with statistics fitted on the training data,
-times become log-days before `as_of`. Output vectors are L2-normalized: scores are cosines.
+times become log-days before `as_of`, lists of ids (recent products) are embedded and averaged.
+Output vectors are L2-normalized: scores are cosines.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import tensorflow as tf
 import tf_keras as keras
 
-from atelier.models.inputs import CATEGORICAL, NUMERIC, TIMESTAMP, FeatureSpec
+from atelier.models.inputs import BAG, CATEGORICAL, NUMERIC, TIMESTAMP, FeatureSpec
 
 
 def _embedding_dim(vocabulary_size: int, cap: int) -> int:
@@ -46,6 +47,12 @@ class Tower(keras.Model):
             if s.kind == CATEGORICAL:
                 self.lookups[s.name] = keras.layers.StringLookup(vocabulary=s.vocabulary or ["__none__"], mask_token=None, num_oov_indices=1)
                 self.embeddings[s.name] = keras.layers.Embedding(max(len(s.vocabulary), 1) + 1, _embedding_dim(len(s.vocabulary) + 1, feature_dim), embeddings_initializer=keras.initializers.RandomNormal(0, 0.05, seed=seed + 100 + i))
+        self.bags, self.bag_embeddings = {}, {}
+        for i, s in enumerate(specs):
+            if s.kind == BAG:
+                # "" pads a short list: index 0, masked out of the mean
+                self.bags[s.name] = keras.layers.StringLookup(vocabulary=s.vocabulary or ["__none__"], mask_token="", num_oov_indices=1)
+                self.bag_embeddings[s.name] = keras.layers.Embedding(max(len(s.vocabulary), 1) + 2, 2 * feature_dim, embeddings_initializer=keras.initializers.RandomNormal(0, 0.05, seed=seed + 200 + i))
         self.numeric = [s for s in specs if s.kind in (NUMERIC, TIMESTAMP)]
         self.dense = keras.Sequential(
             [keras.layers.Dense(h, activation="relu", kernel_initializer=init(j)) for j, h in enumerate(hidden)]
@@ -72,6 +79,11 @@ class Tower(keras.Model):
         parts = [self.id_embedding(self.id_lookup(inputs[self.id_name]))]
         for name, lookup in self.lookups.items():
             parts.append(self.embeddings[name](lookup(inputs[name])))
+        for name, lookup in self.bags.items():
+            ids = lookup(inputs[name])
+            mask = tf.cast(tf.not_equal(ids, 0), tf.float32)[:, :, None]
+            total = tf.reduce_sum(self.bag_embeddings[name](ids) * mask, axis=1)
+            parts.append(total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0))
         numeric = self._numeric(inputs)
         if numeric is not None:
             parts.append(numeric)

@@ -35,6 +35,8 @@ class RunResult:
     run_dir: Path
     tag: str | None
     metrics: dict
+    model: object = None  # the in-memory TwoTower, for callers that compare it with the export
+    data: object = None
 
 
 class Steps:
@@ -128,7 +130,7 @@ def train_region(
         metrics["bentoml_tag"] = tag
         write_json_atomic(run_dir / "metrics.json", metrics)
         advance(1)
-    return RunResult(region, run_dir, tag, metrics)
+    return RunResult(region, run_dir, tag, metrics, model=model, data=data)
 
 
 def _headline(m: dict) -> dict:

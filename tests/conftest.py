@@ -56,6 +56,30 @@ def settings(home: Path):
     return Settings(home=home)
 
 
+# A world big enough for a model to show what it learns, small enough to train in seconds.
+MODEL_WORLD = dict(clients=3000, products=200, events_per_client=40, chunk_clients=1000)
+FAST = dict(embedding_dim=32, batch_size=256, learning_rate=0.01, eval_weeks=8)
+
+
+@pytest.fixture(scope="session")
+def model_world(tmp_path_factory):
+    """Three regions with features applied; eu trained (3 epochs) and exported. Read-only for tests."""
+    from atelier.features import repo
+    from atelier.models.train import train_region
+    from atelier.models.two_tower import TrainConfig
+    from atelier.settings import Settings
+
+    home = tmp_path_factory.mktemp("model-world")
+    make_world(home, **MODEL_WORLD)
+    s = Settings(home=home)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATELIER_HOME", str(home))
+        for r in region_codes():
+            repo.apply(s, r)
+        result = train_region(s, "eu", TrainConfig(epochs=3, **FAST))
+    return home, result
+
+
 @pytest.fixture(scope="session")
 def redis_servers(tmp_path_factory):
     from atelier.local_redis import LocalRedis

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from atelier.cli import data, features, keys, train
+from atelier.cli import data, features, keys, serve, train
 from atelier.cli.common import console
 from atelier.errors import AtelierError
 
@@ -25,6 +25,8 @@ cli.add_typer(data.app, name="data")
 cli.add_typer(features.app, name="features")
 cli.add_typer(keys.app, name="keys")
 cli.command("train")(train.train)
+cli.command("build")(serve.build)
+cli.command("serve")(serve.serve)
 
 
 def app() -> None:

@@ -51,6 +51,7 @@ POPULARITY_WINDOWS = {
 }
 # A maison's own figures; named apart from client_activity's so a service can hold both.
 PURCHASE_HISTORY = 100
+RECENT_HISTORY = 20
 ENGAGEMENT_WINDOWS = {
     "maison_purchases_365d": ("purchase", "count", 365),
     "maison_spend_365d": ("purchase", "amount", 365),
@@ -146,17 +147,27 @@ def client_activity(df: pd.DataFrame) -> pa.Table:
     pk, pd_, pts = purchases["key"].to_numpy(), purchases["day"].to_numpy(), purchases["ts"].to_numpy()
     last, found = _as_of_last(pk, pd_, pts, w.key, w.day, span, base)
     out["last_purchase_at"] = pa.array(np.where(found, last, 0) * 10**6, pa.timestamp("us", "UTC"), mask=~found)
-    # What the client bought up to that day (latest last, at most PURCHASE_HISTORY), so a
-    # service can leave it out of recommendations. Each row is a window on one sorted array.
-    hi = np.searchsorted(pk * span + (pd_ - base), w.key * span + (w.day - base), side="right")
-    first = np.searchsorted(pk, w.key, side="left")
-    start = np.maximum(first, hi - PURCHASE_HISTORY)
+    # What the client bought (for services to leave out) and the products it recently looked at,
+    # bought or wished for (the query tower's view of its taste), as of each row's day.
+    out["purchased_products"] = _history(purchases, w, span, base, PURCHASE_HISTORY)
+    out["recent_products"] = _history(ev, w, span, base, RECENT_HISTORY)
+    return _to_arrow(out)
+
+
+def _history(events: pd.DataFrame, w: Windowed, span: int, base: int, limit: int) -> pa.Array:
+    """Per change point, the last `limit` products of the key's events up to that day (oldest first).
+
+    `events` is sorted by (key, time); each row's list is a window on that one sorted array.
+    """
+    key, day = events["key"].to_numpy(), events["day"].to_numpy()
+    hi = np.searchsorted(key * span + (day - base), w.key * span + (w.day - base), side="right")
+    first = np.searchsorted(key, w.key, side="left")
+    start = np.maximum(first, hi - limit)
     lengths = hi - start
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     take = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
-    products = pa.array(purchases["product_id"].to_numpy(dtype=object), pa.string()).take(pa.array(take, pa.int64()))
-    out["purchased_products"] = pa.ListArray.from_arrays(pa.array(offsets), products)
-    return _to_arrow(out)
+    products = pa.array(events["product_id"].to_numpy(dtype=object), pa.string()).take(pa.array(take, pa.int64()))
+    return pa.ListArray.from_arrays(pa.array(offsets), products)
 
 
 def maison_engagement(df: pd.DataFrame) -> pa.Table:
@@ -247,6 +258,7 @@ def _activity_schema() -> pa.Schema:
         pa.field("favourite_category", pa.string()),
         pa.field("last_purchase_at", pa.timestamp("us", "UTC")),
         pa.field("purchased_products", pa.list_(pa.string())),
+        pa.field("recent_products", pa.list_(pa.string())),
     ]
     return pa.schema(fields)
 

@@ -1,0 +1,143 @@
+"""`atelier build` and `atelier serve`: a region's bento from its latest model, and a local server.
+
+The build context is assembled under the data home: bentos/service.py, the atelier wheel, and a
+requirements file pinned to exactly the versions this environment runs and tests (the runtime
+closure of atelier's dependencies; TensorFlow's CUDA build for --gpu). `bentoml build` then
+writes a bento whose Dockerfile installs just that. Containerizing needs a Docker engine;
+everything up to the Dockerfile is built and checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+import atelier
+from atelier.errors import AtelierError
+from atelier.models.export import model_name, use_bentoml_home
+from atelier.regions import get_region
+from atelier.settings import Settings
+
+REPO = Path(atelier.__file__).resolve().parents[1]
+SERVICE = REPO / "bentos" / "service.py"
+
+
+def bento_name(region: str, gpu: bool) -> str:
+    return f"atelier-recommender-{region}" + ("-gpu" if gpu else "")
+
+
+def runtime_requirements(gpu: bool) -> list[str]:
+    """`name==version` for atelier's runtime dependencies, as installed here (recursively)."""
+    seen: dict[str, str] = {}
+    todo: list[tuple[str, frozenset[str]]] = [("atelier", frozenset())]
+    while todo:
+        name, extras = todo.pop()
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        key = dist.metadata["Name"].lower().replace("_", "-")
+        first = key not in seen
+        seen[key] = dist.version
+        for raw in dist.requires or []:
+            req = Requirement(raw)
+            envs = [{"extra": e} for e in extras] or [{"extra": ""}]
+            if req.marker and not any(req.marker.evaluate(env) for env in envs):
+                continue
+            if first or req.extras:
+                todo.append((req.name, frozenset(req.extras)))
+    seen.pop("atelier", None)
+    pins = []
+    for name, version in sorted(seen.items()):
+        if name == "tensorflow" and gpu:
+            pins.append(f"tensorflow[and-cuda]=={version}")
+        else:
+            pins.append(f"{name}=={version}")
+    return pins
+
+
+def _wheel(ctx: Path) -> Path:
+    out = ctx / "wheels"
+    out.mkdir(parents=True, exist_ok=True)
+    if not (REPO / "pyproject.toml").exists():
+        raise AtelierError("bentos are built from a checkout of the atelier repository", where=str(REPO))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)], check=True, capture_output=True)
+    wheels = sorted(out.glob("atelier-*.whl"))
+    if not wheels:
+        raise AtelierError("building the atelier wheel produced nothing", where=str(out))
+    return wheels[-1]
+
+
+def latest_model(settings: Settings, region: str) -> str:
+    use_bentoml_home(settings)
+    import bentoml
+
+    try:
+        return str(bentoml.models.get(f"{model_name(region)}:latest").tag)
+    except bentoml.exceptions.NotFound:
+        raise AtelierError(f"no trained model for region {region!r}", fix=f"run `atelier train --region {region}` first") from None
+
+
+def build(settings: Settings, region: str, gpu: bool = False) -> dict:
+    region = get_region(region).code
+    tag = latest_model(settings, region)
+    ctx = settings.home / "build" / bento_name(region, gpu)
+    shutil.rmtree(ctx, ignore_errors=True)
+    ctx.mkdir(parents=True)
+    shutil.copy2(SERVICE, ctx / "service.py")
+    wheel = _wheel(ctx)
+    (ctx / "requirements.txt").write_text("\n".join(runtime_requirements(gpu) + [f"./wheels/{wheel.name}"]) + "\n")
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(settings.paths.bentoml_home),
+        "ATELIER_REGION": region,
+        "ATELIER_MODEL_TAG": tag,
+        "ATELIER_BENTO_GPU": "1" if gpu else "0",
+        "ATELIER_BENTO_REQUIREMENTS": "requirements.txt",
+    }
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    result = subprocess.run([str(bentoml_cli), "build", "service:Recommender", "--output", "tag"], cwd=ctx, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AtelierError(f"bentoml build failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}", where=str(ctx))
+    match = re.search(r"__tag__:(\S+)", result.stdout)
+    if not match:
+        raise AtelierError(f"bentoml build did not report a tag: {result.stdout[-500:]}", where=str(ctx))
+    bento_tag = match.group(1)
+    path = bento_path(settings, bento_tag)
+    return {"bento": bento_tag, "model": tag, "path": str(path), "dockerfile": str(path / "env" / "docker" / "Dockerfile")}
+
+
+def bento_path(settings: Settings, tag: str) -> Path:
+    name, version = tag.split(":")
+    return settings.paths.bentoml_home / "bentos" / name / version
+
+
+def serve_command(settings: Settings, region: str, port: int, *, gpu: bool = False, bento: str | None = None, workers: int | None = None) -> tuple[list[str], dict]:
+    """The `bentoml serve` command line and environment for a region's latest bento."""
+    region = get_region(region).code
+    use_bentoml_home(settings)
+    import bentoml
+
+    name = bento or f"{bento_name(region, gpu)}:latest"
+    try:
+        info = bentoml.bentos.get(name)
+    except bentoml.exceptions.NotFound:
+        raise AtelierError(f"no bento {name!r}", fix=f"run `atelier build --region {region}` first") from None
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(settings.paths.bentoml_home),
+        "ATELIER_HOME": str(settings.home),
+        "ATELIER_REGION": region,
+        "ATELIER_MODEL_TAG": str(info.info.models[0].tag),
+        "ATELIER_BENTO_GPU": "1" if gpu else "0",
+    }
+    if workers:
+        env["ATELIER_WORKERS"] = str(workers)
+    return [str(Path(sys.executable).with_name("bentoml")), "serve", str(info.tag), "--port", str(port)], env

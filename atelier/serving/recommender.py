@@ -1,0 +1,241 @@
+"""What a regional service does for a request, without HTTP: features -> tower -> top-k -> filters.
+
+`Recommender.recommend` takes a batch of requests (the service batches concurrent requests
+with BentoML's adaptive dispatcher) and answers each:
+
+1. refuse clients of another region before reading anything (ids carry their region's prefix);
+2. read the exact feature list the model was trained with, for the whole batch in one round
+   trip to the region's online store;
+3. embed the clients that have features with the exported SavedModel, in one call;
+4. search the top-k, leaving out what the client bought and what the filters exclude, fetching
+   more from the approximate index until k items pass, or searching the allowed products exactly
+   when the filters leave few (so k items come back whenever k exist);
+5. clients the store knows nothing about, and every client while the store is unreachable, get
+   the region's most popular products (`fallback: true`), never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from atelier.features.online import OnlineFeatures
+from atelier.models.export import LoadedModel
+from atelier.models.inputs import to_inputs
+from atelier.regions import country_to_region, get_region, region_of_client_id
+
+log = logging.getLogger(__name__)
+PURCHASED = "client_activity:purchased_products"
+EXACT_BELOW = 20_000  # allowed products: below this many, search them exactly
+
+
+class RequestError(Exception):
+    """A request the service refuses: HTTP status, a short code, and what to do."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def body(self) -> dict:
+        return {"error": self.message, "code": self.code}
+
+
+@dataclass
+class Query:
+    client_id: str
+    k: int = 10
+    maison: str | None = None
+    country: str | None = None
+    exclude_purchased: bool = True
+
+
+@dataclass
+class Answer:
+    client_id: str
+    items: list[dict]
+    fallback: bool
+    error: RequestError | None = None
+    timings: dict = field(default_factory=dict)
+
+
+class Catalog:
+    """Product metadata and the masks filters need, built once at start."""
+
+    def __init__(self, products: pd.DataFrame):
+        self.ids = products["product_id"].to_numpy(dtype=object)
+        self.index = {p: i for i, p in enumerate(self.ids)}
+        self.maison = products["maison"].to_numpy(dtype=object)
+        self.category = products["category"].to_numpy(dtype=object)
+        self.maisons = sorted(set(self.maison))
+        self.by_maison = {m: np.flatnonzero(self.maison == m) for m in self.maisons}
+        everywhere = np.array([c is None or (not isinstance(c, (list, np.ndarray)) and pd.isna(c)) for c in products["countries"]])
+        lists = products["countries"].to_numpy(dtype=object)
+        self._sold = {}
+        for country in country_to_region():
+            self._sold[country] = everywhere | np.array([not everywhere[i] and country in list(lists[i]) for i in range(len(lists))])
+
+    def allowed(self, maison: str | None, country: str | None) -> np.ndarray | None:
+        """Indices of products passing the filters (None: every product)."""
+        if maison is None and country is None:
+            return None
+        mask = np.ones(len(self.ids), bool)
+        if maison is not None:
+            mask &= self.maison == maison
+        if country is not None:
+            mask &= self._sold[country]
+        return np.flatnonzero(mask)
+
+    def item(self, i: int, score: float) -> dict:
+        return {"product_id": self.ids[i], "maison": self.maison[i], "category": self.category[i], "score": round(float(score), 6)}
+
+
+class Popularity:
+    """The region's most-popular scores: from the online store, refreshed in the background;
+    the snapshot exported with the model while the store has not answered."""
+
+    def __init__(self, snapshot: np.ndarray, catalog: Catalog, reader: OnlineFeatures | None, refresh_s: float = 300):
+        self.scores = snapshot.astype(np.float64)
+        self.catalog, self.reader, self.refresh_s = catalog, reader, refresh_s
+        self.source = "model snapshot"
+        self._order = np.argsort(-self.scores, kind="stable")
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        if self.reader is None:
+            return False
+        try:
+            cols, found = self.reader.get(list(self.catalog.ids))
+        except Exception as e:  # the store may be down: keep what we have
+            log.warning("popularity refresh failed: %s", e)
+            return False
+        finally:
+            self._last = time.monotonic()
+        if not any(found):
+            return False
+        purchases = np.array([v or 0 for v in cols.get("purchases_30d", [0] * len(found))], float)
+        views = np.array([v or 0 for v in cols.get("views_30d", [0] * len(found))], float)
+        scores = purchases + 1e-3 * views
+        with self._lock:
+            self.scores, self._order, self.source = scores, np.argsort(-scores, kind="stable"), "online store"
+        return True
+
+    def maybe_refresh(self) -> None:
+        if self.reader is not None and time.monotonic() - self._last > self.refresh_s:
+            threading.Thread(target=self.refresh, daemon=True).start()
+            self._last = time.monotonic()
+
+    def top(self, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        order = self._order if allowed is None else allowed[np.argsort(-self.scores[allowed], kind="stable")]
+        return [(int(i), float(self.scores[i])) for i in order[:k]]
+
+
+class Recommender:
+    def __init__(self, model: LoadedModel, features: OnlineFeatures | None, popularity: OnlineFeatures | None = None, tag: str = ""):
+        self.model = model
+        self.region = get_region(model.region)
+        self.tag = tag
+        self.features = features
+        self.catalog = Catalog(model.products)
+        self.popularity = Popularity(model.popularity, self.catalog, popularity)
+        self.popularity.refresh()
+        self.countries = set(country_to_region())
+
+    # -- validation -------------------------------------------------------------------------
+    def check(self, q: Query) -> RequestError | None:
+        home = region_of_client_id(q.client_id)
+        if home != self.region.code:
+            where = f"region {home!r}" if home else "no region (unknown id prefix)"
+            return RequestError(403, "wrong_region", f"client {q.client_id!r} belongs to {where}; this service answers for region {self.region.code!r} only and never reads or forwards another region's data")
+        if q.maison is not None and q.maison not in self.catalog.by_maison:
+            return RequestError(422, "unknown_maison", f"unknown maison {q.maison!r}; known: {', '.join(self.catalog.maisons)}")
+        if q.country is not None and q.country not in self.countries:
+            return RequestError(422, "unknown_country", f"unknown country {q.country!r}; known: {', '.join(sorted(self.countries))}")
+        return None
+
+    # -- the batch ----------------------------------------------------------------------------
+    def recommend(self, queries: list[Query]) -> list[Answer]:
+        t0 = time.perf_counter()
+        self.popularity.maybe_refresh()
+        answers: list[Answer | None] = [None] * len(queries)
+        valid = []
+        for i, q in enumerate(queries):
+            err = self.check(q)
+            if err:
+                answers[i] = Answer(q.client_id, [], False, err)
+            else:
+                valid.append(i)
+        cols, found = {}, [False] * len(valid)
+        if valid and self.features is not None:
+            try:
+                cols, found = self.features.get([queries[i].client_id for i in valid])
+            except Exception as e:  # unreachable store: every client gets the fallback
+                log.warning("online store unavailable, answering with popularity: %s", e)
+        t1 = time.perf_counter()
+        known = [j for j, f in enumerate(found) if f]
+        vectors = {}
+        if known:
+            ids = [queries[valid[j]].client_id for j in known]
+            subset = {name: [cols[name][j] for j in known] for name in cols}
+            inputs = to_inputs(subset, self.model.query_specs, "client_id", ids, as_of=time.time())
+            for j, v in zip(known, self.model.embed(inputs)):
+                vectors[j] = v
+        t2 = time.perf_counter()
+        purchased = cols.get(PURCHASED.split(":")[1])
+        for j, i in enumerate(valid):
+            q = queries[i]
+            allowed = self.catalog.allowed(q.maison, q.country)
+            if j in vectors:
+                bought = purchased[j] if (q.exclude_purchased and purchased) else None
+                exclude = {self.catalog.index[p] for p in (bought or []) if p in self.catalog.index}
+                hits = self.search(vectors[j], q.k, allowed, exclude)
+                answers[i] = Answer(q.client_id, [self.catalog.item(p, s) for p, s in hits], False)
+            else:
+                answers[i] = Answer(q.client_id, [self.catalog.item(p, s) for p, s in self.popularity.top(q.k, allowed)], True)
+        t3 = time.perf_counter()
+        timing = {"features_ms": (t1 - t0) * 1e3, "tower_ms": (t2 - t1) * 1e3, "topk_ms": (t3 - t2) * 1e3, "batch": len(queries)}
+        for a in answers:
+            a.timings = timing
+        return answers  # type: ignore[return-value]
+
+    def search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None, exclude: set[int]) -> list[tuple[int, float]]:
+        """The k best products that pass the filters and are not excluded."""
+        n_allowed = len(self.catalog.ids) if allowed is None else len(allowed)
+        want = min(k, n_allowed - len(exclude & set(allowed.tolist())) if allowed is not None else n_allowed - len(exclude))
+        if want <= 0:
+            return []
+        if allowed is not None and len(allowed) <= EXACT_BELOW:
+            scores, ids = self.model.exact.search(vector, want + len(exclude), subset=allowed)
+            return [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if int(p) not in exclude][:want]
+        allowed_mask = None
+        if allowed is not None:
+            allowed_mask = np.zeros(len(self.catalog.ids), bool)
+            allowed_mask[allowed] = True
+        fetch = max(2 * want, int((want + len(exclude)) * len(self.catalog.ids) / n_allowed * 1.5))
+        while True:
+            scores, ids = self.model.ann.search(vector, min(fetch, len(self.catalog.ids)))
+            hits = [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if p >= 0 and int(p) not in exclude and (allowed_mask is None or allowed_mask[p])]
+            if len(hits) >= want:
+                return hits[:want]
+            if fetch >= len(self.catalog.ids):
+                # The approximate graph did not surface enough: search the allowed set exactly.
+                subset = allowed if allowed is not None else None
+                scores, ids = self.model.exact.search(vector, want + len(exclude), subset=subset)
+                return [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if int(p) not in exclude][:want]
+            fetch *= 4
+
+    def similar(self, product_id: str, k: int) -> list[dict]:
+        i = self.catalog.index.get(product_id)
+        if i is None:
+            raise RequestError(404, "unknown_product", f"unknown product {product_id!r}")
+        scores, ids = self.model.ann.search(self.model.candidates[i], k + 1)
+        hits = [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if p >= 0 and int(p) != i][:k]
+        if len(hits) < min(k, len(self.catalog.ids) - 1):
+            scores, ids = self.model.exact.search(self.model.candidates[i], k + 1)
+            hits = [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if int(p) != i][:k]
+        return [self.catalog.item(p, s) for p, s in hits]

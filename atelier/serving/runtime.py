@@ -1,0 +1,102 @@
+"""The regional service's runtime pieces: request schemas, bearer-token auth, start-up.
+
+Kept out of bentos/service.py so the service file stays a thin, readable class and so these can
+be tested without a server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from pathlib import Path
+
+from _bentoml_sdk.io_models import IODescriptor
+from feast.permissions.user import User
+from pydantic import BaseModel, ConfigDict, Field
+
+from atelier.errors import AtelierError
+from atelier.features.definitions import SERVING
+from atelier.features.online import OnlineFeatures
+from atelier.features.repo import feature_store
+from atelier.models.export import LoadedModel
+from atelier.serving.recommender import PURCHASED, Recommender
+from atelier.settings import Settings
+
+log = logging.getLogger(__name__)
+OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/docs", "/", "/schema.json")
+
+
+class RecommendRequest(IODescriptor):
+    """POST /recommend. Unknown fields are refused, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+    client_id: str = Field(..., min_length=1, max_length=64, description="The client, of this service's region.")
+    k: int = Field(10, ge=1, le=100, description="How many products to return.")
+    maison: str | None = Field(None, description="Only this maison's products.")
+    country: str | None = Field(None, min_length=2, max_length=2, description="Only products sold in this country (ISO code).")
+    exclude_purchased: bool = Field(True, description="Leave out what the client already bought.")
+
+
+class SimilarRequest(IODescriptor):
+    model_config = ConfigDict(extra="forbid")
+    product_id: str = Field(..., min_length=1, max_length=64)
+    k: int = Field(10, ge=1, le=100)
+
+
+class Item(BaseModel):
+    product_id: str
+    maison: str
+    category: str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    client_id: str
+    region: str
+    model: str
+    items: list[Item]
+    fallback: bool = Field(description="True when these are the region's most popular products (unknown client, or store unreachable).")
+
+
+class SimilarResponse(BaseModel):
+    product_id: str
+    region: str
+    model: str
+    items: list[Item]
+
+
+class BearerAuth:
+    """ASGI middleware: a token per calling app (settings.api_tokens); 401 without a valid one.
+
+    Health, metrics and the OpenAPI page stay open. With no tokens configured (the demo) every
+    request passes.
+    """
+
+    def __init__(self, app, tokens: dict[str, str]):
+        self.app = app
+        self.tokens = {name: token.encode() for name, token in tokens.items()}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.tokens or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() == b"bearer" and any(hmac.compare_digest(token, t) for t in self.tokens.values()):
+            return await self.app(scope, receive, send)
+        body = json.dumps({"error": "missing or invalid bearer token", "code": "unauthorized"}).encode()
+        await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="atelier"')]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def start(settings: Settings, model_path: Path, region: str, tag: str) -> Recommender:
+    """Load the model and connect to the region's store with the exact feature list it was trained on."""
+    model = LoadedModel.load(model_path)
+    if model.region != region:
+        raise AtelierError(f"model {tag} was trained for region {model.region!r}, not {region!r}", fix="serve each region with its own model")
+    user = User(f"recommender-{region}", [SERVING])
+    store = feature_store(settings, region)
+    features = OnlineFeatures(store, model.feature_refs + [PURCHASED], user=user)
+    popularity = OnlineFeatures(store, ["product_popularity:purchases_30d", "product_popularity:views_30d"], user=user)
+    log.info("region %s: model %s on %s; %d features from %s", region, tag, model.device, len(model.feature_refs), type(store._get_provider().online_store).__name__)
+    return Recommender(model, features, popularity, tag=tag)

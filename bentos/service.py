@@ -1,0 +1,69 @@
+"""The regional recommendation service: one bento per region, all from this file.
+
+    POST /recommend  {client_id, k, maison?, country?, exclude_purchased?}
+    POST /similar    {product_id, k}
+    GET  /livez /readyz /metrics, and the OpenAPI page at /
+
+The region and the model come from the environment (baked into the bento by `atelier build`).
+Concurrent requests are batched by BentoML's adaptive dispatcher before the feature read, the
+query tower and the top-k search, which live in atelier.serving and are tested without HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import atelier  # noqa: F401  (TensorFlow's Keras switch, before TensorFlow loads)
+import anyio
+import bentoml
+from bentoml._internal.marshal.dispatcher import CorkDispatcher
+from starlette.responses import JSONResponse
+
+from atelier.serving.image import bento_image, resources, service_envs
+from atelier.serving.recommender import Query, RequestError
+from atelier.serving.runtime import BearerAuth, RecommendRequest, RecommendResponse, SimilarRequest, SimilarResponse, start
+from atelier.settings import get_settings
+
+REGION = os.environ.get("ATELIER_REGION", "eu")
+MODEL_TAG = os.environ.get("ATELIER_MODEL_TAG", f"atelier-retrieval-{REGION}:latest")
+GPU = os.environ.get("ATELIER_BENTO_GPU") == "1"
+
+
+@bentoml.service(
+    name=f"atelier-recommender-{REGION}" + ("-gpu" if GPU else ""),
+    image=bento_image(GPU),
+    resources=resources(GPU),
+    workers=int(os.environ.get("ATELIER_WORKERS", "2")),
+    traffic={"timeout": 10},
+    envs=service_envs(REGION, MODEL_TAG, GPU),
+    labels={"region": REGION, "accelerator": "gpu" if GPU else "cpu"},
+)
+class Recommender:
+    model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        self.engine = start(get_settings(), Path(self.model.path), REGION, str(self.model.tag))
+        dispatcher = CorkDispatcher(max_latency_in_ms=2000, max_batch_size=64, fallback=lambda: None, get_batch_size=lambda _: 1)
+        self.batched = dispatcher(self.engine.recommend)
+
+    @bentoml.api(input_spec=RecommendRequest, route="/recommend")
+    async def recommend(self, client_id: str, k: int = 10, maison: str | None = None, country: str | None = None, exclude_purchased: bool = True) -> RecommendResponse:
+        query = Query(client_id, k, maison, country, exclude_purchased)
+        answer = await self.batched(query)
+        if answer is None:  # shed by the dispatcher under overload: answer on our own
+            answer = (await anyio.to_thread.run_sync(self.engine.recommend, [query]))[0]
+        if answer.error:
+            return JSONResponse(answer.error.body(), status_code=answer.error.status)
+        return RecommendResponse(client_id=client_id, region=REGION, model=self.engine.tag, items=answer.items, fallback=answer.fallback)
+
+    @bentoml.api(input_spec=SimilarRequest, route="/similar")
+    def similar(self, product_id: str, k: int = 10) -> SimilarResponse:
+        try:
+            items = self.engine.similar(product_id, k)
+        except RequestError as e:
+            return JSONResponse(e.body(), status_code=e.status)
+        return SimilarResponse(product_id=product_id, region=REGION, model=self.engine.tag, items=items)
+
+
+Recommender.add_asgi_middleware(BearerAuth, tokens={app: t.get_secret_value() for app, t in get_settings().api_tokens.items()})

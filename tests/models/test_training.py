@@ -1,0 +1,106 @@
+"""Two-tower training: it learns, it exports faithfully, and it stays in its region."""
+
+import re
+
+import numpy as np
+import pytest
+
+from atelier.models.evaluate import top_k
+from atelier.models.export import LoadedModel, use_bentoml_home
+from atelier.models.two_tower import embed
+from atelier.settings import Settings
+
+
+def test_beats_most_popular_by_a_clear_margin(model_world):
+    _, result = model_world
+    m, b = result.metrics["model"], result.metrics["popularity"]
+    assert m["clients"] > 100, "enough held-out clients to mean something"
+    # 200 products: top-10 and NDCG@10 are where personalization shows.
+    assert m["recall@10"] >= 1.5 * b["recall@10"], (m, b)
+    assert m["ndcg@10"] >= 1.5 * b["ndcg@10"], (m, b)
+    assert m["recall@100"] >= b["recall@100"]
+    losses = result.metrics["training"]["loss"]
+    assert losses[-1] < losses[0], "the loss goes down"
+    for f in ("metrics.json", "loss.png", "recall.png"):
+        assert (result.run_dir / f).stat().st_size > 0
+
+
+def _loaded(model_world) -> LoadedModel:
+    home, result = model_world
+    use_bentoml_home(Settings(home=home))
+    import bentoml
+
+    return LoadedModel.load(bentoml.models.get(result.tag).path)
+
+
+def test_exported_savedmodel_and_index_give_the_in_memory_top_k(model_world):
+    _, result = model_world
+    loaded = _loaded(model_world)
+    queries = result.data.eval.query
+    in_memory = embed(result.model.query_tower, queries)
+    exported = loaded.embed(queries)
+    np.testing.assert_allclose(exported, in_memory, atol=1e-5)
+    candidates = embed(result.model.candidate_tower, result.data.candidate)
+    np.testing.assert_allclose(loaded.candidates, candidates, atol=1e-5)
+    expected = top_k(in_memory @ candidates.T, 10)
+    _, exact = loaded.exact.search(exported, 10)
+    assert (exact == expected).mean() > 0.99
+    _, approx = loaded.ann.search(exported, 10)
+    overlap = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, expected)])
+    assert overlap >= 0.9
+    assert loaded.description["index"]["recall@10_vs_exact"] >= 0.9
+
+
+def test_eu_model_holds_no_other_regions_clients(model_world):
+    _, result = model_world
+    vocabulary = result.model.query_tower.id_lookup.get_vocabulary()[1:]
+    assert len(vocabulary) > 500 and all(c.startswith("EU") for c in vocabulary)
+    loaded = _loaded(model_world)
+    other = re.compile(rb"(US|AP)\d{8}")
+    for f in loaded.path.rglob("*"):
+        if f.is_file():
+            assert not other.search(f.read_bytes()), f
+    assert loaded.region == "eu" and loaded.description["window"]["cutoff"]
+    assert set(loaded.description["feature_services"]) == {"query", "candidate", "popularity"}
+
+
+def test_metadata_records_what_serving_needs(model_world):
+    home, result = model_world
+    use_bentoml_home(Settings(home=home))
+    import bentoml
+
+    meta = bentoml.models.get(result.tag).info.metadata
+    assert meta["region"] == "eu"
+    assert "client_activity:spend_90d" in meta["feature_refs"] and "client_activity:recent_products" in meta["feature_refs"]
+    assert meta["training_window"]["cutoff"] < meta["training_window"]["eval_end"]
+    assert meta["recall@100"] > 0 and meta["baseline_recall@100"] > 0 and meta["code_version"]
+
+
+def test_training_on_imported_data_uses_its_extra_attributes(settings, tmp_path):
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from atelier.data.generate import world_tables
+    from atelier.data.importer import import_files
+    from atelier.data.world import WorldSpec
+    from atelier.features import repo
+    from atelier.features.pipeline import compute_features
+    from atelier.models.train import train_region
+    from atelier.models.two_tower import TrainConfig
+
+    w = world_tables(WorldSpec(clients=400, products=64, events_per_client=30))
+    n = w["clients"].num_rows
+    clients = w["clients"].drop(["join_date", "tier"]).append_column("clienteling_score", pa.array(np.linspace(0, 1, n).round(3))).append_column("home_boutique", pa.array([f"B{i % 5}" for i in range(n)]))
+    products = w["products"].drop(["countries", "collection"]).append_column("limited_edition", pa.array([bool(i % 3 == 0) for i in range(w["products"].num_rows)]))
+    for name, table in (("clients", clients), ("products", products), ("events", w["events"])):
+        pcsv.write_csv(table, tmp_path / f"{name}.csv")
+    import_files(settings, tmp_path / "clients.csv", tmp_path / "products.csv", tmp_path / "events.csv")
+    compute_features(settings, "eu")
+    repo.apply(settings, "eu")
+    result = train_region(settings, "eu", TrainConfig(epochs=1, embedding_dim=16, batch_size=128, eval_weeks=4), export_model=False)
+    query = {s.name: s.kind for s in result.model.query_tower.specs}
+    candidate = {s.name: s.kind for s in result.model.candidate_tower.specs}
+    assert query["clienteling_score"] == "numeric" and query["home_boutique"] == "categorical" and "tier" not in query
+    assert candidate["limited_edition"] == "categorical" and "collection" not in candidate
+    assert "home_boutique" in result.model.query_tower.embeddings and "limited_edition" in result.model.candidate_tower.embeddings
+    assert result.metrics["model"]["clients"] >= 0 and np.isfinite(result.metrics["training"]["loss"]).all()
