@@ -26,13 +26,14 @@ def free_port() -> int:
 
 
 class LocalRedis:
-    def __init__(self, username: str, password: str, port: int | None = None, workdir: Path | None = None):
+    def __init__(self, username: str, password: str, port: int | None = None, workdir: Path | None = None, persist: bool = False):
         if not shutil.which("redis-server"):
             raise AtelierError("redis-server is not installed", fix="apt-get install redis-server (make test does this)")
         self.username, self.password = username, password
         self.port = port or free_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="atelier-redis-"))
         self.proc: subprocess.Popen | None = None
+        self.persist = persist  # save on shutdown, reload on start (a restart keeps the data)
 
     def start(self) -> "LocalRedis":
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -41,7 +42,7 @@ class LocalRedis:
         self.proc = subprocess.Popen(
             [
                 "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-                "--aclfile", str(acl), "--save", "", "--appendonly", "no", "--protected-mode", "yes",
+                "--aclfile", str(acl), "--save", "3600 1" if self.persist else "", "--appendonly", "no", "--protected-mode", "yes",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

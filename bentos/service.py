@@ -25,6 +25,18 @@ from atelier.serving.recommender import Query, RequestError
 from atelier.serving.runtime import BearerAuth, RecommendRequest, RecommendResponse, SimilarRequest, SimilarResponse, start
 from atelier.settings import get_settings
 
+BATCH_SIZE = bentoml.metrics.Histogram(
+    name="atelier_recommend_batch_size",
+    documentation="Requests answered together by the adaptive dispatcher.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+STAGE_SECONDS = bentoml.metrics.Histogram(
+    name="atelier_recommend_stage_seconds",
+    documentation="Time per batch in each stage: online features, query tower, top-k search.",
+    labelnames=["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+)
+
 REGION = os.environ.get("ATELIER_REGION", "eu")
 MODEL_TAG = os.environ.get("ATELIER_MODEL_TAG", f"atelier-retrieval-{REGION}:latest")
 GPU = os.environ.get("ATELIER_BENTO_GPU") == "1"
@@ -45,7 +57,15 @@ class Recommender:
     def __init__(self) -> None:
         self.engine = start(get_settings(), Path(self.model.path), REGION, str(self.model.tag))
         dispatcher = CorkDispatcher(max_latency_in_ms=2000, max_batch_size=64, fallback=lambda: None, get_batch_size=lambda _: 1)
-        self.batched = dispatcher(self.engine.recommend)
+        self.batched = dispatcher(self._answer_batch)
+
+    def _answer_batch(self, queries):
+        answers = self.engine.recommend(list(queries))
+        BATCH_SIZE.observe(len(queries))
+        timings = answers[0].timings if answers else {}
+        for stage in ("features", "tower", "topk"):
+            STAGE_SECONDS.labels(stage=stage).observe(timings.get(f"{stage}_ms", 0.0) / 1e3)
+        return answers
 
     @bentoml.api(input_spec=RecommendRequest, route="/recommend")
     async def recommend(self, client_id: str, k: int = 10, maison: str | None = None, country: str | None = None, exclude_purchased: bool = True) -> RecommendResponse:

@@ -16,6 +16,8 @@ import struct
 from datetime import datetime, timezone
 
 from feast import FeatureService, FeatureStore
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisType, _versioned_fv_name
 from feast.permissions.user import User
@@ -52,7 +54,10 @@ def _decode(raw: bytes | None):
 
 
 class OnlineFeatures:
-    def __init__(self, store: FeatureStore, refs: list[str], user: User | None = None):
+    """`fail_fast`: no retries on an unreachable Redis (redis-py retries with backoff for up to
+    ~10 s by default); a serving path answers with a fallback instead of waiting."""
+
+    def __init__(self, store: FeatureStore, refs: list[str], user: User | None = None, fail_fast: bool = True):
         if not refs:
             raise AtelierError("no features requested")
         self.store = store
@@ -73,6 +78,8 @@ class OnlineFeatures:
         self._redis = None
         if isinstance(online, RedisOnlineStore) and config.online_store.redis_type == RedisType.redis:
             self._redis = online._get_client(config.online_store)
+            if fail_fast:
+                self._redis.set_retry(Retry(NoBackoff(), 0))
             by_name = {v.name: v for v in self.views}
             self._fields = [field_name(_versioned_fv_name(by_name[r.split(":")[0]], config), n) for r, n in zip(self.refs, self.names)]
             jk = self.join_key.encode()

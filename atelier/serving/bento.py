@@ -135,7 +135,7 @@ def serve_command(settings: Settings, region: str, port: int, *, gpu: bool = Fal
         "BENTOML_HOME": str(settings.paths.bentoml_home),
         "ATELIER_HOME": str(settings.home),
         "ATELIER_REGION": region,
-        "ATELIER_MODEL_TAG": str(info.info.models[0].tag),
+        "ATELIER_MODEL_TAG": {e.name: e.value for e in info.info.envs}["ATELIER_MODEL_TAG"],
         "ATELIER_BENTO_GPU": "1" if gpu else "0",
     }
     if workers:

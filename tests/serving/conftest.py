@@ -1,0 +1,126 @@
+"""Regional services over real HTTP: `bentoml serve` subprocesses backed by real Redis servers.
+
+eu is served from the bento `atelier build` makes; us and apac from the service's source (apac
+with bearer tokens on). Each region has its own redis-server (persisted, so a restart keeps its
+data) and its own model, trained on that region's clients only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from atelier.regions import region_codes
+
+REPO = Path(__file__).resolve().parents[2]
+TOKENS = '{"clienteling": "apac-app-secret"}'
+
+
+@dataclass
+class Server:
+    region: str
+    url: str
+    proc: subprocess.Popen
+    redis: object
+    log: Path
+
+    def post(self, route: str, body: dict | str, token: str | None = None) -> httpx.Response:
+        headers = {"content-type": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        content = body if isinstance(body, str) else None
+        return httpx.post(f"{self.url}{route}", json=None if content else body, content=content, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def served_world(model_world):
+    """The model world with a model for every region (us and apac trained quickly)."""
+    from worlds import FAST
+
+    from atelier.models.train import train_region
+    from atelier.models.two_tower import TrainConfig
+    from atelier.settings import Settings
+
+    home, _ = model_world
+    s = Settings(home=home)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATELIER_HOME", str(home))
+        for r in ("us", "apac"):
+            train_region(s, r, TrainConfig(epochs=1, **FAST))
+    return home
+
+
+@pytest.fixture(scope="session")
+def serving_redis(tmp_path_factory):
+    from atelier.local_redis import LocalRedis
+
+    servers = {r: LocalRedis(f"svc-{r}", f"svc-secret-{r}", workdir=tmp_path_factory.mktemp(f"svc-redis-{r}"), persist=True).start() for r in region_codes()}
+    yield servers
+    for s in servers.values():
+        s.stop()
+
+
+def _wait_ready(server: Server, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.region} server exited:\n{server.log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{server.region} server not ready:\n{server.log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def servers(served_world, serving_redis, tmp_path_factory):
+    from atelier.features import repo
+    from atelier.local_redis import free_port
+    from atelier.serving.bento import build, serve_command
+    from atelier.settings import Settings
+
+    home = served_world
+    settings = Settings(home=home, online_store="redis", redis={r: s.endpoint() for r, s in serving_redis.items()})
+    env = {**os.environ, "ATELIER_HOME": str(home), "ATELIER_ONLINE_STORE": "redis", "BENTOML_HOME": str(settings.paths.bentoml_home), "ATELIER_WORKERS": "1"}
+    for region, server in serving_redis.items():
+        env.update(server.env(region))
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        for r in region_codes():
+            repo.materialize(settings, r, incremental=False)
+        built = build(settings, "eu")
+    logs = tmp_path_factory.mktemp("serve-logs")
+    started = {}
+    for r in region_codes():
+        port = free_port()
+        if r == "eu":
+            cmd, run_env = serve_command(settings, "eu", port, workers=1)
+            run_env = {**env, **{k: v for k, v in run_env.items() if k.startswith(("ATELIER_REGION", "ATELIER_MODEL", "ATELIER_BENTO"))}}
+        else:
+            cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "bentos.service:Recommender", "--port", str(port)]
+            run_env = {**env, "ATELIER_REGION": r, **({"ATELIER_API_TOKENS": TOKENS} if r == "apac" else {})}
+        log = logs / f"{r}.log"
+        proc = subprocess.Popen(cmd, cwd=REPO, env=run_env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        started[r] = Server(r, f"http://127.0.0.1:{port}", proc, serving_redis[r], log)
+    try:
+        for server in started.values():
+            _wait_ready(server)
+        yield {"servers": started, "settings": settings, "bento": built}
+    finally:
+        for server in started.values():
+            server.proc.terminate()
+        for server in started.values():
+            try:
+                server.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()

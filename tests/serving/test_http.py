@@ -1,0 +1,184 @@
+"""The regional services over real HTTP, backed by real Redis.
+
+The store-outage test restarts eu's Redis, so it comes last in this file.
+"""
+
+import concurrent.futures as cf
+import re
+
+import httpx
+import pytest
+
+from atelier.features import repo
+from atelier.features.online import OnlineFeatures
+from atelier.regions import get_region, region_codes
+from atelier.serving.bento import latest_model
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+TOKEN = "apac-app-secret"
+
+
+def _token(region):
+    return TOKEN if region == "apac" else None
+
+
+def _clients_with_features(servers, region, n=5):
+    store = repo.feature_store(servers["settings"], region)
+    reader = OnlineFeatures(store, ["client_activity:purchased_products", "client_activity:views_90d"])
+    prefix = get_region(region).client_id_prefix
+    found = []
+    for i in range(0, 3000):
+        cid = f"{prefix}{i:08d}"
+        row = reader.get_one(cid)
+        if row and row["purchased_products"]:
+            found.append((cid, row))
+        if len(found) >= n:
+            break
+    assert found, f"no client with purchases online in {region}"
+    return found
+
+
+@pytest.mark.parametrize("region", region_codes())
+def test_happy_path_in_each_region(servers, region):
+    server = servers["servers"][region]
+    for cid, row in _clients_with_features(servers, region, 3):
+        r = server.post("/recommend", {"client_id": cid, "k": 7}, token=_token(region))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["client_id"] == cid and body["region"] == region and body["fallback"] is False
+        assert body["model"] == latest_model(servers["settings"], region)
+        items = body["items"]
+        assert len(items) == 7 and len({i["product_id"] for i in items}) == 7
+        assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+        assert not {i["product_id"] for i in items} & set(row["purchased_products"]), "already bought"
+        again = server.post("/recommend", {"client_id": cid, "k": 7, "exclude_purchased": False}, token=_token(region))
+        assert again.status_code == 200
+
+
+def test_filters_return_k_items_whenever_k_exist(servers):
+    server = servers["servers"]["us"]
+    cid, _ = _clients_with_features(servers, "us", 1)[0]
+    r = server.post("/recommend", {"client_id": cid, "k": 5, "maison": "glen-arrow"})
+    assert r.status_code == 200 and len(r.json()["items"]) == 5
+    assert {i["maison"] for i in r.json()["items"]} == {"glen-arrow"}
+    r = server.post("/recommend", {"client_id": cid, "k": 100, "country": "JP"})
+    items = r.json()["items"]
+    assert len(items) == 100  # over-fetch: 100 products sold in Japan exist among 200
+    r = server.post("/recommend", {"client_id": cid, "k": 100, "maison": "cognac-marceau", "country": "US"})
+    ids = [i["product_id"] for i in r.json()["items"]]
+    assert 0 < len(ids) < 100 and all(i["maison"] == "cognac-marceau" for i in r.json()["items"])
+
+
+def test_similar_products(servers):
+    server = servers["servers"]["us"]
+    r = server.post("/similar", {"product_id": "P0000001", "k": 4})
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert len(items) == 4 and "P0000001" not in {i["product_id"] for i in items}
+
+
+BAD = [
+    ("/recommend", '{"client_id": "US00000001", ', 400, None),
+    ("/recommend", {"client_id": "US00000001", "kk": 3}, 400, "extra_forbidden"),
+    ("/recommend", {"client_id": "US00000001", "k": 0}, 400, "greater_than_equal"),
+    ("/recommend", {"client_id": "US00000001", "k": 101}, 400, "less_than_equal"),
+    ("/recommend", {"k": 3}, 400, "missing"),
+    ("/recommend", {"client_id": "US00000001", "maison": "maison-inconnue"}, 422, "unknown_maison"),
+    ("/recommend", {"client_id": "US00000001", "country": "ZZ"}, 422, "unknown_country"),
+    ("/recommend", {"client_id": "EU00000001"}, 403, "wrong_region"),
+    ("/recommend", {"client_id": "XX00000001"}, 403, "wrong_region"),
+    ("/similar", {"product_id": "P9999999"}, 404, "unknown_product"),
+]
+
+
+@pytest.mark.parametrize("route,body,status,code", BAD, ids=[b[3] or "malformed" for b in BAD])
+def test_bad_requests_get_a_4xx_with_a_json_reason(servers, route, body, status, code):
+    r = servers["servers"]["us"].post(route, body)
+    assert r.status_code == status, r.text
+    data = r.json()
+    text = str(data)
+    assert "error" in text
+    if code:
+        assert code in text
+
+
+def test_cold_start_gets_the_regions_most_popular(servers):
+    server = servers["servers"]["us"]
+    r = server.post("/recommend", {"client_id": "US99999999", "k": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["fallback"] is True and len(body["items"]) == 5
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+
+
+def test_bearer_tokens(servers):
+    server = servers["servers"]["apac"]
+    body = {"client_id": "AP99999999", "k": 2}
+    assert server.post("/recommend", body).status_code == 401
+    assert server.post("/recommend", body, token="wrong").status_code == 401
+    assert server.post("/similar", {"product_id": "P0000001"}).status_code == 401
+    assert server.post("/recommend", body, token=TOKEN).status_code == 200
+    assert httpx.get(f"{server.url}/livez").status_code == 200
+
+
+def test_health_metrics_and_openapi(servers):
+    server = servers["servers"]["us"]
+    assert httpx.get(f"{server.url}/livez").status_code == 200
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    assert httpx.get(f"{server.url}/").status_code == 200
+    spec = httpx.get(f"{server.url}/docs.json").json()
+    assert "/recommend" in spec["paths"] and "/similar" in spec["paths"]
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "bentoml_service_request_duration_seconds" in metrics
+
+
+def test_concurrent_requests_are_batched(servers):
+    server = servers["servers"]["us"]
+    clients = [c for c, _ in _clients_with_features(servers, "us", 16)]
+    for c in clients:  # the dispatcher learns its timing on the first requests
+        server.post("/recommend", {"client_id": c, "k": 3})
+    with cf.ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(lambda i: server.post("/recommend", {"client_id": clients[i % len(clients)], "k": 3}), range(128)))
+    assert all(r.status_code == 200 and r.json()["fallback"] is False for r in responses)
+    metrics = httpx.get(f"{server.url}/metrics").text
+    count = sum(float(v) for v in re.findall(r'atelier_recommend_batch_size_count(?:\{[^}]*\})? ([0-9.e+]+)', metrics))
+    total = sum(float(v) for v in re.findall(r'atelier_recommend_batch_size_sum(?:\{[^}]*\})? ([0-9.e+]+)', metrics))
+    assert total >= 128 and total / count > 1.0, "some batches held several requests"
+
+
+def test_bento_builds_with_and_without_gpu(servers):
+    from atelier.serving.bento import build
+
+    cpu = servers["bento"]
+    gpu = build(servers["settings"], "eu", gpu=True)
+    cpu_docker = open(cpu["dockerfile"]).read()
+    gpu_docker = open(gpu["dockerfile"]).read()
+    assert re.search(r"^FROM nvidia/cuda:\S+ ", gpu_docker, re.M)
+    assert "nvidia/cuda" not in cpu_docker and re.search(r"^FROM \S*python\S* ", cpu_docker, re.M)
+    gpu_reqs = open(gpu["path"] + "/env/python/requirements.txt").read()
+    cpu_reqs = open(cpu["path"] + "/env/python/requirements.txt").read()
+    assert "tensorflow[and-cuda]==" in gpu_reqs and "tensorflow==" in cpu_reqs and "and-cuda" not in cpu_reqs
+    assert "atelier-0.1.0-py3-none-any.whl" in gpu_reqs
+    gpu_yaml = open(gpu["path"] + "/bento.yaml").read()
+    assert re.search(r"resources:\s+gpu: 1", gpu_yaml) and "ATELIER_REGION" in gpu_yaml
+    assert gpu["model"] == cpu["model"] == latest_model(servers["settings"], "eu")
+
+
+def test_store_outage_answers_with_fallback_then_recovers(servers):
+    server = servers["servers"]["eu"]
+    cid, _ = _clients_with_features(servers, "eu", 1)[0]
+    assert server.post("/recommend", {"client_id": cid, "k": 5}).json()["fallback"] is False
+    server.redis.stop()
+    try:
+        for _ in range(10):
+            r = server.post("/recommend", {"client_id": cid, "k": 5})
+            assert r.status_code == 200, r.text
+            assert r.json()["fallback"] is True and len(r.json()["items"]) == 5
+    finally:
+        server.redis.start()
+    for _ in range(40):
+        r = server.post("/recommend", {"client_id": cid, "k": 5})
+        if r.status_code == 200 and r.json()["fallback"] is False:
+            break
+    assert r.status_code == 200 and r.json()["fallback"] is False, "normal answers resume"
