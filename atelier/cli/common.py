@@ -11,8 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from atelier.regions import region_codes
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 RegionOption = typer.Option(..., "--region", "-r", help=f"One of: {', '.join(region_codes())}, or 'all'.")
 

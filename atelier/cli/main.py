@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from atelier.cli import data, features, keys, serve, train
+from atelier.cli import audit, data, features, keys, serve, train
 from atelier.cli.common import console
 from atelier.errors import AtelierError
 
@@ -24,6 +24,7 @@ cli = typer.Typer(
 cli.add_typer(data.app, name="data")
 cli.add_typer(features.app, name="features")
 cli.add_typer(keys.app, name="keys")
+cli.add_typer(audit.app, name="audit")
 cli.command("train")(train.train)
 cli.command("build")(serve.build)
 cli.command("serve")(serve.serve)

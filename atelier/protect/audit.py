@@ -1,0 +1,161 @@
+"""`atelier audit residency`: look everywhere client data goes, and report any client out of its region.
+
+Writes already refuse other regions' clients (atelier.data.lake.assert_region_clients); this
+audit checks the result independently, as a compliance job would, with the group's keys:
+
+* offline partitions: every dataset under a region's lake partition, feature tables and runs
+  (decrypted in memory), including whether client-level data is encrypted at all;
+* online stores: every key of each region's store (Redis SCAN, or the embedded sqlite tables),
+  decoded to its entity, and any key of another region's Feast project;
+* training sets kept with each run;
+* model artifacts in the BentoML store (every file of each region's models, searched for client
+  ids of other regions) and the bentos built from them.
+
+A client's region is read from its id's prefix (ids are minted per region).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.compute as pc
+from feast.infra.key_encoding_utils import deserialize_entity_key
+
+from atelier.features.repo import project_name
+from atelier.protect.keys import key_store
+from atelier.protect.parquet import MARKER, dataset_info, read_dataset
+from atelier.regions import all_regions, region_codes, region_of_client_id
+from atelier.settings import Settings
+
+
+@dataclass
+class Finding:
+    place: str
+    region: str
+    detail: str
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    checked: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def foreign(self, place: str, region: str, ids) -> None:
+        ids = list(ids)
+        self.checked[place] += len(ids)
+        bad = sorted({i for i in ids if region_of_client_id(i) != region})
+        if bad:
+            by = defaultdict(int)
+            for i in bad:
+                by[region_of_client_id(i) or "unknown"] += 1
+            where = ", ".join(f"{n} of {r}" for r, n in sorted(by.items()))
+            self.findings.append(Finding(place, region, f"{len(bad)} client(s) of another region ({where})", bad[:5]))
+
+
+def _region_datasets(settings: Settings, region: str) -> list[tuple[str, Path]]:
+    roots = [
+        ("offline", p) for p in sorted(settings.paths.lake.glob(f"*/region={region}"))
+    ] + [("offline", settings.home / "features" / region), ("training set", settings.paths.runs(region))]
+    found = []
+    for kind, root in roots:
+        if root.exists():
+            for marker in sorted(root.rglob(MARKER)):
+                if not any(part.startswith(".") for part in marker.relative_to(settings.home).parts):
+                    found.append((kind, marker.parent))
+    return found
+
+
+def _offline(settings: Settings, region: str, report: Report) -> None:
+    keys = key_store(settings, region)
+    for kind, path in _region_datasets(settings, region):
+        info = dataset_info(path)
+        if "client_id" not in info["schema"].names:
+            continue
+        place = f"{kind}: {path.relative_to(settings.home)}"
+        if not info["encrypted"]:
+            report.findings.append(Finding(place, region, "client-level data stored without encryption"))
+        elif info["region"] != region:
+            report.findings.append(Finding(place, region, f"encrypted with region {info['region']!r}'s key"))
+            continue
+        ids = read_dataset(path, keys if info["encrypted"] else None, columns=["client_id"]).column("client_id")
+        report.foreign(place, region, pc.unique(ids).to_pylist())
+
+
+def _client_ids_from_keys(keys, project: bytes, place: str, region: str, report: Report) -> list[str]:
+    ids, foreign_projects = [], set()
+    for key in keys:
+        if not key.endswith(project):
+            for other in region_codes():
+                suffix = project_name(other).encode()
+                if key.endswith(suffix):
+                    foreign_projects.add(other)
+                    entity = deserialize_entity_key(key[: -len(suffix)], 3)
+                    break
+            else:
+                continue
+        else:
+            entity = deserialize_entity_key(key[: -len(project)], 3)
+        if list(entity.join_keys) == ["client_id"]:
+            ids.append(entity.entity_values[0].string_val)
+    if foreign_projects:
+        report.findings.append(Finding(place, region, f"holds keys of another region's project ({', '.join(sorted(foreign_projects))})"))
+    return ids
+
+
+def _online(settings: Settings, region: str, report: Report) -> None:
+    project = project_name(region).encode()
+    if settings.online_store == "redis":
+        import redis
+
+        place = f"online: redis {settings.redis_for(region).host}:{settings.redis_for(region).port}"
+        client = redis.Redis(**settings.redis_for(region).client_kwargs())
+        keys = list(client.scan_iter(count=10_000))
+    else:
+        db = settings.paths.feast_dir(region) / "online.db"
+        place = f"online: {db.relative_to(settings.home)}"
+        if not db.exists():
+            return
+        con = sqlite3.connect(db)
+        keys = []
+        for (table,) in con.execute("select name from sqlite_master where type='table'"):
+            keys += [k + project for (k,) in con.execute(f'select distinct entity_key from "{table}"')]
+    report.foreign(place, region, _client_ids_from_keys(keys, project, place, region, report))
+
+
+def _artifacts(settings: Settings, region: str, report: Report) -> None:
+    from atelier.models.export import use_bentoml_home
+
+    use_bentoml_home(settings)
+    import bentoml
+
+    others = [r for r in all_regions() if r.code != region]
+    pattern = re.compile(rb"(?<![A-Za-z0-9])(" + b"|".join(re.escape(r.client_id_prefix.encode()) for r in others) + rb")[0-9A-Za-z_-]{4,64}")
+    places = [(f"model: {m.tag}", Path(m.path)) for m in bentoml.models.list() if m.info.labels.get("region") == region]
+    places += [(f"bento: {b.tag}", Path(b.path)) for b in bentoml.bentos.list() if b.info.labels.get("region") == region]
+    for place, root in places:
+        hits = set()
+        files = [f for f in root.rglob("*") if f.is_file()]
+        for f in files:
+            hits.update(m.group(0).decode() for m in pattern.finditer(f.read_bytes()))
+        report.checked[place] += len(files)
+        bad = sorted(h for h in hits if region_of_client_id(h) not in (None, region))
+        if bad:
+            report.findings.append(Finding(place, region, f"{len(bad)} client id(s) of another region in the artifacts", bad[:5]))
+
+
+def audit_residency(settings: Settings, regions: list[str] | None = None) -> Report:
+    report = Report()
+    for region in regions or region_codes():
+        _offline(settings, region, report)
+        _online(settings, region, report)
+        _artifacts(settings, region, report)
+    return report

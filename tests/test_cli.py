@@ -1,0 +1,38 @@
+"""The command line: known problems are one line plus what to do; the flow runs end to end."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ATELIER = str(Path(sys.executable).with_name("atelier"))
+
+
+def run(args, home, **env):
+    return subprocess.run([ATELIER, *args], env={**os.environ, "ATELIER_HOME": str(home), "ATELIER_ONLINE_STORE": "sqlite", **env}, capture_output=True, text=True, timeout=600)
+
+
+def test_missing_keys_is_one_clear_line_with_the_fix(tmp_path):
+    r = run(["data", "generate", "--size", "tiny"], tmp_path)
+    assert r.returncode == 1
+    assert "error:" in r.stderr and "no master key for region 'eu'" in r.stderr and "atelier keys init" in r.stderr
+    assert "Traceback" not in r.stderr
+    debug = run(["data", "generate", "--size", "tiny"], tmp_path, ATELIER_DEBUG="1")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_unknown_region_and_size(tmp_path):
+    r = run(["features", "compute", "--region", "mars"], tmp_path)
+    assert r.returncode == 1 and "unknown region 'mars'" in r.stderr and "eu, us, apac" in r.stderr
+    r = run(["data", "generate", "--size", "huge"], tmp_path)
+    assert r.returncode == 1 and "unknown size 'huge'" in r.stderr
+
+
+def test_data_to_online_features_from_the_command_line(tmp_path):
+    for args in (["keys", "init"], ["data", "generate", "--size", "tiny", "--clients", "150"], ["features", "compute", "-r", "all"],
+                 ["features", "apply", "-r", "us"], ["features", "materialize", "-r", "us"], ["keys", "rotate", "-r", "us"], ["keys", "status"]):
+        r = run(args, tmp_path)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    assert "v2 ENABLED (primary)" in r.stdout and "v1 DESTROYED" in r.stdout
+    config = run(["features", "config", "-r", "us"], tmp_path)
+    assert config.stdout.strip().endswith("feast/us/feature_store.yaml")
