@@ -33,6 +33,9 @@ class RedisEndpoint(BaseModel):
     ca_cert: Path | None = None
     # A request must not hang on an unreachable store: serving answers with a fallback instead.
     socket_timeout: float = 0.5
+    # Memorystore for Redis authenticates with an AUTH string on its default user and has no ACL
+    # users; that one case is allowed, and only with TLS and a password (see terraform/).
+    memorystore: bool = False
 
     def feast_connection_string(self, password_ref: str | None = None) -> str:
         """Feast's `host:port,param=value` form. `password_ref` lets a yaml file name an
@@ -99,6 +102,13 @@ class Settings(BaseSettings):
                 f"no Redis configured for region {region!r}",
                 fix=f"set ATELIER_REDIS__{region.upper()}__HOST/PORT/USERNAME/PASSWORD, or ATELIER_ONLINE_STORE=sqlite",
             )
+        if endpoint.memorystore:
+            if not (endpoint.tls and endpoint.password):
+                raise AtelierError(
+                    f"Memorystore for region {region!r} needs TLS and its AUTH string",
+                    fix=f"set ATELIER_REDIS__{region.upper()}__TLS=true and __PASSWORD (terraform output redis_auth_string)",
+                )
+            return endpoint
         if not endpoint.username or endpoint.username == "default":
             raise AtelierError(
                 f"Redis for region {region!r} uses the default user",

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from atelier.cli import audit, data, features, keys, serve, train
+from atelier.cli import audit, data, demo, features, keys, serve, train
 from atelier.cli.common import console
 from atelier.errors import AtelierError
 
@@ -28,6 +28,7 @@ cli.add_typer(audit.app, name="audit")
 cli.command("train")(train.train)
 cli.command("build")(serve.build)
 cli.command("serve")(serve.serve)
+cli.command("demo")(demo.demo)
 
 
 def app() -> None:

@@ -61,7 +61,7 @@ class OnlineFeatures:
         if not refs:
             raise AtelierError("no features requested")
         self.store = store
-        self.refs = list(refs)
+        self.refs = list(dict.fromkeys(refs))  # a feature asked for twice is read once
         self.names = [r.split(":", 1)[1] for r in self.refs]
         views = {r.split(":", 1)[0] for r in self.refs}
         try:

@@ -18,6 +18,14 @@ def test_redis_without_a_region_user_is_refused(tmp_path):
         s.redis_for("apac")
 
 
+def test_memorystore_auth_string_only_with_tls(tmp_path):
+    plain = Settings(home=tmp_path, online_store="redis", redis={"eu": RedisEndpoint(host="10.0.0.3", password="auth-string", memorystore=True)})
+    with pytest.raises(AtelierError, match="needs TLS and its AUTH string"):
+        plain.redis_for("eu")
+    tls = Settings(home=tmp_path, online_store="redis", redis={"eu": RedisEndpoint(host="10.0.0.3", password="auth-string", tls=True, memorystore=True)})
+    assert tls.redis_for("eu").host == "10.0.0.3"
+
+
 def test_tls_and_password_reference_in_feast_connection_string():
     endpoint = RedisEndpoint(host="10.0.0.3", port=6378, username="atelier-eu", password="s3cret", tls=True, ca_cert="/etc/ssl/memorystore-ca.pem")
     referenced = endpoint.feast_connection_string("${ATELIER_REDIS__EU__PASSWORD}")

@@ -1,0 +1,92 @@
+"""`atelier demo` (what `make demo` runs): the whole flow on the embedded default.
+
+keys -> a generated world -> features per region (embedded sqlite online stores) -> a two-tower
+model per region -> residency audit -> a bento -> a served region answering a real request over
+HTTP. No server to start by hand; the demo starts and stops its own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import httpx
+import typer
+
+from atelier.cli.common import console, out, progress_bar
+
+
+def demo(
+    size: str = typer.Option("small", help="World size preset (tiny, small, medium, large)."),
+    epochs: int = typer.Option(3, help="Training epochs per region."),
+    serve_region: str = typer.Option("eu", help="The region served at the end."),
+    port: int = typer.Option(0, help="HTTP port for the served region (0: any free port)."),
+) -> None:
+    """Run data -> features -> training -> serving end to end, then ask the service for a recommendation."""
+    from atelier.data.generate import generate_world
+    from atelier.data.world import SIZES
+    from atelier.features import repo
+    from atelier.features.online import OnlineFeatures
+    from atelier.features.pipeline import compute_features
+    from atelier.local_redis import free_port
+    from atelier.models.train import summary, train_region
+    from atelier.models.two_tower import TrainConfig
+    from atelier.protect.audit import audit_residency
+    from atelier.protect.keys import LocalKeyStore
+    from atelier.regions import get_region, region_codes
+    from atelier.serving.bento import build, serve_command
+    from atelier.settings import get_settings
+
+    s = get_settings()
+    console.rule(f"[bold]atelier demo[/]  data home {s.home}  online store {s.online_store}")
+    if s.kms == "local":
+        for r in region_codes():
+            LocalKeyStore.init(s.paths.keys, r)
+    spec = SIZES[size]
+    with progress_bar(f"1/6 generating a {size} world", total=spec.clients) as advance:
+        manifest = generate_world(s, spec, progress=advance)
+    out.print("   " + ", ".join(f"{r}: {n:,} clients" for r, n in manifest["counts"]["clients"].items()) + f"; {manifest['products']:,} products")
+    for r in region_codes():
+        with progress_bar(f"2/6 {r}: features (compute, apply, materialize)") as advance:
+            compute_features(s, r, progress=advance)
+            repo.apply(s, r)
+            repo.materialize(s, r, incremental=False, progress=lambda _v, n: advance(n))
+    for r in region_codes():
+        with console.status(f"3/6 {r}: training the two-tower model"):
+            result = train_region(s, r, TrainConfig(epochs=epochs))
+        out.print(summary(result))
+    report = audit_residency(s)
+    out.print(f"4/6 residency audit: {'no client outside its region' if report.ok else f'{len(report.findings)} violation(s)'}")
+    with console.status(f"5/6 {serve_region}: building the bento"):
+        built = build(s, serve_region)
+    out.print(f"   bento {built['bento']}")
+
+    port = port or free_port()
+    cmd, env = serve_command(s, serve_region, port, workers=1)
+    with console.status(f"6/6 {serve_region}: serving on http://localhost:{port}"):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.time() + 180
+            while time.time() < deadline:
+                if proc.poll() is not None:
+                    raise typer.Exit(f"the service stopped: {proc.stderr.read()[-2000:]}")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            reader = OnlineFeatures(repo.feature_store(s, serve_region), ["client_activity:purchases_365d"])
+            prefix = get_region(serve_region).client_id_prefix
+            client = next(c for c in (f"{prefix}{i:08d}" for i in range(spec.clients)) if (reader.get_one(c) or {}).get("purchases_365d"))
+            answer = httpx.post(f"{url}/recommend", json={"client_id": client, "k": 5}, timeout=30)
+            similar = httpx.post(f"{url}/similar", json={"product_id": answer.json()["items"][0]["product_id"], "k": 3}, timeout=30)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    out.print(f"\nPOST {url}/recommend {{\"client_id\": \"{client}\", \"k\": 5}}  ->  {answer.status_code}")
+    out.print_json(json.dumps(answer.json()))
+    out.print(f"POST {url}/similar {{\"product_id\": \"{answer.json()['items'][0]['product_id']}\", \"k\": 3}}  ->  {similar.status_code}")
+    out.print_json(json.dumps(similar.json()))
+    console.rule("[bold green]demo complete[/]")

@@ -1,0 +1,4 @@
+output "region" {
+  value     = module.region
+  sensitive = true
+}

@@ -1,0 +1,117 @@
+"""The serving logic without HTTP, on the embedded store: filters, exclusions, fallbacks."""
+
+import datetime as dt
+import shutil
+
+import numpy as np
+import pytest
+from feast.permissions.user import User
+
+from atelier.features import repo
+from atelier.features.online import OnlineFeatures
+from atelier.models.export import use_bentoml_home
+from atelier.serving.recommender import PURCHASED, Query
+from atelier.serving.runtime import start
+from atelier.settings import Settings
+
+NOW = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def engine(model_world, tmp_path_factory):
+    src, result = model_world
+    home = tmp_path_factory.mktemp("recommender") / "home"
+    shutil.copytree(src, home)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATELIER_HOME", str(home))
+        mp.setenv("ATELIER_ONLINE_STORE", "sqlite")
+        s = Settings(home=home)
+        repo.materialize(s, "eu", end=NOW, incremental=False)
+        use_bentoml_home(s)
+        import bentoml
+
+        yield start(s, bentoml.models.get(result.tag).path, "eu", result.tag), s
+
+
+def _client(engine, with_purchases=True):
+    eng, s = engine
+    reader = OnlineFeatures(repo.feature_store(s, "eu"), [PURCHASED])
+    for i in range(3000):
+        row = reader.get_one(f"EU{i:08d}")
+        if row and (bool(row["purchased_products"]) == with_purchases):
+            return f"EU{i:08d}", row["purchased_products"]
+    raise AssertionError("no such client")
+
+
+def test_known_client_gets_personal_items_without_what_it_bought(engine):
+    eng, _ = engine
+    cid, bought = _client(engine)
+    [answer] = eng.recommend([Query(cid, k=10)])
+    assert answer.error is None and answer.fallback is False and len(answer.items) == 10
+    assert not {i["product_id"] for i in answer.items} & set(bought)
+    [keep] = eng.recommend([Query(cid, k=200, exclude_purchased=False)])
+    assert {i["product_id"] for i in keep.items} >= set(bought)
+
+
+def test_a_batch_mixes_known_unknown_and_refused_clients(engine):
+    eng, _ = engine
+    cid, _ = _client(engine)
+    answers = eng.recommend([Query(cid, 3), Query("EU99999999", 3), Query("US00000001", 3), Query(cid, 3, maison="nope")])
+    assert [a.fallback for a in answers[:2]] == [False, True]
+    assert answers[2].error.status == 403 and answers[2].error.code == "wrong_region"
+    assert answers[3].error.status == 422 and "cognac-marceau" in answers[3].error.message
+    assert answers[0].timings["batch"] == 4
+
+
+def test_filters_return_k_items_whenever_k_exist(engine):
+    eng, _ = engine
+    cid, _ = _client(engine)
+    for maison in eng.catalog.maisons:
+        available = len(eng.catalog.by_maison[maison])
+        [a] = eng.recommend([Query(cid, k=100, maison=maison, exclude_purchased=False)])
+        assert len(a.items) == min(100, available) and {i["maison"] for i in a.items} == {maison}
+    sold_in_jp = eng.catalog.allowed(None, "JP")
+    [a] = eng.recommend([Query(cid, k=100, country="JP", exclude_purchased=False)])
+    assert len(a.items) == min(100, len(sold_in_jp))
+    assert {eng.catalog.index[i["product_id"]] for i in a.items} <= set(sold_in_jp.tolist())
+
+
+def test_over_fetch_finds_k_when_the_approximate_index_alone_would_not(engine, monkeypatch):
+    eng, _ = engine
+    cid, _ = _client(engine)
+    monkeypatch.setattr("atelier.serving.recommender.EXACT_BELOW", 0)  # force the index path
+    rare = min(eng.catalog.maisons, key=lambda m: len(eng.catalog.by_maison[m]))
+    [a] = eng.recommend([Query(cid, k=100, maison=rare, exclude_purchased=False)])
+    assert len(a.items) == len(eng.catalog.by_maison[rare])
+
+
+def test_store_failure_answers_with_popularity(engine, monkeypatch):
+    eng, _ = engine
+    cid, _ = _client(engine)
+    monkeypatch.setattr(eng.features, "get", lambda ids: (_ for _ in ()).throw(ConnectionError("store down")))
+    [a] = eng.recommend([Query(cid, 5)])
+    assert a.fallback is True and len(a.items) == 5
+    order = np.argsort(-eng.popularity.scores, kind="stable")[:5]
+    assert [i["product_id"] for i in a.items] == list(eng.catalog.ids[order])
+
+
+def test_popularity_comes_from_the_online_store(engine):
+    eng, _ = engine
+    assert eng.popularity.source == "online store" and eng.popularity.scores.max() > 0
+
+
+def test_similar_and_unknown_product(engine):
+    eng, _ = engine
+    items = eng.similar("P0000003", 5)
+    assert len(items) == 5 and "P0000003" not in {i["product_id"] for i in items}
+    with pytest.raises(Exception, match="unknown product"):
+        eng.similar("P404", 5)
+
+
+def test_service_reads_with_the_service_role_only(engine):
+    _, s = engine
+    from atelier.protect.access import PermissionDenied
+
+    store = repo.feature_store(s, "eu")
+    with pytest.raises(PermissionDenied):
+        OnlineFeatures(store, ["lumiere_de_grasse_engagement:maison_spend_365d"], user=User("recommender-eu", ["service:recommender"]))
