@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # The embedded default needs no server; `redis` uses one server per region from `redis`.
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis: dict[str, RedisEndpoint] = {}
+    # Offline store: the encrypted Parquet datasets under `home`, or BigQuery (the cloud, see
+    # terraform/ and `atelier features cloud-config`).
+    offline_store: Literal["parquet", "bigquery"] = "parquet"
     # Where master keys live: a key store under `home` (created by `atelier keys init`), or Cloud KMS.
     kms: Literal["local", "gcp"] = "local"
     gcp_project: str | None = None

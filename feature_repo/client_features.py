@@ -7,13 +7,12 @@ definitions serve every region while each region reads only its own (encrypted) 
 from feast import FeatureView, Field
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
-from atelier.features.definitions import NO_TTL, attribute_view, tags
-from atelier.features.offline_store import AtelierSource
+from atelier.features.definitions import NO_TTL, attribute_view, source, tags
 from atelier.features.pipeline import CLIENT_WINDOWS
 from entities import client
 
 # The client master, as written by `atelier data generate|import` (one row per client).
-clients_source = AtelierSource(
+clients_source = source(
     name="clients_source",
     table="lake/clients/region={region}",
     timestamp_field="profile_timestamp",
@@ -21,7 +20,7 @@ clients_source = AtelierSource(
 )
 
 # Windowed activity computed by `atelier features compute` from the region's events.
-client_activity_source = AtelierSource(
+client_activity_source = source(
     name="client_activity_source",
     table="features/{region}/client_activity",
     timestamp_field="event_timestamp",

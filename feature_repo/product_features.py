@@ -3,20 +3,19 @@
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String
 
-from atelier.features.definitions import NO_TTL, attribute_view, tags
-from atelier.features.offline_store import AtelierSource
+from atelier.features.definitions import NO_TTL, attribute_view, source, tags
 from atelier.features.pipeline import POPULARITY_WINDOWS
 from entities import product
 
 # The catalog is the same in every region; a product is known from its launch date.
-products_source = AtelierSource(
+products_source = source(
     name="products_source",
     table="lake/catalog/products",
     timestamp_field="catalog_timestamp",
     description="The group's product catalog.",
 )
 
-popularity_source = AtelierSource(
+popularity_source = source(
     name="product_popularity_source",
     table="features/{region}/product_popularity",
     timestamp_field="event_timestamp",

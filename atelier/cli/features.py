@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import typer
 
@@ -62,3 +63,18 @@ def config(region: str = RegionOption) -> None:
     s = get_settings()
     for r in regions_of(region):
         out.print(str(write_config(s, r)))
+
+
+@app.command("cloud-config")
+def cloud_config(
+    region: str = typer.Option(..., "--region", "-r"),
+    terraform_output: Path = typer.Option(..., help="`terraform -chdir=terraform/envs/<region> output -json` saved to a file."),
+    project: str = typer.Option(..., help="The region's Google Cloud project."),
+    out_dir: Path | None = typer.Option(None, help="Where to write (default: <home>/cloud/<region>)."),
+) -> None:
+    """Write the region's cloud feature_store.yaml (BigQuery + Memorystore) and its environment file."""
+    from atelier.features.cloud import write_cloud_config
+
+    s = get_settings()
+    yaml_path, env_path = write_cloud_config(region, terraform_output, project, out_dir or s.home / "cloud" / region)
+    out.print(f"{region}: {yaml_path}\n{region}: {env_path}")

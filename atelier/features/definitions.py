@@ -29,6 +29,23 @@ NO_TTL = timedelta(0)  # rows carry their own validity: the pipeline emits a row
 READ_ACTIONS = [AuthzedAction.DESCRIBE, AuthzedAction.READ_ONLINE, AuthzedAction.READ_OFFLINE]
 
 
+def source(name: str, table: str, timestamp_field: str, description: str = ""):
+    """A batch source for the deployment at hand: an encrypted Parquet dataset under the data home
+    (`table` is its path, `{region}` filled by each region's store), or in the cloud the BigQuery
+    table of the same name in the region's own `atelier` dataset."""
+    if get_settings().offline_store == "bigquery":
+        from feast import BigQuerySource
+
+        return BigQuerySource(name=name, table=f"atelier.{bigquery_table(table)}", timestamp_field=timestamp_field, description=description)
+    return AtelierSource(name=name, table=table, timestamp_field=timestamp_field, description=description)
+
+
+def bigquery_table(table: str) -> str:
+    """'features/{region}/maison_engagement/lumiere-de-grasse' -> 'maison_engagement_lumiere_de_grasse'."""
+    parts = [p for p in table.split("/") if p not in ("lake", "features", "catalog", "{region}") and not p.startswith("region=")]
+    return "_".join(parts).replace("-", "_")
+
+
 def maison_role(maison: str) -> str:
     return f"maison:{maison}"
 
@@ -55,14 +72,14 @@ def group_maisons() -> list[str]:
     return sorted(_manifest().get("maisons", []))
 
 
-def attribute_view(name: str, entity: Entity, source: AtelierSource, table: str, **tag_args) -> FeatureView | None:
+def attribute_view(name: str, entity: Entity, batch_source, table: str, **tag_args) -> FeatureView | None:
     """A view of every attribute column of the lake table, typed as the manifest says; None if there are none."""
     attributes = manifest_attributes(table)
     if not attributes:
         return None
     schema = [Field(name=a["name"], dtype=String if a["kind"] == "categorical" else Float64) for a in attributes]
     return FeatureView(
-        name=name, entities=[entity], ttl=NO_TTL, schema=schema, source=source, online=True,
+        name=name, entities=[entity], ttl=NO_TTL, schema=schema, source=batch_source, online=True,
         description=f"Attribute columns of the {table} table, from the lake's manifest.", tags=tags(**tag_args),
     )
 
@@ -70,14 +87,10 @@ def attribute_view(name: str, entity: Entity, source: AtelierSource, table: str,
 def maison_engagement_view(maison: str, entity: Entity) -> FeatureView:
     """A maison's private view of its own clients' engagement with it."""
     slug = maison.replace("-", "_")
-    source = AtelierSource(
-        name=f"{slug}_engagement_source",
-        table=f"features/{{region}}/maison_engagement/{maison}",
-        timestamp_field="event_timestamp",
-    )
+    batch = source(f"{slug}_engagement_source", f"features/{{region}}/maison_engagement/{maison}", "event_timestamp")
     schema = [Field(name=n, dtype=Float64 if "spend" in n else Int64) for n in ENGAGEMENT_WINDOWS]
     return FeatureView(
-        name=f"{slug}_engagement", entities=[entity], ttl=NO_TTL, schema=schema, source=source, online=True,
+        name=f"{slug}_engagement", entities=[entity], ttl=NO_TTL, schema=schema, source=batch, online=True,
         description=f"{maison}'s own engagement figures per client (its events only).",
         tags=tags(owner=maison, sharing="private", sensitivity="confidential"),
     )
