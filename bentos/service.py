@@ -11,11 +11,11 @@ query tower and the top-k search, which live in atelier.serving and are tested w
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import atelier  # noqa: F401  (TensorFlow's Keras switch, before TensorFlow loads)
-import anyio
 import bentoml
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from starlette.responses import JSONResponse
@@ -55,11 +55,15 @@ class Recommender:
     model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        self.engine = start(get_settings(), Path(self.model.path), REGION, str(self.model.tag))
+        threads = int(os.environ.get("ATELIER_SERVING_THREADS", "1"))  # per worker; workers fill the cores
+        self.engine = start(get_settings(), Path(self.model.path), REGION, str(self.model.tag), threads=threads)
         dispatcher = CorkDispatcher(max_latency_in_ms=2000, max_batch_size=64, fallback=lambda: None, get_batch_size=lambda _: 1)
         self.batched = dispatcher(self._answer_batch)
+        self.arrived = 0
 
-    def _answer_batch(self, queries):
+    async def _answer_batch(self, queries):
+        # Runs on the event loop: the batch is a few milliseconds of work, and handing it to a
+        # thread costs more (GIL hand-offs with the loop) than it saves.
         answers = self.engine.recommend(list(queries))
         BATCH_SIZE.observe(len(queries))
         timings = answers[0].timings if answers else {}
@@ -70,9 +74,18 @@ class Recommender:
     @bentoml.api(input_spec=RecommendRequest, route="/recommend")
     async def recommend(self, client_id: str, k: int = 10, maison: str | None = None, country: str | None = None, exclude_purchased: bool = True) -> RecommendResponse:
         query = Query(client_id, k, maison, country, exclude_purchased)
-        answer = await self.batched(query)
+        self.arrived += 1
+        try:
+            await asyncio.sleep(0)  # let requests that arrived with this one check in
+            if self.arrived == 1:
+                # Alone: nothing to batch with, so answer at once rather than wait for company.
+                answer = (await self._answer_batch([query]))[0]
+            else:
+                answer = await self.batched(query)
+        finally:
+            self.arrived -= 1
         if answer is None:  # shed by the dispatcher under overload: answer on our own
-            answer = (await anyio.to_thread.run_sync(self.engine.recommend, [query]))[0]
+            answer = self.engine.recommend([query])[0]
         if answer.error:
             return JSONResponse(answer.error.body(), status_code=answer.error.status)
         return RecommendResponse(client_id=client_id, region=REGION, model=self.engine.tag, items=answer.items, fallback=answer.fallback)

@@ -3,6 +3,7 @@
 * `query_tower/`: a SavedModel whose `serving_default` takes raw feature values (strings, numbers
   with NaN for missing, times as epoch seconds, and the query time `as_of`) and returns the
   client's embedding. All preprocessing is inside, so serving cannot drift from training.
+* `candidate_tower/`: the same for a product, to embed products launched after training.
 * `candidates.npy`: every product's embedding; `index.faiss`: the approximate index over them.
 * `products.parquet`: id, maison, category and where each product is sold (for filters).
 * `popularity.npy`: the region's most-popular scores, the fallback when the store is out of reach.
@@ -44,11 +45,13 @@ def use_bentoml_home(settings) -> None:
     os.environ["BENTOML_HOME"] = str(settings.paths.bentoml_home)
 
 
-class QueryModule(tf.Module):
+class TowerModule(tf.Module):
+    """A tower as a SavedModel signature over raw feature values."""
+
     def __init__(self, tower: Tower, specs: list[FeatureSpec]):
         super().__init__()
         self.tower = tower
-        signature = {"client_id": tf.TensorSpec([None], tf.string, name="client_id")}
+        signature = {tower.id_name: tf.TensorSpec([None], tf.string, name=tower.id_name)}
         for s in specs:
             if s.kind == BAG:
                 signature[s.name] = tf.TensorSpec([None, BAG_LENGTH], tf.string, name=s.name)
@@ -72,8 +75,7 @@ def export(
     *,
     region: str,
     query: Tower,
-    query_specs: list[FeatureSpec],
-    candidate_specs: list[FeatureSpec],
+    candidate: Tower,
     candidates: np.ndarray,
     ann: AnnIndex,
     products: pd.DataFrame,
@@ -84,8 +86,10 @@ def export(
     import bentoml
 
     workdir.mkdir(parents=True, exist_ok=True)
-    module = QueryModule(query, query_specs)
-    tf.saved_model.save(module, str(workdir / "query_tower"), signatures={"serving_default": module.embed.get_concrete_function()})
+    query_specs, candidate_specs = query.specs, candidate.specs
+    for name, tower in (("query_tower", query), ("candidate_tower", candidate)):
+        module = TowerModule(tower, tower.specs)
+        tf.saved_model.save(module, str(workdir / name), signatures={"serving_default": module.embed.get_concrete_function()})
     np.save(workdir / "candidates.npy", candidates.astype(np.float32))
     ann.save(workdir / "index.faiss")
     np.save(workdir / "popularity.npy", popularity.astype(np.float64))
@@ -132,6 +136,7 @@ class LoadedModel:
     products: pd.DataFrame
     popularity: np.ndarray
     device: str = "/CPU:0"
+    use_approximate: bool = True
 
     @staticmethod
     def load(path: Path | str) -> "LoadedModel":
@@ -152,13 +157,27 @@ class LoadedModel:
             popularity=np.load(path / "popularity.npy"),
             # The tower runs on a GPU when the machine has one (the --gpu bento), on CPU otherwise.
             device="/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0",
+            use_approximate=description.get("index", {}).get("use", "approximate") == "approximate",
         )
+
+    def top(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best products for each vector, from the index chosen at export."""
+        return (self.ann if self.use_approximate else self.exact).search(vectors, k)
 
     @property
     def feature_refs(self) -> list[str]:
         return [s.ref for s in self.query_specs]
 
     def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        with tf.device(self.device):
-            tensors = {name: tf.constant(inputs[name], dtype=spec.dtype) for name, spec in self.embed_fn.structured_input_signature[1].items()}
-            return self.embed_fn(**tensors)["embedding"].numpy()
+        return call_tower(self.embed_fn, inputs, self.device)
+
+    def candidate_tower(self):
+        """(signature, specs) of the exported candidate tower, loaded on demand."""
+        saved = tf.saved_model.load(str(self.path / "candidate_tower"))
+        return saved.signatures["serving_default"], [FeatureSpec.from_json(s) for s in self.description["candidate_specs"]]
+
+
+def call_tower(signature, inputs: dict[str, np.ndarray], device: str = "/CPU:0") -> np.ndarray:
+    with tf.device(device):
+        tensors = {name: tf.constant(inputs[name], dtype=spec.dtype) for name, spec in signature.structured_input_signature[1].items()}
+        return signature(**tensors)["embedding"].numpy()

@@ -2,8 +2,10 @@
 
 Scores are inner products of L2-normalized vectors. The approximate index is tuned after it is
 built: `efSearch` grows until its top-10 agrees with exact search on sample queries at the target
-recall, and the recall reached is stored with the model. TFRS's ScaNN layer would need
-TensorFlow 2.20, so the index lives beside the SavedModel rather than inside it.
+recall, and the recall reached is stored with the model, with both indexes' measured latency:
+serving uses the approximate index only where it is the faster of the two at that recall (on a
+small catalog, or embeddings without much structure, brute force wins). TFRS's ScaNN layer would
+need TensorFlow 2.20, so the index lives beside the SavedModel rather than inside it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,19 @@ import numpy as np
 
 
 class ExactIndex:
+    """Brute force: every candidate scored (FAISS flat inner-product index, batched)."""
+
     def __init__(self, vectors: np.ndarray):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.flat = faiss.IndexFlatIP(self.vectors.shape[1])
+        self.flat.add(self.vectors)
 
     def search(self, queries: np.ndarray, k: int, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the k best, best first; `subset` limits the search to those ids."""
-        queries = np.atleast_2d(queries).astype(np.float32)
-        vectors = self.vectors if subset is None else self.vectors[subset]
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if subset is None:
+            return self.flat.search(queries, min(k, self.flat.ntotal))
+        vectors = self.vectors[subset]
         scores = queries @ vectors.T
         k = min(k, scores.shape[1])
         if k == 0:
@@ -59,7 +67,8 @@ class AnnIndex:
         return scores, ids
 
     def tune(self, exact: ExactIndex, queries: np.ndarray, target: float = 0.95, k: int = 10, max_ef: int = 2048) -> dict:
-        """Smallest efSearch (doubling) whose recall@k against exact search reaches `target`."""
+        """Smallest efSearch (doubling) whose recall@k against exact search reaches `target`, and
+        which index answers one query faster (`use`: "approximate" or "exact")."""
         _, truth = exact.search(queries, k)
         ef, recall = 16, 0.0
         while True:
@@ -69,7 +78,12 @@ class AnnIndex:
             if recall >= target or ef >= max_ef:
                 break
             ef *= 2
-        return {"ef_search": ef, "recall@10_vs_exact": recall, "target": target, "queries": len(queries)}
+        sample = queries[:200]
+        ann_ms = 1e3 / queries_per_second(self.search, sample, k)
+        exact_ms = 1e3 / queries_per_second(exact.search, sample, k)
+        use = "approximate" if recall >= target and ann_ms < exact_ms else "exact"
+        return {"ef_search": ef, "recall@10_vs_exact": recall, "target": target, "queries": len(queries),
+                "approximate_ms": ann_ms, "exact_ms": exact_ms, "use": use}
 
     def save(self, path: Path) -> None:
         faiss.write_index(self.index, str(path))

@@ -62,7 +62,13 @@ def specs_from_service(store: FeatureStore, service: str | FeatureService) -> li
     return out
 
 
+def _missing(v) -> bool:
+    return v is None or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
 def _seconds(values) -> np.ndarray:
+    if len(values) < 64 and all(_missing(v) or isinstance(v, datetime) for v in values):
+        return np.array([np.nan if _missing(v) else v.timestamp() for v in values], np.float64)
     s = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
     out = (s.astype("int64") / 1e9).to_numpy(np.float64)
     out[s.isna().to_numpy()] = np.nan
@@ -82,16 +88,19 @@ def to_inputs(columns: dict, specs: list[FeatureSpec], id_name: str, ids, as_of=
         if values is None:
             values = [None] * n
         if spec.kind == CATEGORICAL:
-            out[spec.name] = np.asarray(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in values], dtype=object)
+            out[spec.name] = np.asarray(["" if _missing(v) else str(v) for v in values], dtype=object)
         elif spec.kind == BAG:
             bag = np.full((n, BAG_LENGTH), "", dtype=object)
             for i, v in enumerate(values):
-                if v is not None and not (isinstance(v, float) and np.isnan(v)) and len(v):
+                if not _missing(v) and len(v):
                     tail = list(v)[-BAG_LENGTH:]  # most recent last; pad on the left
                     bag[i, BAG_LENGTH - len(tail) :] = tail
             out[spec.name] = bag
         elif spec.kind == NUMERIC:
-            out[spec.name] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(np.float32)
+            if n < 64:  # a serving batch: plain Python beats pandas' per-call overhead
+                out[spec.name] = np.array([np.nan if _missing(v) else float(v) for v in values], np.float32)
+            else:
+                out[spec.name] = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(np.float32)
         else:
             out[spec.name] = _seconds(values)
     if any(s.kind == TIMESTAMP for s in specs):

@@ -92,11 +92,13 @@ def train_region(
     advance = steps.step("building the top-k index")
     exact = ExactIndex(candidates)
     ann = AnnIndex.build(candidates)
-    sample = queries[:500] if len(queries) else candidates[:200]
+    # Tune on real client queries; top up with product vectors (item-to-item) when few clients.
+    sample = np.concatenate([queries[:1000], candidates[: max(0, 1000 - len(queries))]])
     metrics["index"] = {"kind": "faiss HNSW32,Flat (inner product)", **ann.tune(exact, sample)}
     advance(1)
 
     write_json_atomic(run_dir / "metrics.json", metrics)
+    np.save(run_dir / "query_sample.npy", queries[:2000])  # for index benchmarks: vectors, no ids
     loss_plot(history["loss"], run_dir / "loss.png", f"{region}: training loss")
     recall_plot(metrics["model"], metrics["popularity"], run_dir / "recall.png", f"{region}: next {config.eval_weeks} weeks")
 
@@ -119,8 +121,7 @@ def train_region(
             run_dir / "model",
             region=region,
             query=model.query_tower,
-            query_specs=model.query_tower.specs,
-            candidate_specs=model.candidate_tower.specs,
+            candidate=model.candidate_tower,
             candidates=candidates,
             ann=ann,
             products=data.products,

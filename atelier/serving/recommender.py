@@ -187,16 +187,33 @@ class Recommender:
                 vectors[j] = v
         t2 = time.perf_counter()
         purchased = cols.get(PURCHASED.split(":")[1])
+        exclude = {}
+        for j in vectors:
+            bought = purchased[j] if (queries[valid[j]].exclude_purchased and purchased) else None
+            exclude[j] = {self.catalog.index[p] for p in (bought or []) if p in self.catalog.index}
+        # Clients without filters share one index call; filtered ones search on their own.
+        plain = [j for j in vectors if queries[valid[j]].maison is None and queries[valid[j]].country is None]
+        hits: dict[int, list[tuple[int, float]]] = {}
+        if plain:
+            # A small over-fetch covers most exclusions; a client left short is searched again alone.
+            fetch = min(len(self.catalog.ids), max(2 * queries[valid[j]].k + 10 for j in plain))
+            scores, ids = self.model.top(np.stack([vectors[j] for j in plain]), fetch)
+            for row, j in enumerate(plain):
+                k = queries[valid[j]].k
+                found = [(int(p), float(sc)) for p, sc in zip(ids[row], scores[row]) if p >= 0 and int(p) not in exclude[j]]
+                if len(found) >= k or fetch >= len(self.catalog.ids):
+                    hits[j] = found[:k]
+        for j in vectors:
+            if j not in hits:
+                q = queries[valid[j]]
+                hits[j] = self.search(vectors[j], q.k, self.catalog.allowed(q.maison, q.country), exclude[j])
         for j, i in enumerate(valid):
             q = queries[i]
-            allowed = self.catalog.allowed(q.maison, q.country)
-            if j in vectors:
-                bought = purchased[j] if (q.exclude_purchased and purchased) else None
-                exclude = {self.catalog.index[p] for p in (bought or []) if p in self.catalog.index}
-                hits = self.search(vectors[j], q.k, allowed, exclude)
-                answers[i] = Answer(q.client_id, [self.catalog.item(p, s) for p, s in hits], False)
+            if j in hits:
+                answers[i] = Answer(q.client_id, [self.catalog.item(p, sc) for p, sc in hits[j]], False)
             else:
-                answers[i] = Answer(q.client_id, [self.catalog.item(p, s) for p, s in self.popularity.top(q.k, allowed)], True)
+                allowed = self.catalog.allowed(q.maison, q.country)
+                answers[i] = Answer(q.client_id, [self.catalog.item(p, sc) for p, sc in self.popularity.top(q.k, allowed)], True)
         t3 = time.perf_counter()
         timing = {"features_ms": (t1 - t0) * 1e3, "tower_ms": (t2 - t1) * 1e3, "topk_ms": (t3 - t2) * 1e3, "batch": len(queries)}
         for a in answers:
@@ -206,7 +223,7 @@ class Recommender:
     def search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None, exclude: set[int]) -> list[tuple[int, float]]:
         """The k best products that pass the filters and are not excluded."""
         n_allowed = len(self.catalog.ids) if allowed is None else len(allowed)
-        want = min(k, n_allowed - len(exclude & set(allowed.tolist())) if allowed is not None else n_allowed - len(exclude))
+        want = min(k, n_allowed)
         if want <= 0:
             return []
         if allowed is not None and len(allowed) <= EXACT_BELOW:
@@ -218,7 +235,7 @@ class Recommender:
             allowed_mask[allowed] = True
         fetch = max(2 * want, int((want + len(exclude)) * len(self.catalog.ids) / n_allowed * 1.5))
         while True:
-            scores, ids = self.model.ann.search(vector, min(fetch, len(self.catalog.ids)))
+            scores, ids = self.model.top(vector, min(fetch, len(self.catalog.ids)))
             hits = [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if p >= 0 and int(p) not in exclude and (allowed_mask is None or allowed_mask[p])]
             if len(hits) >= want:
                 return hits[:want]
@@ -233,7 +250,7 @@ class Recommender:
         i = self.catalog.index.get(product_id)
         if i is None:
             raise RequestError(404, "unknown_product", f"unknown product {product_id!r}")
-        scores, ids = self.model.ann.search(self.model.candidates[i], k + 1)
+        scores, ids = self.model.top(self.model.candidates[i], k + 1)
         hits = [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if p >= 0 and int(p) != i][:k]
         if len(hits) < min(k, len(self.catalog.ids) - 1):
             scores, ids = self.model.exact.search(self.model.candidates[i], k + 1)

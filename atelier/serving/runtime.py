@@ -89,8 +89,24 @@ class BearerAuth:
         await send({"type": "http.response.body", "body": body})
 
 
-def start(settings: Settings, model_path: Path, region: str, tag: str) -> Recommender:
+def limit_threads(threads: int) -> None:
+    """One worker process per core: each uses `threads` threads for TensorFlow and FAISS, so the
+    workers do not fight over cores (thread pools sized to the machine, times the workers, would)."""
+    import faiss
+    import tensorflow as tf
+
+    faiss.omp_set_num_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already started: keep its pools
+        log.warning("TensorFlow threads already configured; not limited to %d", threads)
+
+
+def start(settings: Settings, model_path: Path, region: str, tag: str, threads: int | None = 1) -> Recommender:
     """Load the model and connect to the region's store with the exact feature list it was trained on."""
+    if threads:
+        limit_threads(threads)
     model = LoadedModel.load(model_path)
     if model.region != region:
         raise AtelierError(f"model {tag} was trained for region {model.region!r}, not {region!r}", fix="serve each region with its own model")
