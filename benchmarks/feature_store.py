@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import logging
 import random
-import statistics
 
 from common import Timer, bench_home, log, mark_ready, percentiles, save, table
 

@@ -21,7 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -46,19 +45,6 @@ def wrk(url: str, ids_file: Path, concurrency: int, seconds: int) -> dict:
     return {"p50_ms": ms("50"), "p99_ms": ms("99"), "rps": rps, "errors": int(errors.group(1)) if errors else 0, "socket_errors": sum(map(int, socket.groups())) if socket else 0}
 
 
-def wait_ready(url: str, proc: subprocess.Popen, log_file: Path) -> None:
-    for _ in range(360):
-        if proc.poll() is not None:
-            raise RuntimeError(log_file.read_text()[-3000:])
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"not ready: {log_file.read_text()[-3000:]}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--products", type=int, default=100_000)
@@ -81,7 +67,7 @@ def main() -> None:
     from atelier.models.two_tower import TrainConfig
     from atelier.protect.keys import LocalKeyStore
     from atelier.regions import region_codes
-    from atelier.serving.bento import latest_model
+    from atelier.serving.bento import latest_model, wait_until_ready
     from atelier.serving.recommender import Query
     from atelier.serving.runtime import start
     from atelier.settings import Settings
@@ -136,7 +122,7 @@ def main() -> None:
             proc = subprocess.Popen([bentoml_cli, "serve", target, "--port", str(port)], cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, stdout=open(log_file, "w"), stderr=subprocess.STDOUT)
             procs.append(proc)
             urls[name] = f"http://127.0.0.1:{port}"
-            wait_ready(urls[name], proc, log_file)
+            wait_until_ready(urls[name], proc, log=log_file)
         for name, url in urls.items():  # warm up: the dispatcher learns its timing, TF traces
             for c in clients[:300]:
                 httpx.post(f"{url}/recommend", json={"client_id": c, "k": 10}, timeout=30)

@@ -98,7 +98,7 @@ def export(
         "region": region,
         "query_specs": [s.to_json() for s in query_specs],
         "candidate_specs": [s.to_json() for s in candidate_specs],
-        "ef_search": ann.ef_search,
+        "index_probe": ann.probe,
         **info,
     }
     (workdir / "model.json").write_text(json.dumps(description, indent=2, default=str))
@@ -152,7 +152,7 @@ class LoadedModel:
             embed_fn=saved.signatures["serving_default"],
             candidates=candidates,
             exact=ExactIndex(candidates),
-            ann=AnnIndex.load(path / "index.faiss", description["ef_search"]),
+            ann=AnnIndex.load(path / "index.faiss", description["index_probe"]),
             products=pq.read_table(path / "products.parquet").to_pandas(),
             popularity=np.load(path / "popularity.npy"),
             # The tower runs on a GPU when the machine has one (the --gpu bento), on CPU otherwise.

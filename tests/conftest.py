@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from atelier.regions import region_codes
-from worlds import FAST, MODEL_WORLD, TINY, make_world
+from worlds import FAST, MODEL_WORLD, make_world
 
 
 @pytest.fixture(scope="session")

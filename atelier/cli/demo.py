@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import httpx
 import typer
@@ -35,7 +34,7 @@ def demo(
     from atelier.protect.audit import audit_residency
     from atelier.protect.keys import LocalKeyStore
     from atelier.regions import get_region, region_codes
-    from atelier.serving.bento import build, serve_command
+    from atelier.serving.bento import build, serve_command, wait_until_ready
     from atelier.settings import get_settings
 
     s = get_settings()
@@ -65,18 +64,10 @@ def demo(
     port = port or free_port()
     cmd, env = serve_command(s, serve_region, port, workers=1)
     with console.status(f"6/6 {serve_region}: serving on http://localhost:{port}"):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.time() + 180
-            while time.time() < deadline:
-                if proc.poll() is not None:
-                    raise typer.Exit(f"the service stopped: {proc.stderr.read()[-2000:]}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
+            wait_until_ready(url, proc)
             reader = OnlineFeatures(repo.feature_store(s, serve_region), ["client_activity:purchases_365d"])
             prefix = get_region(serve_region).client_id_prefix
             client = next(c for c in (f"{prefix}{i:08d}" for i in range(spec.clients)) if (reader.get_one(c) or {}).get("purchases_365d"))

@@ -162,6 +162,11 @@ def read_source(config: RepoConfig, source: DataSource) -> pa.Table:
     return read_dataset(path, keys)
 
 
+def _io(config: RepoConfig) -> dict:
+    """How Feast's ibis implementation reads and writes this store's sources."""
+    return {"data_source_reader": _reader(config), "data_source_writer": _writer(config)}
+
+
 def _reader(config: RepoConfig) -> Callable[[DataSource, str], Any]:
     return lambda source, _repo_path: ibis.memtable(read_source(config, source))
 
@@ -199,8 +204,7 @@ class AtelierOfflineStore(OfflineStore):
             created_timestamp_column=created_timestamp_column,
             start_date=start_date,
             end_date=end_date,
-            data_source_reader=_reader(config),
-            data_source_writer=_writer(config),
+            **_io(config),
         )
 
     @staticmethod
@@ -222,8 +226,7 @@ class AtelierOfflineStore(OfflineStore):
             registry=registry,
             project=project,
             full_feature_names=full_feature_names,
-            data_source_reader=_reader(config),
-            data_source_writer=_writer(config),
+            **_io(config),
         )
 
     @staticmethod
@@ -246,8 +249,7 @@ class AtelierOfflineStore(OfflineStore):
             created_timestamp_column=created_timestamp_column,
             start_date=start_date,
             end_date=end_date,
-            data_source_reader=_reader(config),
-            data_source_writer=_writer(config),
+            **_io(config),
         )
 
     @staticmethod

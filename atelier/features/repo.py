@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yaml
-from feast import FeatureStore, FeatureView
+from feast import FeatureStore
 from feast.permissions.user import User
 from feast.project import Project
 from feast.repo_config import RepoConfig

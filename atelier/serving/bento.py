@@ -141,3 +141,22 @@ def serve_command(settings: Settings, region: str, port: int, *, gpu: bool = Fal
     if workers:
         env["ATELIER_WORKERS"] = str(workers)
     return [str(Path(sys.executable).with_name("bentoml")), "serve", str(info.tag), "--port", str(port)], env
+
+
+def wait_until_ready(url: str, proc: subprocess.Popen, timeout: float = 180, log: Path | None = None) -> None:
+    """Block until `bentoml serve` answers /readyz; raise with its log if it dies or never does."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AtelierError(f"the service exited ({proc.returncode})", where=url, details=[log.read_text()[-3000:]] if log else None)
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AtelierError(f"the service was not ready after {timeout:.0f}s", where=url, details=[log.read_text()[-3000:]] if log else None)

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.csv as pcsv
 import pytest
 from feast.infra.key_encoding_utils import deserialize_entity_key
 

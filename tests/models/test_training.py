@@ -3,7 +3,6 @@
 import re
 
 import numpy as np
-import pytest
 
 from atelier.models.evaluate import top_k
 from atelier.models.export import LoadedModel, use_bentoml_home

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,25 +66,11 @@ def serving_redis(tmp_path_factory):
         s.stop()
 
 
-def _wait_ready(server: Server, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.region} server exited:\n{server.log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{server.region} server not ready:\n{server.log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="session")
 def servers(served_world, serving_redis, tmp_path_factory):
     from atelier.features import repo
     from atelier.local_redis import free_port
-    from atelier.serving.bento import build, serve_command
+    from atelier.serving.bento import build, serve_command, wait_until_ready
     from atelier.settings import Settings
 
     home = served_world
@@ -114,7 +99,7 @@ def servers(served_world, serving_redis, tmp_path_factory):
         started[r] = Server(r, f"http://127.0.0.1:{port}", proc, serving_redis[r], log)
     try:
         for server in started.values():
-            _wait_ready(server)
+            wait_until_ready(server.url, server.proc, log=server.log)
         yield {"servers": started, "settings": settings, "bento": built}
     finally:
         for server in started.values():

@@ -1,0 +1,12 @@
+"""Run every benchmark in turn (make bench). Each prints its own table and saves JSON under results/."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+for script in ("feature_store.py", "encryption.py", "training.py", "retrieval.py", "serving.py"):
+    print(f"\n=== {script}", flush=True)
+    code = subprocess.call([sys.executable, str(HERE / script)], cwd=HERE)
+    if code:
+        sys.exit(f"{script} failed ({code})")
