@@ -144,8 +144,12 @@ class Paths:
         return self.lake / name / f"region={region}"
 
     # features stage
+    def features(self, region: str | None) -> Path:
+        """A region's feature tables (or the global ones), swapped in together by the pipeline."""
+        return self.home / "features" / (region or "global")
+
     def feature_table(self, name: str, region: str | None) -> Path:
-        return self.home / "features" / (region or "global") / name
+        return self.features(region) / name
 
     def feast_dir(self, region: str) -> Path:
         return self.home / "feast" / region

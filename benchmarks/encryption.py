@@ -51,11 +51,10 @@ def main() -> None:
         log("making the plaintext copy")
         shutil.rmtree(plain_home, ignore_errors=True)
         shutil.copytree(home, plain_home)
-        keys = key_store(s0, "eu")
         for marker in plain_home.rglob(MARKER):
             info = dataset_info(marker.parent)
-            if info["encrypted"]:
-                table_ = read_dataset(home / marker.parent.relative_to(plain_home), keys)
+            if info["encrypted"]:  # each region's datasets open only with that region's keys
+                table_ = read_dataset(home / marker.parent.relative_to(plain_home), key_store(s0, info["region"]))
                 write_dataset(marker.parent, table_, None, encrypt=False)
         mark_ready(home, spec)
 

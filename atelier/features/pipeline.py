@@ -206,9 +206,8 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
     products = read_dataset(settings.paths.catalog("products"), None, columns=["product_id", "maison", "category"]).to_pandas().set_index("product_id")
     maisons = sorted(products["maison"].unique())
     events = open_dataset(settings.paths.client_table("events", region), keys)
-    target = settings.paths.feature_table("", region)
     counts: dict[str, int] = {}
-    with staged_dir(target.parent / region) as stage:
+    with staged_dir(settings.paths.features(region)) as stage:
         activity = DatasetWriter(stage / "client_activity", keys)
         engagement = {m: DatasetWriter(stage / "maison_engagement" / m, keys) for m in maisons}
         daily_parts = []

@@ -64,7 +64,7 @@ class Report:
 def _region_datasets(settings: Settings, region: str) -> list[tuple[str, Path]]:
     roots = [
         ("offline", p) for p in sorted(settings.paths.lake.glob(f"*/region={region}"))
-    ] + [("offline", settings.home / "features" / region), ("training set", settings.paths.runs(region))]
+    ] + [("offline", settings.paths.features(region)), ("training set", settings.paths.runs(region))]
     found = []
     for kind, root in roots:
         if root.exists():
