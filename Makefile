@@ -41,6 +41,7 @@ test: $(STAMP) system-deps tools
 
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/report.py
 
 fmt:
 	terraform fmt -recursive terraform
