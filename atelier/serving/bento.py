@@ -1,6 +1,6 @@
 """`atelier build` and `atelier serve`: a region's bento from its latest model, and a local server.
 
-The build context is assembled under the data home: bentos/service.py, the atelier wheel, and a
+The build context is assembled in a scratch folder: bentos/service.py, the atelier wheel, and a
 requirements file pinned to exactly the versions this environment runs and tests (the runtime
 closure of atelier's dependencies; TensorFlow's CUDA build for --gpu). `bentoml build` then
 writes a bento whose Dockerfile installs just that. Containerizing needs a Docker engine;
@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -85,12 +86,27 @@ def latest_model(settings: Settings, region: str) -> str:
         raise AtelierError(f"no trained model for region {region!r}", fix=f"run `atelier train --region {region}` first") from None
 
 
+def _build_context(name: str) -> Path:
+    """A fresh scratch folder for `bentoml build`, outside the data home.
+
+    BentoML refuses to read build files through any path with a hidden part ("Accessing hidden
+    files is not allowed"), and the default data home is `~/.atelier`; so the context lives in
+    the temporary directory instead, and is removed once the bento is built."""
+    ctx = Path(tempfile.mkdtemp(prefix=f"{name}-")).resolve()
+    if any(part.startswith(".") for part in ctx.parts):
+        shutil.rmtree(ctx, ignore_errors=True)
+        raise AtelierError(
+            "bentoml build cannot read files under a hidden (dot) folder",
+            where=str(ctx),
+            fix="point TMPDIR to a folder whose path has no part starting with '.'",
+        )
+    return ctx
+
+
 def build(settings: Settings, region: str, gpu: bool = False) -> dict:
     region = get_region(region).code
     tag = latest_model(settings, region)
-    ctx = settings.home / "build" / bento_name(region, gpu)
-    shutil.rmtree(ctx, ignore_errors=True)
-    ctx.mkdir(parents=True)
+    ctx = _build_context(bento_name(region, gpu))
     shutil.copy2(SERVICE, ctx / "service.py")
     wheel = _wheel(ctx)
     (ctx / "requirements.txt").write_text("\n".join(runtime_requirements(gpu) + [f"./wheels/{wheel.name}"]) + "\n")
@@ -110,6 +126,7 @@ def build(settings: Settings, region: str, gpu: bool = False) -> dict:
     if not match:
         raise AtelierError(f"bentoml build did not report a tag: {result.stdout[-500:]}", where=str(ctx))
     bento_tag = match.group(1)
+    shutil.rmtree(ctx, ignore_errors=True)  # the bento holds all of it now; a failed build's context is kept to look at
     path = bento_path(settings, bento_tag)
     return {"bento": bento_tag, "model": tag, "path": str(path), "dockerfile": str(path / "env" / "docker" / "Dockerfile")}
 

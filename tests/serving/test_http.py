@@ -6,6 +6,8 @@ The store-outage test restarts eu's Redis, so it comes last in this file.
 import http.client
 import json
 import re
+import shutil
+from pathlib import Path
 
 import httpx
 import pytest
@@ -179,11 +181,18 @@ def test_concurrent_requests_are_batched(servers):
     assert requests / batches > 2, f"{requests:.0f} requests in {batches:.0f} batches: simultaneous requests were not batched"
 
 
-def test_bento_builds_with_and_without_gpu(servers):
+def test_bento_builds_with_and_without_gpu(servers, tmp_path):
+    from atelier.models.export import model_name
     from atelier.serving.bento import build
+    from atelier.settings import Settings
 
     cpu = servers["bento"]
-    gpu = build(servers["settings"], "eu", gpu=True)
+    # The GPU bento is built from a data home under a hidden folder, like the default ~/.atelier
+    # (BentoML refuses build files behind a dot folder, so the build must not read from there).
+    settings = Settings(home=tmp_path / ".atelier")
+    models = Path("models") / model_name("eu")
+    shutil.copytree(servers["settings"].paths.bentoml_home / models, settings.paths.bentoml_home / models)
+    gpu = build(settings, "eu", gpu=True)
     cpu_docker = open(cpu["dockerfile"]).read()
     gpu_docker = open(gpu["dockerfile"]).read()
     assert re.search(r"^FROM nvidia/cuda:\S+ ", gpu_docker, re.M)
@@ -195,6 +204,7 @@ def test_bento_builds_with_and_without_gpu(servers):
     gpu_yaml = open(gpu["path"] + "/bento.yaml").read()
     assert re.search(r"resources:\s+gpu: 1", gpu_yaml) and "ATELIER_REGION" in gpu_yaml
     assert gpu["model"] == cpu["model"] == latest_model(servers["settings"], "eu")
+    assert gpu["path"].startswith(str(settings.home))
 
 
 def test_store_outage_answers_with_fallback_then_recovers(servers):
