@@ -39,7 +39,7 @@ class ExactIndex:
         part_scores = np.take_along_axis(scores, part, axis=1)
         order = np.argsort(-part_scores, axis=1)
         ids = np.take_along_axis(part, order, axis=1)
-        return np.take_along_axis(part_scores, order, axis=1), (ids if subset is None else subset[ids])
+        return np.take_along_axis(part_scores, order, axis=1), subset[ids]
 
 
 class AnnIndex:

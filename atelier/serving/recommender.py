@@ -73,11 +73,14 @@ class Catalog:
         self.category = products["category"].to_numpy(dtype=object)
         self.maisons = sorted(set(self.maison))
         self.by_maison = {m: np.flatnonzero(self.maison == m) for m in self.maisons}
-        everywhere = np.array([c is None or (not isinstance(c, (list, np.ndarray)) and pd.isna(c)) for c in products["countries"]])
         lists = products["countries"].to_numpy(dtype=object)
-        self._sold = {}
-        for country in country_to_region():
-            self._sold[country] = everywhere | np.array([not everywhere[i] and country in list(lists[i]) for i in range(len(lists))])
+        everywhere = np.array([c is None or (not isinstance(c, (list, np.ndarray)) and pd.isna(c)) for c in lists])
+        # One pass over the products' country lists (not one per country): start-up stays short on big catalogs.
+        self._sold = {country: everywhere.copy() for country in country_to_region()}
+        for i in np.flatnonzero(~everywhere):
+            for country in lists[i]:
+                if country in self._sold:
+                    self._sold[country][i] = True
 
     def allowed(self, maison: str | None, country: str | None) -> np.ndarray | None:
         """Indices of products passing the filters (None: every product)."""
@@ -227,8 +230,7 @@ class Recommender:
         if want <= 0:
             return []
         if allowed is not None and len(allowed) <= EXACT_BELOW:
-            scores, ids = self.model.exact.search(vector, want + len(exclude), subset=allowed)
-            return [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if int(p) not in exclude][:want]
+            return self._exact(vector, want, allowed, exclude)
         allowed_mask = None
         if allowed is not None:
             allowed_mask = np.zeros(len(self.catalog.ids), bool)
@@ -240,11 +242,13 @@ class Recommender:
             if len(hits) >= want:
                 return hits[:want]
             if fetch >= len(self.catalog.ids):
-                # The approximate graph did not surface enough: search the allowed set exactly.
-                subset = allowed if allowed is not None else None
-                scores, ids = self.model.exact.search(vector, want + len(exclude), subset=subset)
-                return [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if int(p) not in exclude][:want]
+                # The approximate index did not surface enough: search the allowed set exactly.
+                return self._exact(vector, want, allowed, exclude)
             fetch *= 4
+
+    def _exact(self, vector: np.ndarray, want: int, allowed: np.ndarray | None, exclude: set[int]) -> list[tuple[int, float]]:
+        scores, ids = self.model.exact.search(vector, want + len(exclude), subset=allowed)
+        return [(int(p), float(s)) for p, s in zip(ids[0], scores[0]) if int(p) not in exclude][:want]
 
     def similar(self, product_id: str, k: int) -> list[dict]:
         i = self.catalog.index.get(product_id)
