@@ -28,6 +28,14 @@ def test_unknown_region_and_size(tmp_path):
     assert r.returncode == 1 and "unknown size 'huge'" in r.stderr
 
 
+def test_build_and_serve_before_training_say_what_to_run(tmp_path):
+    r = run(["build", "--region", "eu"], tmp_path)
+    assert r.returncode == 1 and "no trained model for region 'eu'" in r.stderr and "atelier train --region eu" in r.stderr
+    r = run(["serve", "--region", "us"], tmp_path)
+    assert r.returncode == 1 and "no bento 'atelier-recommender-us:latest'" in r.stderr and "atelier build --region us" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_data_to_online_features_from_the_command_line(tmp_path):
     for args in (["keys", "init"], ["data", "generate", "--size", "tiny", "--clients", "150"], ["features", "compute", "-r", "all"],
                  ["features", "apply", "-r", "us"], ["features", "materialize", "-r", "us"], ["keys", "rotate", "-r", "us"], ["keys", "status"]):

@@ -42,6 +42,26 @@ def test_outputs_of_another_region_are_refused():
         module_outputs({"something": {}})
 
 
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "cannot read the Terraform outputs"),
+    (json.dumps({"something": {}}), "not the output of a terraform/envs"),
+    (json.dumps({"region": {"value": {k: v for k, v in STAND_IN["region"]["value"].items() if k != "redis_host"}}}), "terraform outputs lack redis_host"),
+    (json.dumps(STAND_IN).replace("europe-west9", "us-central1"), "terraform says region 'eu' is in us-central1"),
+])
+def test_bad_outputs_leave_the_previous_configuration_intact(tmp_path, content, message):
+    (tmp_path / "good.json").write_text(json.dumps(STAND_IN))
+    out = tmp_path / "out"
+    written = write_cloud_config("eu", tmp_path / "good.json", "group-eu", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (tmp_path / "bad.json").write_text(content)
+    with pytest.raises(AtelierError, match=message) as e:
+        write_cloud_config("eu", tmp_path / "bad.json", "group-eu", out)
+    assert e.value.fix, "the error says what to do"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and len(before) == len(written)
+    with pytest.raises(AtelierError, match="cannot read the Terraform outputs"):
+        write_cloud_config("eu", tmp_path / "missing.json", "group-eu", out)
+
+
 def test_definitions_read_bigquery_tables_in_the_cloud(settings, monkeypatch):
     monkeypatch.setenv("ATELIER_OFFLINE_STORE", "bigquery")
     contents = parse_definitions(settings)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from feast.permissions.user import User
 
+from atelier.errors import AtelierError
 from atelier.features import repo
 from atelier.features.online import OnlineFeatures
 from atelier.models.export import use_bentoml_home
@@ -31,6 +32,14 @@ def engine(model_world, tmp_path_factory):
         import bentoml
 
         yield start(s, bentoml.models.get(result.tag).path, "eu", result.tag), s
+
+
+def test_a_model_serves_only_its_own_region(model_world, engine):
+    _, result = model_world
+    eng, s = engine
+    with pytest.raises(AtelierError, match="trained for region 'eu', not 'us'") as e:
+        start(s, eng.model.path, "us", result.tag)
+    assert "its own model" in e.value.fix
 
 
 def _client(engine, with_purchases=True):
