@@ -33,6 +33,27 @@ def bench_home(name: str, spec: dict) -> tuple[Path, bool]:
     return home, fresh
 
 
+def make_world(settings, spec: dict, regions: list[str], *, apply: bool = True) -> None:
+    """Keys for every region, the generated world, and the features of `regions` (applied to their
+    Feast projects unless `apply` is false): what each benchmark's world starts from."""
+    from atelier.data.generate import generate_world
+    from atelier.data.world import WorldSpec
+    from atelier.features import repo
+    from atelier.features.pipeline import compute_features
+    from atelier.protect.keys import LocalKeyStore
+    from atelier.regions import region_codes
+
+    for r in region_codes():
+        LocalKeyStore.init(settings.paths.keys, r)
+    log(f"generating {spec['clients']:,} clients and {spec['products']:,} products")
+    generate_world(settings, WorldSpec(**spec))
+    for r in regions:
+        log(f"computing features for {r}")
+        compute_features(settings, r)
+        if apply:
+            repo.apply(settings, r)
+
+
 def mark_ready(home: Path, spec: dict) -> None:
     (home / "spec.json").write_text(json.dumps(spec))
 

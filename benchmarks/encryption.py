@@ -17,7 +17,7 @@ import logging
 import shutil
 import statistics
 
-from common import Timer, bench_home, log, mark_ready, save, table
+from common import Timer, bench_home, log, make_world, mark_ready, save, table
 
 VIEWS = ["client_profile", "client_attributes", "client_activity"]
 
@@ -31,23 +31,16 @@ def main() -> None:
     logging.disable(logging.WARNING)
     spec = {"clients": args.clients, "products": 5000, "events_per_client": 20.0, "chunk_clients": 100_000}
     home, fresh = bench_home("encryption", spec)
-    from atelier.data.generate import generate_world
-    from atelier.data.world import WorldSpec
     from atelier.features import repo
-    from atelier.features.pipeline import compute_features
     from atelier.local_redis import LocalRedis
-    from atelier.protect.keys import LocalKeyStore, key_store
+    from atelier.protect.keys import key_store
     from atelier.protect.parquet import MARKER, dataset_info, read_dataset, write_dataset
     from atelier.settings import Settings
 
     plain_home = home.parent / "encryption-plaintext"
     if fresh:
         s0 = Settings(home=home)
-        for r in ("eu", "us", "apac"):
-            LocalKeyStore.init(s0.paths.keys, r)
-        log(f"generating {args.clients:,} clients")
-        generate_world(s0, WorldSpec(**spec))
-        compute_features(s0, "eu")
+        make_world(s0, spec, ["eu"], apply=False)
         log("making the plaintext copy")
         shutil.rmtree(plain_home, ignore_errors=True)
         shutil.copytree(home, plain_home)

@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import random
 
-from common import Timer, bench_home, log, mark_ready, percentiles, save, table
+from common import Timer, bench_home, log, make_world, mark_ready, percentiles, save, table
 
 VIEWS = ["client_profile", "client_attributes", "client_activity"]
 
@@ -33,28 +33,18 @@ def main() -> None:
 
     spec = {"clients": args.clients, "products": 5000, "events_per_client": 8.0, "chunk_clients": 100_000}
     home, fresh = bench_home("feature_store", spec)
-    from atelier.data.generate import generate_world
-    from atelier.data.world import WorldSpec
     from atelier.features import repo
     from atelier.features import redis_codec as rc
     from atelier.features.engine import latest_rows
     from atelier.features.online import OnlineFeatures, feature_refs
-    from atelier.features.pipeline import compute_features
     from atelier.local_redis import LocalRedis
-    from atelier.protect.keys import LocalKeyStore
     from atelier.regions import region_codes
     from atelier.settings import Settings
 
     regions = region_codes()
     if fresh:
         s0 = Settings(home=home)
-        for r in regions:
-            LocalKeyStore.init(s0.paths.keys, r)
-        log(f"generating {args.clients:,} clients")
-        generate_world(s0, WorldSpec(**spec))
-        for r in regions:
-            log(f"computing features for {r}")
-            compute_features(s0, r)
+        make_world(s0, spec, regions, apply=False)
         mark_ready(home, spec)
 
     servers = {r: LocalRedis(f"atelier-{r}", f"bench-{r}").start() for r in regions}

@@ -17,30 +17,21 @@ import glob
 import logging
 
 import numpy as np
-from common import Timer, bench_home, log, mark_ready, save, table
+from common import Timer, bench_home, log, make_world, mark_ready, save, table
 
 
 def trained_catalog(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(candidate vectors, query vectors) of an eu model trained on a world with n products."""
-    from atelier.data.generate import generate_world
-    from atelier.data.world import WorldSpec
-    from atelier.features import repo
-    from atelier.features.pipeline import compute_features
     from atelier.models.train import train_region
     from atelier.models.two_tower import TrainConfig
-    from atelier.protect.keys import LocalKeyStore
     from atelier.settings import Settings
 
     spec = {"clients": 30_000, "products": n, "events_per_client": 12.0, "chunk_clients": 50_000}
     home, fresh = bench_home(f"retrieval-{n}", spec)
     s = Settings(home=home)
     if fresh:
-        for r in ("eu", "us", "apac"):
-            LocalKeyStore.init(s.paths.keys, r)
-        log(f"{n:,} products: generating the world and training the eu model")
-        generate_world(s, WorldSpec(**spec))
-        compute_features(s, "eu")
-        repo.apply(s, "eu")
+        make_world(s, spec, ["eu"])
+        log(f"{n:,} products: training the eu model")
         train_region(s, "eu", TrainConfig(epochs=2))
         mark_ready(home, spec)
     run = sorted(glob.glob(f"{home}/runs/eu/*/query_sample.npy"))[-1]

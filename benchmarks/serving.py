@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from common import ROOT, Timer, bench_home, log, mark_ready, percentiles, save, table
+from common import ROOT, Timer, bench_home, log, make_world, mark_ready, percentiles, save, table
 
 CONCURRENCY = (1, 8, 32)
 
@@ -71,15 +71,10 @@ def main() -> None:
 
     spec = {"clients": args.clients, "products": args.products, "events_per_client": 12.0, "chunk_clients": 50_000}
     home, fresh = bench_home("serving", spec)
-    from atelier.data.generate import generate_world
-    from atelier.data.world import WorldSpec
     from atelier.features import repo
-    from atelier.features.pipeline import compute_features
     from atelier.local_redis import LocalRedis, free_port
     from atelier.models.train import train_region
     from atelier.models.two_tower import TrainConfig
-    from atelier.protect.keys import LocalKeyStore
-    from atelier.regions import region_codes
     from atelier.serving.bento import latest_model, wait_until_ready
     from atelier.serving.recommender import Query
     from atelier.serving.runtime import start
@@ -87,12 +82,7 @@ def main() -> None:
 
     s0 = Settings(home=home)
     if fresh:
-        for r in region_codes():
-            LocalKeyStore.init(s0.paths.keys, r)
-        log(f"generating {args.clients:,} clients and {args.products:,} products")
-        generate_world(s0, WorldSpec(**spec))
-        compute_features(s0, "eu")
-        repo.apply(s0, "eu")
+        make_world(s0, spec, ["eu"])
         mark_ready(home, spec)
     if fresh or not _model_of_this_code(s0):
         log("training the eu model and building its index")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from common import bench_home, log, mark_ready, save, table
+from common import bench_home, log, make_world, mark_ready, save, table
 
 
 def main() -> None:
@@ -26,25 +26,14 @@ def main() -> None:
     logging.disable(logging.WARNING)
     spec = {"clients": args.clients, "products": args.products, "events_per_client": 40.0, "chunk_clients": 50_000}
     home, fresh = bench_home("training", spec)
-    from atelier.data.generate import generate_world
-    from atelier.data.world import WorldSpec
-    from atelier.features import repo
-    from atelier.features.pipeline import compute_features
     from atelier.models.train import train_region
     from atelier.models.two_tower import TrainConfig
-    from atelier.protect.keys import LocalKeyStore
     from atelier.regions import region_codes
     from atelier.settings import Settings
 
     s = Settings(home=home)
     if fresh:
-        for r in region_codes():
-            LocalKeyStore.init(s.paths.keys, r)
-        log(f"generating {args.clients:,} clients, {args.products:,} products")
-        generate_world(s, WorldSpec(**spec))
-        for r in region_codes():
-            compute_features(s, r)
-            repo.apply(s, r)
+        make_world(s, spec, region_codes())
         mark_ready(home, spec)
     rows, results = [], {}
     for r in args.regions.split(","):

@@ -90,20 +90,18 @@ def _offline(settings: Settings, region: str, report: Report) -> None:
         report.foreign(place, region, pc.unique(ids).to_pylist())
 
 
-def _client_ids_from_keys(keys, project: bytes, place: str, region: str, report: Report) -> list[str]:
+def _client_ids_from_keys(keys, place: str, region: str, report: Report) -> list[str]:
+    """Client ids of the online keys (entity key + Feast project); keys of another region's project are findings too."""
+    projects = {project_name(r).encode(): r for r in region_codes()}
     ids, foreign_projects = [], set()
     for key in keys:
-        if not key.endswith(project):
-            for other in region_codes():
-                suffix = project_name(other).encode()
-                if key.endswith(suffix):
-                    foreign_projects.add(other)
-                    entity = deserialize_entity_key(key[: -len(suffix)], 3)
-                    break
-            else:
-                continue
-        else:
-            entity = deserialize_entity_key(key[: -len(project)], 3)
+        owner = next(((suffix, r) for suffix, r in projects.items() if key.endswith(suffix)), None)
+        if owner is None:
+            continue
+        suffix, owner_region = owner
+        if owner_region != region:
+            foreign_projects.add(owner_region)
+        entity = deserialize_entity_key(key[: -len(suffix)], 3)
         if list(entity.join_keys) == ["client_id"]:
             ids.append(entity.entity_values[0].string_val)
     if foreign_projects:
@@ -128,7 +126,7 @@ def _online(settings: Settings, region: str, report: Report) -> None:
         keys = []
         for (table,) in con.execute("select name from sqlite_master where type='table'"):
             keys += [k + project for (k,) in con.execute(f'select distinct entity_key from "{table}"')]
-    report.foreign(place, region, _client_ids_from_keys(keys, project, place, region, report))
+    report.foreign(place, region, _client_ids_from_keys(keys, place, region, report))
 
 
 def _artifacts(settings: Settings, region: str, report: Report) -> None:
