@@ -26,6 +26,13 @@ def test_unknown_region_and_size(tmp_path):
     assert r.returncode == 1 and "unknown region 'mars'" in r.stderr and "eu, us, apac" in r.stderr
     r = run(["data", "generate", "--size", "huge"], tmp_path)
     assert r.returncode == 1 and "unknown size 'huge'" in r.stderr
+    # the demo checks its options before any work: nothing is written to the data home
+    cases = [(["demo", "--size", "huge"], ["unknown size 'huge'", "tiny, small, medium, large"]),
+             (["demo", "--serve-region", "mars"], ["unknown region 'mars'", "eu, us, apac"])]
+    for args, expected in cases:
+        r = run(args, tmp_path / "demo")
+        assert r.returncode == 1 and all(e in r.stderr for e in expected), (args, r.stderr)
+        assert not (tmp_path / "demo" / "lake").exists() and not (tmp_path / "demo" / "keys").exists()
 
 
 def test_build_and_serve_before_training_say_what_to_run(tmp_path):

@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 
 from atelier.cli.common import out, progress_bar
-from atelier.data.world import SIZES, WorldSpec
-from atelier.errors import AtelierError
+from atelier.data.world import SIZES, WorldSpec, preset
 from atelier.settings import get_settings
 
 app = typer.Typer(help="The data lake: generate a world or import your own.", no_args_is_help=True)
@@ -25,10 +24,8 @@ def generate(
     """Generate a fictional luxury group: maisons, catalog, stores, clients, two years of events."""
     from atelier.data.generate import generate_world
 
-    if size not in SIZES:
-        raise AtelierError(f"unknown size {size!r}", fix=f"use one of: {', '.join(SIZES)}")
     overrides = {k: v for k, v in dict(clients=clients, products=products, events_per_client=events_per_client, seed=seed).items() if v is not None}
-    spec = WorldSpec(**{**SIZES[size].model_dump(), **overrides})
+    spec = WorldSpec(**{**preset(size).model_dump(), **overrides})
     s = get_settings()
     with progress_bar("generating clients and events", total=spec.clients) as advance:
         manifest = generate_world(s, spec, progress=advance)

@@ -24,7 +24,7 @@ def demo(
 ) -> None:
     """Run data -> features -> training -> serving end to end, then ask the service for a recommendation."""
     from atelier.data.generate import generate_world
-    from atelier.data.world import SIZES
+    from atelier.data.world import preset
     from atelier.features import repo
     from atelier.features.online import OnlineFeatures
     from atelier.features.pipeline import compute_features
@@ -37,12 +37,13 @@ def demo(
     from atelier.serving.bento import build, serve_command, wait_until_ready
     from atelier.settings import get_settings
 
+    spec = preset(size)  # both checked before any work, not after an hour of it
+    serve_region = get_region(serve_region).code
     s = get_settings()
     console.rule(f"[bold]atelier demo[/]  data home {s.home}  online store {s.online_store}")
     if s.kms == "local":
         for r in region_codes():
             LocalKeyStore.init(s.paths.keys, r)
-    spec = SIZES[size]
     with progress_bar(f"1/6 generating a {size} world", total=spec.clients) as advance:
         manifest = generate_world(s, spec, progress=advance)
     out.print("   " + ", ".join(f"{r}: {n:,} clients" for r, n in manifest["counts"]["clients"].items()) + f"; {manifest['products']:,} products")

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from atelier.errors import AtelierError
 from atelier.regions import all_regions, country_to_region
 
 DIM = 16
@@ -113,6 +114,13 @@ SIZES = {
     "medium": WorldSpec(clients=100_000, products=5_000, events_per_client=40),
     "large": WorldSpec(clients=1_000_000, products=20_000, events_per_client=50),
 }
+
+
+def preset(size: str) -> WorldSpec:
+    """The world spec of a size preset; an unknown name is a user error naming the known ones."""
+    if size not in SIZES:
+        raise AtelierError(f"unknown size {size!r}", fix=f"use one of: {', '.join(SIZES)}")
+    return SIZES[size]
 
 
 @dataclass
