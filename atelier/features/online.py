@@ -16,13 +16,13 @@ import struct
 from datetime import datetime, timezone
 
 from feast import FeatureService, FeatureStore
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisType, _versioned_fv_name
 from feast.permissions.user import User
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from atelier.errors import AtelierError
 from atelier.features.redis_codec import field_name
