@@ -1,8 +1,13 @@
 """The region table: which countries each region serves and where its cloud resources live.
 
 Client data never leaves its region, so every stage takes the region as a parameter and asks this
-module where a client belongs. The table itself is `regions.json`, read by Terraform too, so the
-Python code and the infrastructure can never disagree about a location.
+module where a client belongs. A client belongs to the region of its country; its id is whatever
+the group's client systems use and says nothing about where it lives. The table itself is
+`regions.json`, read by Terraform too, so the Python code and the infrastructure can never
+disagree about a location. Every ISO 3166 country is in exactly one region's list.
+
+Countries arrive as ISO alpha-2 or alpha-3 codes or English names; `country_code` turns each into
+its alpha-2 code with pycountry, so "France", "FRA" and "fr" are all "FR".
 """
 
 from __future__ import annotations
@@ -17,18 +22,12 @@ from atelier.errors import AtelierError
 
 @dataclass(frozen=True)
 class Region:
-    """One data-residency region.
-
-    `client_id_prefix` is the contract with the group's client master: client ids are minted per
-    region with this prefix, which lets a regional service refuse another region's client without
-    holding any of that region's data.
-    """
+    """One data-residency region: its cloud location and the countries whose clients it holds."""
 
     code: str
     name: str
     location: str
     location_name: str
-    client_id_prefix: str
     countries: tuple[str, ...]
 
 
@@ -41,7 +40,6 @@ def _table() -> dict[str, Region]:
             name=spec["name"],
             location=spec["location"],
             location_name=spec["location_name"],
-            client_id_prefix=spec["client_id_prefix"],
             countries=tuple(spec["countries"]),
         )
         for code, spec in raw["regions"].items()
@@ -75,9 +73,26 @@ def region_of_country(country: str) -> str | None:
     return country_to_region().get(country)
 
 
-def region_of_client_id(client_id: str) -> str | None:
-    """The region a client id was minted in, from its prefix; None when no region claims it."""
-    for r in all_regions():
-        if client_id.startswith(r.client_id_prefix):
-            return r.code
-    return None
+@cache
+def _country_names() -> dict[str, str]:
+    """Every spelling pycountry knows (alpha-2, alpha-3, name, official and common names), upper-cased."""
+    import pycountry
+
+    known = set(country_to_region())
+    names: dict[str, str] = {}
+    for c in pycountry.countries:
+        if c.alpha_2 not in known:
+            continue
+        for attr in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
+            value = getattr(c, attr, None)
+            if value:
+                names.setdefault(value.upper(), c.alpha_2)
+    return names
+
+
+def country_code(value: str | None) -> str | None:
+    """The ISO alpha-2 code of a country given as a code or an English name; None if unknown."""
+    if value is None:
+        return None
+    return _country_names().get(" ".join(str(value).split()).upper())
+

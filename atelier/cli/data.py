@@ -34,17 +34,50 @@ def generate(
 
 @app.command("import")
 def import_(
-    clients: Path = typer.Option(..., help="Clients file (CSV or Parquet): client_id, country, any attributes."),
-    products: Path = typer.Option(..., help="Products file: product_id, maison, category, any attributes."),
-    events: Path = typer.Option(..., help="Events file: client_id, product_id, event_type, event_timestamp."),
+    clients: Path | None = typer.Option(None, help="Clients file (CSV or Parquet): client_id, country, any attributes."),
+    products: Path | None = typer.Option(None, help="Products file: product_id, maison, category, any attributes."),
+    events: Path | None = typer.Option(None, help="Events file: client_id, product_id, event_type, event_timestamp."),
+    transactions: Path | None = typer.Option(None, help="Or: one raw export of transaction lines (CSV or Parquet), with --mapping."),
+    mapping: Path | None = typer.Option(None, help="YAML mapping of the export's columns, values and rules (see examples/online_retail/)."),
+    unknown_country: str = typer.Option("error", help="Clients whose country is no ISO code or English name: 'error' lists them, 'drop' leaves them out (counted)."),
 ) -> None:
-    """Import your own data. Everything is validated first; on any problem nothing is written."""
-    from atelier.data.importer import import_files
+    """Import your own data: three files, or one raw transaction export with a mapping.
+
+    Everything is validated first; on any problem nothing is written.
+    """
+    from atelier.errors import AtelierError
 
     s = get_settings()
-    with progress_bar("validating and writing") as advance:
-        manifest = import_files(s, clients, products, events, progress=advance)
+    three = (clients, products, events)
+    if transactions is not None or mapping is not None:
+        if transactions is None or mapping is None or any(three):
+            raise AtelierError("--transactions and --mapping go together, without --clients/--products/--events")
+        from atelier.data.transactions import import_transactions
+
+        with progress_bar("validating and writing") as advance:
+            manifest = import_transactions(s, transactions, mapping, progress=advance)
+    elif all(three):
+        from atelier.data.importer import import_files
+
+        with progress_bar("validating and writing") as advance:
+            manifest = import_files(s, clients, products, events, progress=advance, unknown_country=unknown_country)
+    else:
+        raise AtelierError("give --clients, --products and --events, or --transactions with --mapping", fix="see `atelier data import --help`")
+    _rules(manifest.get("rules") or {})
     _summary(manifest, s.paths.lake)
+
+
+def _rules(counts: dict[str, int]) -> None:
+    if not counts:
+        return
+    from rich.table import Table
+
+    table = Table(title="import rules", title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for what, n in counts.items():
+        table.add_row(what, f"{n:,}")
+    out.print(table)
 
 
 def _summary(manifest: dict, lake: Path) -> None:

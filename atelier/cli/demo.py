@@ -33,6 +33,7 @@ def demo(
     from atelier.models.two_tower import TrainConfig
     from atelier.protect.audit import audit_residency
     from atelier.protect.keys import LocalKeyStore
+    from atelier.protect.residency import roster
     from atelier.regions import get_region, region_codes
     from atelier.serving.bento import build, serve_command, wait_until_ready
     from atelier.settings import get_settings
@@ -70,8 +71,7 @@ def demo(
             url = f"http://127.0.0.1:{port}"
             wait_until_ready(url, proc)
             reader = OnlineFeatures(repo.feature_store(s, serve_region), ["client_activity:purchases_365d"])
-            prefix = get_region(serve_region).client_id_prefix
-            client = next(c for c in (f"{prefix}{i:08d}" for i in range(spec.clients)) if (reader.get_one(c) or {}).get("purchases_365d"))
+            client = next(c for c in roster(s, serve_region).to_pylist() if (reader.get_one(c) or {}).get("purchases_365d"))
             answer = httpx.post(f"{url}/recommend", json={"client_id": client, "k": 5}, timeout=30)
             similar = httpx.post(f"{url}/similar", json={"product_id": answer.json()["items"][0]["product_id"], "k": 3}, timeout=30)
         finally:

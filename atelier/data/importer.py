@@ -3,9 +3,14 @@
 Everything is checked before anything is written, and every problem is reported at once, each
 with example rows, so one run tells the user all there is to fix. Required columns:
 
-* clients:  client_id, country
+* clients:  client_id (any non-empty text up to 128 characters), country (an ISO 3166 alpha-2
+            or alpha-3 code or an English name: "FR", "FRA" and "France" are the same)
 * products: product_id, maison, category
-* events:   client_id, product_id, event_type (purchase | view | wishlist), event_timestamp
+* events:   client_id, product_id, event_type (purchase | view | wishlist | return), event_timestamp
+
+A client's region is its country's (`atelier/regions.json` places every country of the world).
+A country nobody can place ("Unspecified") is a problem, unless the rule `unknown_country="drop"`
+is chosen: then those clients and their events are left out, and counted.
 
 Optional columns with a meaning: clients.updated_at, products.launch_date, products.countries
 (where a product is sold: a list, or "FR|IT" in CSV), events.amount, events.quantity,
@@ -29,11 +34,13 @@ import pyarrow.types as pat
 from atelier.data.lake import write_lake
 from atelier.data.schema import EVENT_TYPES, REQUIRED, attribute_columns, infer_attributes
 from atelier.errors import AtelierError
-from atelier.regions import country_to_region, get_region
+from atelier.regions import country_code, country_to_region
 from atelier.settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_EXAMPLES = 3
+MAX_ID_LENGTH = 128
+UNKNOWN_COUNTRY_RULES = ("error", "drop")
 
 
 class ImportProblems(AtelierError):
@@ -43,6 +50,7 @@ class ImportProblems(AtelierError):
 class _Problems:
     def __init__(self):
         self.items: list[str] = []
+        self.fix_hint: str | None = None
 
     def add(self, where: str, what: str, rows: "_Rows | None" = None) -> None:
         if rows:
@@ -77,7 +85,14 @@ def _rows(mask, values) -> _Rows:
     return [(i + 1, values[i].as_py() if hasattr(values[i], "as_py") else values[i]) for i in idx[:_MAX_EXAMPLES]], len(idx)
 
 
-def _as_string(table: pa.Table, name: str, where: str, problems: _Problems) -> pa.Array | None:
+def _country_codes(values: pa.Array) -> pa.Array:
+    """ISO alpha-2 codes for codes or English names (null where nothing matches)."""
+    uniques = pc.unique(values)
+    codes = pa.array([country_code(v) for v in uniques.to_pylist()], pa.string())
+    return pc.take(codes, pc.index_in(values, value_set=uniques))
+
+
+def _as_string(table: pa.Table, name: str, where: str, problems: _Problems, allow_empty: bool = False) -> pa.Array | None:
     col = table.column(name)
     if pat.is_floating(col.type):
         problems.add(where, f"column {name!r} must hold text or whole numbers, found {col.type}")
@@ -87,6 +102,8 @@ def _as_string(table: pa.Table, name: str, where: str, problems: _Problems) -> p
         return None
     col = pc.cast(col, pa.string()).combine_chunks()
     empty = pc.or_(pc.is_null(col), pc.equal(pc.utf8_trim_whitespace(col), ""))
+    if allow_empty:
+        return pc.if_else(empty, pa.scalar(None, pa.string()), col)
     if pc.any(empty).as_py():
         problems.add(where, f"column {name!r} has empty values", _rows(empty, col))
     return col
@@ -132,8 +149,19 @@ def _duplicates(col: pa.Array, name: str, where: str, problems: _Problems) -> No
         problems.add(where, f"duplicate {name} values ({len(dup)} ids appear more than once)", _rows(mask, col))
 
 
-def validate(clients: pa.Table, products: pa.Table, events: pa.Table, names: dict[str, str]) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Return normalized tables, or raise ImportProblems listing everything that is wrong."""
+def validate(
+    clients: pa.Table, products: pa.Table, events: pa.Table, names: dict[str, str], *,
+    unknown_country: str = "error", anonymous_events: bool = False, counts: dict[str, int] | None = None,
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Return normalized tables, or raise ImportProblems listing everything that is wrong.
+
+    `unknown_country="drop"` leaves out clients whose country cannot be placed, and their events,
+    counting them in `counts`; `anonymous_events` accepts events without a client (they feed
+    product popularity only) when they name a country.
+    """
+    if unknown_country not in UNKNOWN_COUNTRY_RULES:
+        raise AtelierError(f"unknown rule unknown_country={unknown_country!r}", fix=f"use one of: {', '.join(UNKNOWN_COUNTRY_RULES)}")
+    counts = counts if counts is not None else {}
     problems = _Problems()
     wc, wp, we = names["clients"], names["products"], names["events"]
     ok = {
@@ -150,19 +178,35 @@ def validate(clients: pa.Table, products: pa.Table, events: pa.Table, names: dic
         if cid is not None:
             _duplicates(cid, "client_id", wc, problems)
             clients = clients.set_column(clients.schema.get_field_index("client_id"), "client_id", cid)
+        if cid is not None:
+            too_long = pc.greater(pc.utf8_length(cid), MAX_ID_LENGTH)
+            if pc.any(pc.fill_null(too_long, False)).as_py():
+                problems.add(wc, f"client_id longer than {MAX_ID_LENGTH} characters", _rows(too_long, cid))
         if country is not None:
-            country = pc.utf8_upper(pc.utf8_trim_whitespace(country))
-            unknown = pc.invert(pc.is_in(country, value_set=pa.array(list(c2r))))
-            if pc.any(pc.fill_null(unknown, False)).as_py():
-                problems.add(wc, f"unknown countries (known: {', '.join(sorted(c2r))}); add them to atelier/regions.json", _rows(unknown, country))
+            raw = country
+            country = _country_codes(raw)
+            unknown = pc.and_(pc.is_null(country), pc.is_valid(raw))
+            if pc.any(unknown).as_py():
+                if unknown_country == "drop":
+                    dropped = pc.filter(cid, unknown) if cid is not None else pa.array([], pa.string())
+                    counts["clients dropped: unknown country"] = len(dropped)
+                    keep = pc.invert(unknown)
+                    clients, country, raw = clients.filter(keep), pc.filter(country, keep), pc.filter(raw, keep)
+                    if cid is not None:
+                        cid = pc.filter(cid, keep)
+                    if ok["events"] and "client_id" in events.column_names:
+                        gone = pc.is_in(pc.cast(events.column("client_id"), pa.string()), value_set=dropped)
+                        counts["events dropped: client of unknown country"] = pc.sum(gone).as_py() or 0
+                        events = events.filter(pc.invert(pc.fill_null(gone, False)))
+                else:
+                    problems.add(
+                        wc, "countries that match no ISO 3166 code or English name",
+                        _rows(unknown, raw),
+                    )
+                    problems.fix_hint = "correct them, map them in a mapping file, or choose the rule unknown_country=drop (`--unknown-country drop`)"
             clients = clients.set_column(clients.schema.get_field_index("country"), "country", country)
             if cid is not None:
-                regions = [c2r.get(c) for c in country.to_pylist()]
-                wrong = pa.array(
-                    [r is not None and i is not None and not i.startswith(get_region(r).client_id_prefix) for i, r in zip(cid.to_pylist(), regions)]
-                )
-                if pc.any(wrong).as_py():
-                    problems.add(wc, "client_id does not carry its region's prefix (EU…, US…, AP… for eu, us, apac): ids are minted per region", _rows(wrong, cid))
+                clients = clients.set_column(clients.schema.get_field_index("client_id"), "client_id", cid)
         if "updated_at" in clients.column_names:
             ts = _as_timestamp(clients.column("updated_at"), "updated_at", wc, problems, required=False)
             if ts is not None:
@@ -187,7 +231,19 @@ def validate(clients: pa.Table, products: pa.Table, events: pa.Table, names: dic
                 products = products.set_column(products.schema.get_field_index("countries"), "countries", lists)
 
     if ok["events"]:
-        ecid = _as_string(events, "client_id", we, problems)
+        ecid = _as_string(events, "client_id", we, problems, allow_empty=anonymous_events)
+        ecountry = None
+        if "country" in events.column_names:
+            raw = pc.cast(events.column("country"), pa.string()).combine_chunks()
+            ecountry = _country_codes(raw)
+            bad = pc.and_(pc.is_null(ecountry), pc.is_valid(raw))
+            if pc.any(bad).as_py():
+                problems.add(we, "column 'country' has values that match no ISO 3166 code or English name", _rows(bad, raw))
+        if anonymous_events and ecid is not None:
+            placed = pc.is_valid(ecountry) if ecountry is not None else pa.repeat(pa.scalar(False), len(ecid))
+            lost = pc.and_(pc.is_null(ecid), pc.invert(placed))
+            if pc.any(lost).as_py():
+                problems.add(we, "events without a client need a country (their region)", _rows(lost, ecid))
         epid = _as_string(events, "product_id", we, problems)
         etype = _as_string(events, "event_type", we, problems)
         ets = _as_timestamp(events.column("event_timestamp"), "event_timestamp", we, problems, required=True)
@@ -197,7 +253,7 @@ def validate(clients: pa.Table, products: pa.Table, events: pa.Table, names: dic
             if pc.any(pc.fill_null(unknown, False)).as_py():
                 problems.add(we, f"unknown event_type (known: {', '.join(EVENT_TYPES)})", _rows(unknown, etype))
         if ecid is not None and cid is not None:
-            unknown = pc.invert(pc.is_in(ecid, value_set=cid))
+            unknown = pc.and_(pc.invert(pc.is_in(ecid, value_set=cid)), pc.is_valid(ecid))
             if pc.any(pc.fill_null(unknown, False)).as_py():
                 problems.add(we, f"events point at clients missing from {wc}", _rows(unknown, ecid))
         if epid is not None and pid is not None:
@@ -208,23 +264,24 @@ def validate(clients: pa.Table, products: pa.Table, events: pa.Table, names: dic
             if name in events.column_names and not (pat.is_integer(events.schema.field(name).type) or pat.is_floating(events.schema.field(name).type) or pat.is_null(events.schema.field(name).type)):
                 problems.add(we, f"column {name!r} must be numeric, found {events.schema.field(name).type}")
         if not problems.items:
-            for name, col in (("client_id", ecid), ("product_id", epid), ("event_type", etype), ("event_timestamp", ets)):
-                events = events.set_column(events.schema.get_field_index(name), name, col)
+            for name, col in (("client_id", ecid), ("product_id", epid), ("event_type", etype), ("event_timestamp", ets), ("country", ecountry)):
+                if col is not None:
+                    events = events.set_column(events.schema.get_field_index(name), name, col)
 
     if problems.items:
         raise ImportProblems(
             f"{len(problems.items)} problem(s) found; nothing was written",
             details=problems.items,
-            fix="correct the files and run `atelier data import` again",
+            fix=problems.fix_hint or "correct the files and run `atelier data import` again",
         )
     return clients, products, events
 
 
 def _countries(col: pa.ChunkedArray, where: str, problems: _Problems, c2r: dict) -> pa.Array | None:
     if pat.is_list(col.type) or pat.is_large_list(col.type):
-        lists = col.to_pylist()
+        lists = [None if v is None else [country_code(c) or c for c in v] for v in col.to_pylist()]
     elif pat.is_string(col.type) or pat.is_null(col.type):
-        lists = [None if s is None or not s.strip() else [p.strip().upper() for p in s.split("|") if p.strip()] for s in col.to_pylist()]
+        lists = [None if s is None or not s.strip() else [country_code(p) or p.strip() for p in s.split("|") if p.strip()] for s in col.to_pylist()]
     else:
         problems.add(where, f"column 'countries' must be a list or 'FR|IT' text, found {col.type}")
         return None
@@ -235,11 +292,20 @@ def _countries(col: pa.ChunkedArray, where: str, problems: _Problems, c2r: dict)
     return pa.array(lists, pa.list_(pa.string()))
 
 
-def import_files(settings: Settings, clients: Path, products: Path, events: Path, progress: Callable[[int], None] = lambda n: None) -> dict:
+def import_files(
+    settings: Settings, clients: Path, products: Path, events: Path, progress: Callable[[int], None] = lambda n: None,
+    *, unknown_country: str = "error",
+) -> dict:
     tables = {"clients": read_table(clients), "products": read_table(products), "events": read_table(events)}
     names = {"clients": Path(clients).name, "products": Path(products).name, "events": Path(events).name}
-    c, p, e = validate(tables["clients"], tables["products"], tables["events"], names)
-    client_attrs = infer_attributes("clients", c)
-    product_attrs = infer_attributes("products", p)
-    manifest = {"source": "imported", "files": {k: str(Path(v).resolve()) for k, v in (("clients", clients), ("products", products), ("events", events))}}
-    return write_lake(settings, {"products": p}, client_attrs, product_attrs, iter([(c, e)]), manifest, progress)
+    counts: dict[str, int] = {}
+    c, p, e = validate(tables["clients"], tables["products"], tables["events"], names, unknown_country=unknown_country, counts=counts)
+    files = {k: str(Path(v).resolve()) for k, v in (("clients", clients), ("products", products), ("events", events))}
+    return write_validated(settings, c, p, e, {"source": "imported", "files": files, "rules": counts}, progress)
+
+
+def write_validated(settings: Settings, clients: pa.Table, products: pa.Table, events: pa.Table, manifest: dict, progress: Callable[[int], None] = lambda n: None) -> dict:
+    """Write validated tables to the lake, with attributes inferred from the extra columns."""
+    client_attrs = infer_attributes("clients", clients)
+    product_attrs = infer_attributes("products", products)
+    return write_lake(settings, {"products": products}, client_attrs, product_attrs, iter([(clients, events)]), manifest, progress)

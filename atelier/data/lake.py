@@ -5,7 +5,9 @@ staging directory and swapped in with one rename, so a failure at any point (bad
 late, a crash, a full disk) leaves the previous lake exactly as it was.
 
 Residency is enforced here, at the write: a region's partition only accepts clients whose
-country belongs to the region and whose id carries the region's prefix.
+country belongs to the region, and events of those clients (or, for anonymous lines, events
+whose country belongs to the region). The partition's client table is then the region's roster
+(`atelier.protect.residency`), which every later stage checks against.
 """
 
 from __future__ import annotations
@@ -23,28 +25,9 @@ from atelier.errors import AtelierError
 from atelier.io import staged_dir, write_json_atomic
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import DatasetWriter, write_dataset
-from atelier.regions import all_regions, get_region, region_codes
+from atelier.protect.residency import refuse
+from atelier.regions import all_regions, region_codes
 from atelier.settings import Paths, Settings
-
-
-class ResidencyError(AtelierError):
-    pass
-
-
-def assert_region_clients(client_ids: pa.Array | pa.ChunkedArray, region: str, where: str) -> None:
-    """Refuse to write any client of another region into `region`'s storage."""
-    prefix = get_region(region).client_id_prefix
-    ok = pc.starts_with(client_ids, prefix)
-    bad = pc.invert(pc.fill_null(ok, False))
-    n_bad = pc.sum(bad).as_py() or 0
-    if n_bad:
-        examples = pc.filter(client_ids, bad).slice(0, 5).to_pylist()
-        raise ResidencyError(
-            f"{n_bad} client(s) of another region would be written to region {region!r}",
-            where=where,
-            details=[f"client_id {c!r}" for c in examples],
-            fix=f"clients of region {region!r} have ids starting with {prefix!r}; route the others to their region",
-        )
 
 
 class LakeWriter:
@@ -56,12 +39,13 @@ class LakeWriter:
         self.stage_paths = _RootedPaths(root)
         self.writers: dict[tuple[str, str], DatasetWriter] = {}
         self.counts: dict[str, dict[str, int]] = {"clients": {}, "events": {}}
+        self._clients: dict[str, pa.Array] = {}  # the clients of the chunk being written, per region
 
     def write_catalog(self, name: str, table: pa.Table) -> None:
         write_dataset(self.stage_paths.catalog(name), table, None, encrypt=False)
 
     def append(self, name: str, region: str, table: pa.Table) -> None:
-        assert_region_clients(table.column("client_id"), region, where=f"{name}/region={region}")
+        self._check_residency(name, region, table)
         key = (name, region)
         if key not in self.writers:
             self.writers[key] = DatasetWriter(
@@ -70,6 +54,20 @@ class LakeWriter:
         if table.num_rows:
             self.writers[key].write(table)
         self.counts[name][region] = self.counts[name].get(region, 0) + table.num_rows
+
+    def _check_residency(self, name: str, region: str, table: pa.Table) -> None:
+        """Clients by their country; events by their client (this chunk's) or, anonymous, their country."""
+        where = f"{name}/region={region}"
+        ids = table.column("client_id").combine_chunks() if table.num_rows else pa.array([], pa.string())
+        if name == "clients":
+            home = client_regions(table.column("country"))
+            refuse(pc.not_equal(home, region), ids, region, where, "whose country is in another region")
+            self._clients[region] = ids
+        elif name == "events":
+            ours = pc.is_in(ids, value_set=self._clients.get(region, pa.array([], pa.string())))
+            country = table.column("country") if "country" in table.column_names else pa.nulls(table.num_rows, pa.string())
+            anonymous_here = pc.and_(pc.is_null(ids), pc.equal(client_regions(country), region))
+            refuse(pc.invert(pc.or_(ours, pc.fill_null(anonymous_here, False))), ids, region, where, "of another region (by their client or country)")
 
     def finish(self, schemas: dict[str, pa.Schema], manifest: dict) -> None:
         for name, schema in schemas.items():
@@ -98,6 +96,7 @@ def split_by_region(table: pa.Table, region_column: pa.Array) -> dict[str, pa.Ta
 
 
 def client_regions(countries: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """The region of each ISO alpha-2 country code (null where none)."""
     mapping = {c: r.code for r in all_regions() for c in r.countries}
     keys = pa.array(list(mapping))
     idx = pc.index_in(countries, value_set=keys)
@@ -151,6 +150,7 @@ def finalize_events(table: pa.Table, products: pa.Table) -> pa.Table:
         "event_timestamp": pc.cast(table.column("event_timestamp"), pa.timestamp("us", "UTC")),
         "channel": table.column("channel") if "channel" in table.column_names else pa.nulls(n, pa.string()),
         "store_id": table.column("store_id") if "store_id" in table.column_names else pa.nulls(n, pa.string()),
+        "country": table.column("country") if "country" in table.column_names else pa.nulls(n, pa.string()),
         "quantity": qty,
         "amount": amount,
     }
@@ -186,7 +186,9 @@ def write_lake(
             client_schema, event_schema = clients.schema, events.schema
             for region, part in split_by_region(clients, clients.column("region")).items():
                 writer.append("clients", region, part)
-            event_regions = pc.take(clients.column("region"), pc.index_in(events.column("client_id"), value_set=clients.column("client_id")))
+            # An event lives with its client; an anonymous line (no client) in its country's region.
+            by_client = pc.take(clients.column("region"), pc.index_in(events.column("client_id"), value_set=clients.column("client_id")))
+            event_regions = pc.coalesce(by_client, client_regions(events.column("country")))
             for region, part in split_by_region(events, event_regions).items():
                 writer.append("events", region, part)
             if events.num_rows:

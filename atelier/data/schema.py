@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-EVENT_TYPES = ("purchase", "view", "wishlist")
+# A `return` (a cancellation or a returned item) is kept as what it is: never counted as a purchase.
+EVENT_TYPES = ("purchase", "view", "wishlist", "return")
 
 # Beyond these, a column is an attribute. `countries` (where a product is sold), `updated_at`
 # (when a client's profile took its values) and `launch_date` (from when a product exists) are
@@ -27,7 +28,7 @@ REQUIRED = {
 OPTIONAL = {
     "clients": {"updated_at": "timestamp"},
     "products": {"launch_date": "timestamp", "countries": "list<string>"},
-    "events": {"amount": "numeric", "quantity": "numeric", "channel": "string", "store_id": "string"},
+    "events": {"amount": "numeric", "quantity": "numeric", "channel": "string", "store_id": "string", "country": "string"},
 }
 # Columns the platform adds when writing the lake.
 DERIVED = {"clients": ("region", "profile_timestamp"), "products": ("catalog_timestamp",), "events": ()}

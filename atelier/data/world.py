@@ -204,7 +204,8 @@ def make_catalog(spec: WorldSpec) -> Catalog:
         if r[i] < 0.9:
             countries_col.append(None)
         elif r[i] < 0.97:
-            countries_col.append(list(regions[rng.integers(len(regions))].countries))
+            home = regions[rng.integers(len(regions))].code
+            countries_col.append([c for c in COUNTRY_WEIGHTS if country_to_region()[c] == home])
         else:
             countries_col.append([list(COUNTRY_WEIGHTS)[rng.integers(len(COUNTRY_WEIGHTS))]])
 
@@ -294,7 +295,7 @@ def make_clients(spec: WorldSpec, catalog: Catalog, first: int, count: int) -> C
     country = countries[rng.choice(len(countries), size=count, p=w / w.sum())]
     c2r = country_to_region()
     region = np.array([c2r[c] for c in country])
-    prefix = {r.code: r.client_id_prefix for r in all_regions()}
+    prefix = {"eu": "EU", "us": "US", "apac": "AP"}  # readable ids only: nothing reads a region from them
 
     age = rng.choice(len(AGE_BANDS), size=count, p=[0.08, 0.24, 0.25, 0.2, 0.14, 0.09])
     # Taste: a concentrated mix of archetypes, leaning with age band.

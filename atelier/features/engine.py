@@ -32,8 +32,9 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import _convert_arrow_to_proto
 
-from atelier.data.lake import assert_region_clients
 from atelier.features import redis_codec as rc
+from atelier.features.offline_store import settings_of
+from atelier.protect.residency import assert_region_clients
 
 _report: contextvars.ContextVar[Callable[[str, int], None] | None] = contextvars.ContextVar("atelier_report", default=None)
 
@@ -114,7 +115,8 @@ def write_online(config: RepoConfig, online_store, view: FeatureView, table: pa.
         return 0
     key = view.entity_columns[0]
     if key.name == "client_id" and hasattr(config.offline_store, "region"):
-        assert_region_clients(table.column("client_id"), config.offline_store.region, where=f"online store, view {view.name}")
+        region = config.offline_store.region
+        assert_region_clients(settings_of(config), region, table.column("client_id"), where=f"online store, view {view.name}")
     if isinstance(online_store, RedisOnlineStore) and config.online_store.redis_type == RedisType.redis:
         return RedisWriter(config, online_store, view, chunk_rows).write(table)
     join_types = {c.name: c.dtype.to_value_type() for c in view.entity_columns}

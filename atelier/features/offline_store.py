@@ -147,7 +147,8 @@ class AtelierOfflineStoreConfig(FeastConfigBaseModel):
     gcp_key_ring: str = "atelier"
 
 
-def _settings(config: RepoConfig) -> Settings:
+def settings_of(config: RepoConfig) -> Settings:
+    """The platform settings a region's Feast configuration was written from."""
     c = config.offline_store
     return Settings(home=Path(c.home), kms=c.kms, gcp_project=c.gcp_project, gcp_key_ring=c.gcp_key_ring)
 
@@ -158,7 +159,7 @@ def read_source(config: RepoConfig, source: DataSource) -> pa.Table:
         raise AtelierError(f"source {source.name!r} is not an AtelierSource", fix="define sources with atelier.features.offline_store.AtelierSource")
     path = source.path(config)
     info = dataset_info(path)
-    keys = key_store(_settings(config), config.offline_store.region) if info["encrypted"] else None
+    keys = key_store(settings_of(config), config.offline_store.region) if info["encrypted"] else None
     return read_dataset(path, keys)
 
 
@@ -174,7 +175,7 @@ def _reader(config: RepoConfig) -> Callable[[DataSource, str], Any]:
 def _writer(config: RepoConfig) -> Callable[[pa.Table, DataSource, str], None]:
     def write(table: pa.Table, source: DataSource, _repo_path: str, **_: Any) -> None:
         path = source.path(config)
-        settings = _settings(config)
+        settings = settings_of(config)
         existing = read_source(config, source) if (path / "_dataset.json").exists() else None
         merged = pa.concat_tables([existing, table.select(existing.schema.names).cast(existing.schema)]) if existing is not None else table
         with DatasetWriter(path, key_store(settings, config.offline_store.region)) as w:

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from atelier.data.lake import assert_region_clients
 from atelier.io import staged_dir
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import DatasetWriter, open_dataset, read_dataset
+from atelier.protect.residency import assert_region_clients
 from atelier.settings import Settings
 
 DAY = 86_400
@@ -204,7 +204,11 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
     """Compute all of a region's feature tables from its events; swap them in together."""
     keys = key_store(settings, region)
     products = read_dataset(settings.paths.catalog("products"), None, columns=["product_id", "maison", "category"]).to_pandas().set_index("product_id")
-    maisons = sorted(products["maison"].unique())
+    # Every maison of the catalog, and every maison whose team registered an engagement view: a
+    # maison without events in this region gets an empty table, which its view serves as such.
+    from atelier.features.repo import engagement_maisons
+
+    maisons = sorted(set(products["maison"].unique()) | set(engagement_maisons(settings)))
     events = open_dataset(settings.paths.client_table("events", region), keys)
     counts: dict[str, int] = {}
     with staged_dir(settings.paths.features(region)) as stage:
@@ -217,10 +221,14 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
             table = fragment.to_table(schema=events.schema)
             if not table.num_rows:
                 continue
-            assert_region_clients(table.column("client_id"), region, where=f"events/region={region}")
+            assert_region_clients(settings, region, table.column("client_id"), where=f"events/region={region}")
             df = _events_frame(table, products)
-            activity.write(client_activity(df))
-            for m, part in df.groupby("maison", sort=False):
+            # Client features come from a client's own engagement; anonymous lines and returns
+            # only feed popularity (whose windows count purchases, views and wishlist adds).
+            engaged = df[df["client_id"].notna() & df["event_type"].isin(list(WEIGHT))]
+            if len(engaged):
+                activity.write(client_activity(engaged))
+            for m, part in engaged.groupby("maison", sort=False):
                 engagement[m].write(maison_engagement(part))
             daily_parts.append(
                 df.groupby(["product_id", "day", "event_type"], sort=False)

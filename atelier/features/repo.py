@@ -111,6 +111,13 @@ def parse_definitions(settings: Settings) -> RepoContents:
         return parse_repo(repo)
 
 
+def engagement_maisons(settings: Settings) -> list[str]:
+    """Maisons whose private engagement view the feature repository defines (with data or not yet)."""
+    marker = "/maison_engagement/"
+    tables = [getattr(v.batch_source, "table", "") or "" for v in parse_definitions(settings).feature_views]
+    return sorted({t.split(marker, 1)[1] for t in tables if marker in t})
+
+
 def apply(settings: Settings, region: str, user: User | None = None) -> dict[str, list[str]]:
     """Register the definitions in the region's project; returns what was applied and deleted."""
     store = feature_store(settings, region)

@@ -11,7 +11,10 @@ audit checks the result independently, as a compliance job would, with the group
 * model artifacts in the BentoML store (every file of each region's models, searched for client
   ids of other regions) and the bentos built from them.
 
-A client's region is read from its id's prefix (ids are minted per region).
+A client's region is its country's: the region whose lake holds it (its roster, see
+`atelier.protect.residency`). An id held by a region whose roster lacks it is a finding, named by
+the region whose roster has it, or "unknown" (a client no region holds any more). In artifacts,
+ids of other regions' rosters are searched as whole values: not inside a longer number or word.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from feast.infra.key_encoding_utils import deserialize_entity_key
 from atelier.features.repo import project_name
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import MARKER, dataset_info, read_dataset
-from atelier.regions import all_regions, region_codes, region_of_client_id
+from atelier.protect.residency import roster
+from atelier.regions import region_codes
 from atelier.settings import Settings
 
 
@@ -42,6 +46,7 @@ class Finding:
 
 @dataclass
 class Report:
+    rosters: dict[str, frozenset[str]] = field(default_factory=dict)
     checked: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     findings: list[Finding] = field(default_factory=list)
 
@@ -49,14 +54,18 @@ class Report:
     def ok(self) -> bool:
         return not self.findings
 
+    def home(self, client_id: str) -> str:
+        return next((r for r, ids in self.rosters.items() if client_id in ids), "unknown")
+
     def foreign(self, place: str, region: str, ids) -> None:
         ids = list(ids)
         self.checked[place] += len(ids)
-        bad = sorted({i for i in ids if region_of_client_id(i) != region})
+        own = self.rosters[region]
+        bad = sorted({i for i in ids if i not in own})
         if bad:
             by = defaultdict(int)
             for i in bad:
-                by[region_of_client_id(i) or "unknown"] += 1
+                by[self.home(i)] += 1
             where = ", ".join(f"{n} of {r}" for r, n in sorted(by.items()))
             self.findings.append(Finding(place, region, f"{len(bad)} client(s) of another region ({where})", bad[:5]))
 
@@ -135,23 +144,34 @@ def _artifacts(settings: Settings, region: str, report: Report) -> None:
     use_bentoml_home(settings)
     import bentoml
 
-    others = [r for r in all_regions() if r.code != region]
-    pattern = re.compile(rb"(?<![A-Za-z0-9])(" + b"|".join(re.escape(r.client_id_prefix.encode()) for r in others) + rb")[0-9A-Za-z_-]{4,64}")
+    foreign = {i.encode(): r for r, ids in report.rosters.items() if r != region for i in ids}
     places = [(f"model: {m.tag}", Path(m.path)) for m in bentoml.models.list() if m.info.labels.get("region") == region]
     places += [(f"bento: {b.tag}", Path(b.path)) for b in bentoml.bentos.list() if b.info.labels.get("region") == region]
     for place, root in places:
-        hits = set()
         files = [f for f in root.rglob("*") if f.is_file()]
-        for f in files:
-            hits.update(m.group(0).decode() for m in pattern.finditer(f.read_bytes()))
+        bad = sorted({i.decode() for f in files for i in find_ids(f.read_bytes(), foreign)})
         report.checked[place] += len(files)
-        bad = sorted(h for h in hits if region_of_client_id(h) not in (None, region))
         if bad:
             report.findings.append(Finding(place, region, f"{len(bad)} client id(s) of another region in the artifacts", bad[:5]))
 
 
+def find_ids(data: bytes, ids: dict[bytes, object] | set[bytes]) -> set[bytes]:
+    """Which of `ids` occur in `data` as whole values.
+
+    A whole value is not preceded by a letter, digit, '.' or '-' (so not the tail of a word, a
+    decimal or a date) and not followed by a digit (so not the head of a longer number). That
+    finds ids in text (JSON, CSV, vocabulary files) and in protobuf strings, where a length byte
+    comes before a value and the next field's tag after it.
+    """
+    found: set[bytes] = set()
+    for length in sorted({len(i) for i in ids}):
+        pattern = re.compile(rb"(?<![A-Za-z0-9.\-])(?=([^\x00-\x1f]{%d})(?![0-9]))" % length, re.DOTALL)
+        found.update(m.group(1) for m in pattern.finditer(data) if m.group(1) in ids)
+    return found
+
+
 def audit_residency(settings: Settings, regions: list[str] | None = None) -> Report:
-    report = Report()
+    report = Report(rosters={r: frozenset(roster(settings, r).to_pylist()) for r in region_codes()})
     for region in regions or region_codes():
         _offline(settings, region, report)
         _online(settings, region, report)

@@ -3,15 +3,16 @@
 `Recommender.recommend` takes a batch of requests (the service batches concurrent requests
 with BentoML's adaptive dispatcher) and answers each:
 
-1. refuse clients of another region before reading anything (ids carry their region's prefix);
+1. refuse malformed filters (an unknown maison or country);
 2. read the exact feature list the model was trained with, for the whole batch in one round
    trip to the region's online store;
 3. embed the clients that have features with the exported SavedModel, in one call;
 4. search the top-k, leaving out what the client bought and what the filters exclude, fetching
    more from the approximate index until k items pass, or searching the allowed products exactly
    when the filters leave few (so k items come back whenever k exist);
-5. clients the store knows nothing about, and every client while the store is unreachable, get
-   the region's most popular products (`fallback: true`), never an error.
+5. clients the store knows nothing about (new clients, and clients of other regions, whose data
+   this region never holds), and every client while the store is unreachable, get the region's
+   most popular products (`fallback: true`), never an error.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pandas as pd
 from atelier.features.online import OnlineFeatures
 from atelier.models.export import LoadedModel
 from atelier.models.inputs import to_inputs
-from atelier.regions import country_to_region, get_region, region_of_client_id
+from atelier.regions import country_to_region, get_region
 
 log = logging.getLogger(__name__)
 PURCHASED = "client_activity:purchased_products"
@@ -151,10 +152,6 @@ class Recommender:
 
     # -- validation -------------------------------------------------------------------------
     def check(self, q: Query) -> RequestError | None:
-        home = region_of_client_id(q.client_id)
-        if home != self.region.code:
-            where = f"region {home!r}" if home else "no region (unknown id prefix)"
-            return RequestError(403, "wrong_region", f"client {q.client_id!r} belongs to {where}; this service answers for region {self.region.code!r} only and never reads or forwards another region's data")
         if q.maison is not None and q.maison not in self.catalog.by_maison:
             return RequestError(422, "unknown_maison", f"unknown maison {q.maison!r}; known: {', '.join(self.catalog.maisons)}")
         if q.country is not None and q.country not in self.countries:

@@ -1,6 +1,8 @@
 """Bring your own data: valid files import; every class of bad input is refused, nothing written."""
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +15,7 @@ from atelier.data.importer import ImportProblems, import_files
 from atelier.data.world import WorldSpec
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset
+from atelier.regions import region_of_country
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +70,26 @@ def test_import_parquet_fills_amount_from_price(settings, tmp_path, world):
     assert purchases and all(abs(p["amount"] - price[p["product_id"]] * p["quantity"]) < 1e-6 for p in purchases)
 
 
-def _move_eu_clients_to_japan(clients: pa.Table) -> pa.Table:
-    """EU-minted ids with a Japanese home country: an id of one region claimed by another."""
-    countries = ["JP" if cid.startswith("EU") else c for cid, c in zip(clients.column("client_id").to_pylist(), clients.column("country").to_pylist())]
-    return clients.set_column(1, "country", pa.array(countries))
+def _rename_clients(w, rename) -> dict:
+    """The world with every client id replaced by `rename(id)`, in clients and events alike."""
+    clients = w["clients"].drop(["join_date"])
+    new = {c: rename(c) for c in clients.column("client_id").to_pylist()}
+    clients = clients.set_column(0, "client_id", pa.array([new[c] for c in clients.column("client_id").to_pylist()]))
+    events = w["events"].set_column(0, "client_id", pa.array([new[c] for c in w["events"].column("client_id").to_pylist()]))
+    return {"clients": clients, "events": events}
 
 
 BAD = {
     "missing column": (lambda w: {"clients": w["clients"].drop(["country"])}, "missing required column(s) country"),
     "mistyped id": (lambda w: {"products": w["products"].drop(["countries", "launch_date"]).set_column(0, "product_id", pa.array([1.5] * w["products"].num_rows))}, "must hold text or whole numbers"),
-    "unknown country": (lambda w: {"clients": w["clients"].drop(["join_date"]).set_column(1, "country", pa.array(["ZZ"] + w["clients"].column("country").to_pylist()[1:]))}, "unknown countries"),
+    "unknown country": (lambda w: {"clients": w["clients"].drop(["join_date"]).set_column(1, "country", pa.array(["Atlantis"] + w["clients"].column("country").to_pylist()[1:]))}, "countries that match no ISO 3166 code or English name — row 1: 'Atlantis'"),
     "unknown event type": (lambda w: {"events": w["events"].set_column(2, "event_type", pa.array(["click"] + w["events"].column("event_type").to_pylist()[1:]))}, "unknown event_type"),
     "duplicate client": (lambda w: {"clients": pa.concat_tables([w["clients"].drop(["join_date"]), w["clients"].drop(["join_date"]).slice(0, 1)])}, "duplicate client_id"),
     "duplicate product": (lambda w: {"products": pa.concat_tables([w["products"].drop(["countries", "launch_date"]), w["products"].drop(["countries", "launch_date"]).slice(3, 2)])}, "duplicate product_id"),
     "unknown client": (lambda w: {"events": w["events"].set_column(0, "client_id", pa.array(["EU99999999"] + w["events"].column("client_id").to_pylist()[1:]))}, "events point at clients missing"),
     "unknown product": (lambda w: {"events": w["events"].set_column(1, "product_id", pa.array(["P9999999"] + w["events"].column("product_id").to_pylist()[1:]))}, "events point at products missing"),
     "bad timestamp": (lambda w: {"events": w["events"].set_column(3, "event_timestamp", pa.array(["not a date"] + [str(t) for t in w["events"].column("event_timestamp").to_pylist()[1:]]))}, "not timestamps"),
-    "id of another region": (lambda w: {"clients": _move_eu_clients_to_japan(w["clients"].drop(["join_date"]))}, "does not carry its region's prefix"),
+    "id too long": (lambda w: _rename_clients(w, lambda c: c * 13), "client_id longer than 128 characters"),
 }
 
 
@@ -119,3 +125,53 @@ def test_unreadable_and_unsupported_files(settings, tmp_path, world):
         import_files(settings, bogus, paths["products"], paths["events"])
     with pytest.raises(Exception, match="file not found"):
         import_files(settings, tmp_path / "nope.csv", paths["products"], paths["events"])
+
+
+def test_ids_without_prefix_and_country_names_place_clients_by_country(settings, tmp_path, world):
+    """Ids are whatever the client system uses; "France", "FRA" and "fr" are all France (eu)."""
+    renamed = _rename_clients(world, lambda c: str(int(c[2:]) * 7 + 1000))  # plain numbers, no region in them
+    spellings = {"FR": "France", "US": "USA", "JP": "jpn", "GB": "United Kingdom", "KR": "Korea, Republic of"}
+    clients = renamed["clients"]
+    countries = [spellings.get(c, c) for c in clients.column("country").to_pylist()]
+    clients = clients.set_column(1, "country", pa.array(countries))
+    paths = _write(tmp_path, world, clients=clients, events=renamed["events"])
+    manifest = import_files(settings, paths["clients"], paths["products"], paths["events"])
+    assert sum(manifest["counts"]["clients"].values()) == clients.num_rows
+    expected = {}
+    for cid, country in zip(world["clients"].column("client_id").to_pylist(), world["clients"].column("country").to_pylist()):
+        expected[str(int(cid[2:]) * 7 + 1000)] = region_of_country(country)
+    for region in ("eu", "us", "apac"):
+        got = read_dataset(settings.paths.client_table("clients", region), key_store(settings, region), columns=["client_id", "country"])
+        assert got.num_rows and all(expected[c] == region for c in got.column("client_id").to_pylist())
+        assert all(len(c) == 2 for c in got.column("country").to_pylist())  # stored as ISO alpha-2
+
+
+def test_unknown_countries_can_be_dropped_by_rule_with_a_count(settings, tmp_path, world):
+    clients = world["clients"].drop(["join_date"])
+    gone = clients.column("client_id").to_pylist()[:2]
+    clients = clients.set_column(1, "country", pa.array(["Unspecified", "European Community"] + clients.column("country").to_pylist()[2:]))
+    paths = _write(tmp_path, world, clients=clients)
+    manifest = import_files(settings, paths["clients"], paths["products"], paths["events"], unknown_country="drop")
+    lost_events = sum(1 for c in world["events"].column("client_id").to_pylist() if c in gone)
+    assert manifest["rules"] == {"clients dropped: unknown country": 2, "events dropped: client of unknown country": lost_events}
+    assert sum(manifest["counts"]["clients"].values()) == clients.num_rows - 2
+    assert sum(manifest["counts"]["events"].values()) == world["events"].num_rows - lost_events
+
+
+def _atelier(*args: str) -> subprocess.CompletedProcess:
+    """The real command line, as a user runs it (ATELIER_HOME comes from the `home` fixture)."""
+    return subprocess.run([sys.executable, "-m", "atelier.cli.main", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_import_command_line_refuses_bad_input_and_writes_nothing(settings, tmp_path, world):
+    before = _lake_digest(settings)
+    change, _ = BAD["unknown country"]
+    paths = _write(tmp_path, world, **change(world))
+    files = ["--clients", str(paths["clients"]), "--products", str(paths["products"]), "--events", str(paths["events"])]
+    bad = _atelier("data", "import", *files)
+    assert bad.returncode == 1, bad.stderr
+    assert "match no ISO 3166 code" in bad.stderr and "--unknown-country drop" in bad.stderr and "Traceback" not in bad.stderr
+    assert _lake_digest(settings) == before
+    ok = _atelier("data", "import", *files, "--unknown-country", "drop")
+    assert ok.returncode == 0, ok.stderr
+    assert "clients dropped: unknown country" in ok.stdout and _lake_digest(settings) != before

@@ -5,7 +5,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from atelier.data.lake import ResidencyError
+from atelier.protect.residency import ResidencyError, roster
 from atelier.features import repo
 from atelier.features.engine import write_online
 
@@ -38,28 +38,30 @@ def _view_and_store(redis_settings):
     return store, store.get_feature_view("client_profile"), store._get_provider().online_store
 
 
-def _rows(country: str, when: str) -> pa.Table:
+def _rows(country: str, when: str, client: str = "EU00000004") -> pa.Table:
     return pa.table({
-        "client_id": ["EU00000001"],
+        "client_id": [client],
         "country": [country],
         "profile_timestamp": pa.array([dt.datetime.fromisoformat(when)], pa.timestamp("us", "UTC")),
     })
 
 
 def test_newer_row_wins_older_row_is_ignored(redis_settings):
+    assert "EU00000004" in roster(redis_settings, "eu").to_pylist()  # a client the eu lake holds
     store, view, online = _view_and_store(redis_settings)
     write_online(store.config, online, view, _rows("FR", "2025-01-01T00:00:00+00:00"))
     write_online(store.config, online, view, _rows("IT", "2024-06-01T00:00:00+00:00"))  # older: ignored
-    got = store.get_online_features(features=["client_profile:country"], entity_rows=[{"client_id": "EU00000001"}]).to_dict()
+    got = store.get_online_features(features=["client_profile:country"], entity_rows=[{"client_id": "EU00000004"}]).to_dict()
     assert got["country"] == ["FR"]
     write_online(store.config, online, view, _rows("DE", "2025-02-01T00:00:00+00:00"))  # newer: wins
-    got = store.get_online_features(features=["client_profile:country"], entity_rows=[{"client_id": "EU00000001"}]).to_dict()
+    got = store.get_online_features(features=["client_profile:country"], entity_rows=[{"client_id": "EU00000004"}]).to_dict()
     assert got["country"] == ["DE"]
 
 
 def test_another_regions_client_is_refused_before_anything_is_sent(redis_settings, redis_servers):
     store, view, online = _view_and_store(redis_settings)
-    rows = pa.concat_tables([_rows("FR", "2025-01-01T00:00:00+00:00"), _rows("US", "2025-01-01T00:00:00+00:00").set_column(0, "client_id", pa.array(["US00000009"]))])
+    us_client = roster(redis_settings, "us").to_pylist()[0]
+    rows = pa.concat_tables([_rows("FR", "2025-01-01T00:00:00+00:00"), _rows("US", "2025-01-01T00:00:00+00:00", client=us_client)])
     with pytest.raises(ResidencyError, match="would be written to region 'eu'"):
         write_online(store.config, online, view, rows)
     assert list(redis_servers["eu"].client().scan_iter()) == []

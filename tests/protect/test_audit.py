@@ -12,6 +12,7 @@ from atelier.models.two_tower import TrainConfig
 from atelier.protect.audit import audit_residency
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset, write_dataset
+from atelier.protect.residency import roster
 from atelier.regions import region_codes
 
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)
@@ -35,35 +36,68 @@ def test_clean_platform_passes(clean):
         assert kind in places, kind
 
 
+def _us_client(settings) -> str:
+    return roster(settings, "us").to_pylist()[0]
+
+
 def test_us_client_copied_into_eu_online_store_is_found(clean, redis_servers):
     settings, _ = clean
     us, eu = redis_servers["us"].client(), redis_servers["eu"].client()
-    key = stock_key("atelier_us", "client_id", "US00000001")
-    if not us.exists(key):
-        key = next(k for k in us.scan_iter() if b"client_id" in k and b"US" in k)
+    client = _us_client(settings)
+    key = stock_key("atelier_us", "client_id", client)
+    assert us.exists(key)
     # copied as is (another project's key) and re-keyed as if it were an eu client
     eu.hset(key, mapping=us.hgetall(key))
-    eu.hset(stock_key("atelier_eu", "client_id", "US00000001"), mapping=us.hgetall(key))
+    eu.hset(stock_key("atelier_eu", "client_id", client), mapping=us.hgetall(key))
     report = audit_residency(settings, ["eu"])
-    details = [f.detail for f in report.findings if f.place.startswith("online")]
-    assert any("another region's project (us)" in d for d in details)
-    assert any("client(s) of another region (1 of us)" in d or "of us" in d for d in details)
+    online = [f for f in report.findings if f.place.startswith("online")]
+    assert [f.detail for f in online] == ["holds keys of another region's project (us)", "1 client(s) of another region (1 of us)"]
+    assert online[1].examples == [client]
 
 
 def test_us_client_in_an_eu_training_set_is_found(clean):
     settings, run = clean
     path = run.run_dir / "training_set"
     table = read_dataset(path, key_store(settings, "eu"))
-    planted = table.slice(0, 1).set_column(0, "client_id", pa.array(["US00000042"]))
+    client = _us_client(settings)
+    planted = table.slice(0, 1).set_column(0, "client_id", pa.array([client]))
     write_dataset(path, pa.concat_tables([table, planted]), key_store(settings, "eu"))
     report = audit_residency(settings, ["eu"])
     found = [f for f in report.findings if f.place.startswith("training set")]
-    assert found and "US00000042" in found[0].examples
+    assert len(found) == 1 and found[0].examples == [client] and "(1 of us)" in found[0].detail
+
+
+def test_us_client_id_in_an_eu_model_file_is_found_and_look_alikes_are_not(clean):
+    settings, run = clean
+    model_dir = _model_dir(settings, run)
+    client = _us_client(settings)
+    # Look-alikes: an environment variable that starts with US, the id inside a longer word and number.
+    planted = model_dir / "notes.txt"
+    try:
+        planted.write_bytes(b"USER_UID=0 USER_GID=0 x" + client.encode() + b"y 9" + client.encode() + b"7\n")
+        assert audit_residency(settings, ["eu"]).ok
+        planted.write_bytes(b'{"seen": "' + client.encode() + b'"}')
+        found = [f for f in audit_residency(settings, ["eu"]).findings if f.place.startswith("model")]
+        assert len(found) == 1 and found[0].examples == [client]
+    finally:
+        planted.unlink()  # the model store outlives this test's data home
+
+
+def _model_dir(settings, run):
+    from pathlib import Path
+
+    import bentoml
+
+    from atelier.models.export import use_bentoml_home
+
+    use_bentoml_home(settings)
+    return Path(bentoml.models.get(run.metrics["bentoml_tag"]).path)
 
 
 def test_plaintext_client_data_is_a_finding(clean):
     settings, _ = clean
-    write_dataset(settings.paths.lake / "notes" / "region=eu", pa.table({"client_id": ["EU00000001"], "note": ["x"]}), None, encrypt=False)
+    eu_client = roster(settings, "eu").to_pylist()[0]
+    write_dataset(settings.paths.lake / "notes" / "region=eu", pa.table({"client_id": [eu_client], "note": ["x"]}), None, encrypt=False)
     report = audit_residency(settings, ["eu"])
     assert any("without encryption" in f.detail for f in report.findings)
 
@@ -76,6 +110,7 @@ def test_cli_exit_code(clean, redis_servers, monkeypatch):
     runner = CliRunner()
     ok = runner.invoke(cli, ["audit", "residency"])
     assert ok.exit_code == 0, ok.output
-    redis_servers["eu"].client().hset(stock_key("atelier_eu", "client_id", "AP00000007"), mapping={b"x": b"y"})
+    apac_client = roster(clean[0], "apac").to_pylist()[0]
+    redis_servers["eu"].client().hset(stock_key("atelier_eu", "client_id", apac_client), mapping={b"x": b"y"})
     bad = runner.invoke(cli, ["audit", "residency", "--region", "eu"])
-    assert bad.exit_code == 1 and "AP00000007" in bad.output
+    assert bad.exit_code == 1 and apac_client in bad.output and "1 of apac" in bad.output

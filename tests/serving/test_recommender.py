@@ -66,8 +66,8 @@ def test_a_batch_mixes_known_unknown_and_refused_clients(engine):
     eng, _ = engine
     cid, _ = _client(engine)
     answers = eng.recommend([Query(cid, 3), Query("EU99999999", 3), Query("US00000001", 3), Query(cid, 3, maison="nope")])
-    assert [a.fallback for a in answers[:2]] == [False, True]
-    assert answers[2].error.status == 403 and answers[2].error.code == "wrong_region"
+    assert [a.fallback for a in answers[:3]] == [False, True, True]  # another region's client: not held here
+    assert answers[2].error is None
     assert answers[3].error.status == 422 and "cognac-marceau" in answers[3].error.message
     assert answers[0].timings["batch"] == 4
 
