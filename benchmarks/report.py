@@ -16,6 +16,7 @@ START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 ORDER = [
     ("feature_store", "Feature store", "benchmarks/feature_store.py"),
     ("encryption", "Encryption at rest", "benchmarks/encryption.py"),
+    ("real_data", "Real data: Online Retail", "benchmarks/real_data.py"),
     ("training", "Training and evaluation", "benchmarks/training.py"),
     ("training_reference", "What the data allows", "benchmarks/training_reference.py"),
     ("retrieval", "Exact and approximate retrieval", "benchmarks/retrieval.py"),

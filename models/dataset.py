@@ -7,7 +7,11 @@ later; product features come from the candidate tower's feature service.
 
 Time split: training events end at a day boundary (`cutoff`); evaluation uses purchases in the
 following weeks, with client features as of the cutoff: the model is judged exactly as it will
-serve, on the future.
+serve, on the future. `windows` places the cut-offs: train, then validation (choices are made
+there), then test (read once, for the report); `build` is called once per cut-off.
+
+Anonymous lines (events without a client) and returns never become training examples; anonymous
+purchases count towards popularity, which the baselines read from `purchases`.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ import pandas as pd
 import pyarrow as pa
 from feast.permissions.user import User
 
-from atelier.data.lake import assert_region_clients
 from atelier.errors import AtelierError
 from atelier.features import repo
 from atelier.models.inputs import FeatureSpec, specs_from_service, to_inputs
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset, write_dataset
+from atelier.protect.residency import assert_region_clients
 from atelier.settings import Settings
 
 QUERY_SERVICE = "query_tower_v1"
@@ -48,6 +52,26 @@ class EvalSet:
     query: dict[str, np.ndarray]
     truth: list[np.ndarray]  # product indices bought in the evaluation window, per client
     bought_before: list[np.ndarray]  # product indices bought before the cutoff, per client
+    warm: np.ndarray  # bool: the client had events before the cutoff
+    country: np.ndarray  # the client's country
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Train < validation_cutoff <= validation < test_cutoff <= test < end (whole days, UTC)."""
+
+    validation_cutoff: pd.Timestamp
+    test_cutoff: pd.Timestamp
+    end: pd.Timestamp
+
+    @staticmethod
+    def of(last_event: pd.Timestamp, weeks: int) -> Windows:
+        end = last_event.floor("D") + DAY
+        test = end - pd.Timedelta(weeks=weeks)
+        return Windows(test - pd.Timedelta(weeks=weeks), test, end)
+
+    def to_json(self) -> dict[str, str]:
+        return {"validation_cutoff": str(self.validation_cutoff), "test_cutoff": str(self.test_cutoff), "end": str(self.end)}
 
 
 @dataclass
@@ -60,6 +84,7 @@ class RegionData:
     train: Examples
     eval: EvalSet
     popularity: np.ndarray  # baseline score per product, as of the cutoff
+    purchases: pd.DataFrame  # every purchase (client_id None when anonymous), product index, time, country
     window: dict[str, str] = field(default_factory=dict)
 
 
@@ -72,10 +97,35 @@ def _products(settings: Settings, region: str, specs: list[FeatureSpec], at: pd.
     return catalog.set_index("product_id").join(features[keep]).reset_index()
 
 
+def catalog_as_of(settings: Settings, region: str, specs: list[FeatureSpec], at: pd.Timestamp, user: User | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The products and their candidate-tower inputs as of `at` (the export uses the latest)."""
+    products = _products(settings, region, specs, at, user)
+    return products, to_inputs({s.name: products[s.name].to_numpy() for s in specs}, specs, "product_id", products["product_id"].to_numpy())
+
+
 def _query_features(settings, region, ids: pd.Series, at: pd.Series, user) -> pd.DataFrame:
     entity = pd.DataFrame({"client_id": ids.to_numpy(), "event_timestamp": at.to_numpy()}).drop_duplicates()
     hist = repo.historical_features(settings, region, entity, QUERY_SERVICE, user=user)
     return hist.set_index(["client_id", "event_timestamp"])
+
+
+def read_events(settings: Settings, region: str) -> pd.DataFrame:
+    """The region's events, with each event's country (the client's; the line's when anonymous)."""
+    keys = key_store(settings, region)
+    table = read_dataset(settings.paths.client_table("events", region), keys)
+    cols = ["client_id", "product_id", "event_type", "event_timestamp"] + (["country"] if "country" in table.column_names else [])
+    events = table.select(cols).to_pandas()
+    if events.empty:
+        raise AtelierError(f"region {region!r} has no events to train on", fix="generate or import data first")
+    assert_region_clients(settings, region, pa.array(events["client_id"], pa.string()), where=f"training events of {region}")
+    clients = read_dataset(settings.paths.client_table("clients", region), keys, columns=["client_id", "country"]).to_pandas()
+    home = events["client_id"].map(clients.set_index("client_id")["country"])
+    events["country"] = home.where(home.notna(), events["country"] if "country" in events else None)
+    return events
+
+
+def windows(events: pd.DataFrame, weeks: int) -> Windows:
+    return Windows.of(events["event_timestamp"].max(), weeks)
 
 
 def build(
@@ -83,27 +133,25 @@ def build(
     region: str,
     *,
     event_weights: dict[str, float],
-    eval_weeks: int = 4,
+    cutoff: pd.Timestamp,
+    end: pd.Timestamp,
+    events: pd.DataFrame | None = None,
     user: User | None = None,
     max_examples: int | None = None,
     seed: int = 7,
 ) -> RegionData:
+    """Training examples before `cutoff`; evaluation on the purchases in [cutoff, end)."""
     store = repo.feature_store(settings, region)
     query_specs = specs_from_service(store, QUERY_SERVICE)
     candidate_specs = specs_from_service(store, CANDIDATE_SERVICE)
-    keys = key_store(settings, region)
-    events = read_dataset(settings.paths.client_table("events", region), keys, columns=["client_id", "product_id", "event_type", "event_timestamp"]).to_pandas()
-    if events.empty:
-        raise AtelierError(f"region {region!r} has no events to train on", fix="generate or import data first")
-    assert_region_clients(pa.array(events["client_id"]), region, where=f"training events of {region}")
-    end = events["event_timestamp"].max().floor("D") + DAY
-    cutoff = end - pd.Timedelta(weeks=eval_weeks)
-    products = _products(settings, region, candidate_specs, end, user)
+    events = read_events(settings, region) if events is None else events
+    # Product features as of the cut-off: as of `end` they would count the evaluation weeks' sales.
+    products = _products(settings, region, candidate_specs, cutoff, user)
     index = pd.Series(np.arange(len(products)), index=products["product_id"])
 
     # Training examples: weighted events before the cutoff.
     weights = events["event_type"].map(event_weights).fillna(0.0)
-    train = events[(events["event_timestamp"] < cutoff) & (weights > 0)].assign(weight=weights)
+    train = events[(events["event_timestamp"] < cutoff) & (weights > 0) & events["client_id"].notna()].assign(weight=weights)
     if max_examples and len(train) > max_examples:
         train = train.sample(max_examples, random_state=seed).sort_values("event_timestamp")
     if train.empty:
@@ -122,7 +170,8 @@ def build(
     )
 
     # Evaluation: purchases in the weeks after the cutoff, features as of the cutoff.
-    purchases = events[events["event_type"] == "purchase"]
+    every_purchase = events[events["event_type"] == "purchase"]
+    purchases = every_purchase[every_purchase["client_id"].notna()]
     future = purchases[(purchases["event_timestamp"] >= cutoff) & (purchases["event_timestamp"] < end)]
     before = purchases[purchases["event_timestamp"] < cutoff]
     eval_ids = np.array(sorted(future["client_id"].unique()), dtype=object)
@@ -135,7 +184,12 @@ def build(
     truth = future.groupby("client_id")["product_id"].agg(lambda s: index.reindex(s.unique()).to_numpy())
     bought = before.groupby("client_id")["product_id"].agg(lambda s: index.reindex(s.unique()).to_numpy())
     empty = np.zeros(0, np.int64)
-    eval_set = EvalSet(eval_ids, eval_query, [truth[c] for c in eval_ids], [bought.get(c, empty) for c in eval_ids])
+    seen = set(events.loc[(events["event_timestamp"] < cutoff) & events["client_id"].notna(), "client_id"].unique())
+    country = future.groupby("client_id")["country"].first()
+    eval_set = EvalSet(
+        eval_ids, eval_query, [truth[c] for c in eval_ids], [bought.get(c, empty) for c in eval_ids],
+        warm=np.array([c in seen for c in eval_ids], bool), country=country.reindex(eval_ids).to_numpy(object),
+    )
 
     # Most popular in the region as of the cutoff: purchases over 30 days, then views.
     pop_entity = pd.DataFrame({"product_id": products["product_id"], "event_timestamp": cutoff})
@@ -152,6 +206,12 @@ def build(
         train=examples,
         eval=eval_set,
         popularity=popularity,
+        purchases=pd.DataFrame({
+            "client_id": every_purchase["client_id"].to_numpy(object),
+            "product": index.reindex(every_purchase["product_id"]).to_numpy(),
+            "event_timestamp": every_purchase["event_timestamp"].to_numpy(),
+            "country": every_purchase["country"].to_numpy(object),
+        }),
         window={
             "train_start": str(examples.timestamp.min()),
             "cutoff": str(cutoff),
@@ -178,6 +238,6 @@ def save_training_set(settings: Settings, region: str, data: RegionData, run_dir
         else:
             cols[spec.name] = pa.array(x)
     table = pa.table(cols)
-    assert_region_clients(table.column("client_id"), region, where=f"training set of {region}")
+    assert_region_clients(settings, region, table.column("client_id"), where=f"training set of {region}")
     write_dataset(run_dir / "training_set", table, key_store(settings, region))
     return table.num_rows

@@ -1,8 +1,10 @@
-"""Retrieval metrics over the full catalog: recall@k and NDCG@10, overall and per maison.
+"""Retrieval metrics over the full catalog: recall@k, NDCG@10 and coverage@10, per client group.
 
 A score matrix (clients x products) is ranked once; products a client already bought are
 excluded when asked (luxury clients rarely buy the same item twice). The same code scores the
-model and the most-popular baseline, so the two are always comparable.
+model and every baseline, so they are always comparable. Clients are split into groups because
+models fail them differently: *warm* clients had events before the cut-off, *cold* ones were
+first seen after it (they can only be served from popularity and whatever the first visit says).
 """
 
 from __future__ import annotations
@@ -55,3 +57,18 @@ def retrieval_metrics(ranked: np.ndarray, truth: list[np.ndarray], maison_of: np
 def popularity_ranking(popularity: np.ndarray, clients: int, k: int, exclude: list[np.ndarray] | None) -> np.ndarray:
     """The most-popular list, per client only because of the exclusions."""
     return top_k(np.broadcast_to(popularity.astype(np.float32), (clients, len(popularity))), k, exclude)
+
+
+GROUPS = ("all", "warm", "cold")
+
+
+def group_metrics(ranked: np.ndarray, truth: list[np.ndarray], warm: np.ndarray, products: int, ks=KS) -> dict:
+    """Metrics for all clients, warm clients and cold clients, plus catalog coverage@10 for each."""
+    out = {}
+    for group, mask in (("all", np.ones(len(truth), bool)), ("warm", warm), ("cold", ~warm)):
+        rows = np.flatnonzero(mask)
+        m = retrieval_metrics(ranked[rows], [truth[i] for i in rows], ks=ks)
+        if len(rows):
+            m["coverage@10"] = float(len(np.unique(ranked[rows, :10])) / max(products, 1))
+        out[group] = m
+    return out

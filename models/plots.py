@@ -1,4 +1,4 @@
-"""Training plots: loss per epoch, and recall@k of the model beside the most-popular baseline."""
+"""Training plots: loss per epoch, and recall@10 of the model beside every baseline, per client group."""
 
 from __future__ import annotations
 
@@ -20,14 +20,18 @@ def loss_plot(losses: list[float], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def recall_plot(model: dict, baseline: dict, path: Path, title: str, ks=(10, 50, 100)) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    x = range(len(ks))
-    ax.bar([i - 0.2 for i in x], [model.get(f"recall@{k}", 0) for k in ks], width=0.4, label="two-tower")
-    ax.bar([i + 0.2 for i in x], [baseline.get(f"recall@{k}", 0) for k in ks], width=0.4, label="most popular in region")
-    ax.set_xticks(list(x), [f"recall@{k}" for k in ks])
-    ax.set(ylabel="share of next purchases found", title=title, ylim=(0, 1))
-    ax.legend()
+def recall_plot(results: dict[str, dict], path: Path, title: str, metric: str = "recall@10") -> None:
+    """`metric` of every recommender (the model first), for all, warm and cold clients side by side."""
+    groups = ("all", "warm", "cold")
+    names = list(results)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / max(len(names), 1)
+    for j, name in enumerate(names):
+        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(groups))]
+        ax.bar(xs, [results[name].get(g, {}).get(metric, 0) for g in groups], width=width, label=name)
+    ax.set_xticks(range(len(groups)), [f"{g} clients" for g in groups])
+    ax.set(ylabel=metric, title=title)
+    ax.legend(fontsize=7, ncols=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

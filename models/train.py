@@ -1,8 +1,11 @@
-"""`atelier train --region R`: data -> model -> evaluation -> index -> export, for one region.
+"""`atelier train --region R`: data -> model -> evaluation beside baselines -> index -> export.
 
-A run lives in `<home>/runs/<region>/<run id>/`: metrics.json, loss.png, recall.png, the exported
-artifacts, and the training set (encrypted with the region's key). It reads only the region's
-clients, and checks before exporting that the model holds no other region's client.
+Three windows: train, validation (the last-but-one `eval_weeks`: every choice is made there) and
+test (the last `eval_weeks`: read once, for the report). A run lives in
+`<home>/runs/<region>/<run id>/`: metrics.json (validation and test tables, the choices made),
+loss.png, recall.png, the exported artifacts, and the training set (encrypted with the region's
+key). It reads only the region's clients, and checks before exporting that the model holds no
+client the region does not hold.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ import numpy as np
 import pyarrow as pa
 from feast.permissions.user import User
 
-from atelier.data.lake import assert_region_clients
 from atelier.io import write_json_atomic
 from atelier.models import dataset as ds
-from atelier.models.evaluate import popularity_ranking, retrieval_metrics, top_k
+from atelier.models import compare
 from atelier.models.export import export, use_bentoml_home
 from atelier.models.index import AnnIndex, ExactIndex
 from atelier.models.plots import loss_plot, recall_plot
 from atelier.models.two_tower import TrainConfig, embed, fit
+from atelier.protect.residency import assert_region_clients
 from atelier.regions import get_region
 from atelier.settings import Settings
 
@@ -37,6 +40,7 @@ class RunResult:
     metrics: dict
     model: object = None  # the in-memory TwoTower, for callers that compare it with the export
     data: object = None
+    catalog: dict | None = None  # the candidate-tower inputs the export embedded (as of the last day)
 
 
 class Steps:
@@ -58,6 +62,14 @@ def train_region(
     export_model: bool = True,
     steps: Steps | None = None,
 ) -> RunResult:
+    """Choose on the validation weeks, refit on train + validation, report the test weeks once, export.
+
+    1. Train on events before the validation cut-off; after each epoch score the validation weeks
+       and keep the best epoch (early stopping). EASE's λ is chosen on the same weeks.
+    2. Refit on everything before the test cut-off with those choices (`config.refit`), so the
+       exported model has seen the most recent weeks, as it will when serving.
+    3. Score the test weeks once: the model and every baseline, for warm, cold and all clients.
+    """
     config = config or TrainConfig()
     steps = steps or Steps()
     region = get_region(region).code
@@ -66,23 +78,48 @@ def train_region(
     run_dir.mkdir(parents=True, exist_ok=True)
 
     steps.step("reading point-in-time features")(1)
-    data = ds.build(settings, region, event_weights=config.event_weights, eval_weeks=config.eval_weeks, user=user, max_examples=config.max_examples, seed=config.seed)
+    events = ds.read_events(settings, region)
+    windows = ds.windows(events, config.eval_weeks)
+    common = dict(event_weights=config.event_weights, events=events, user=user, max_examples=config.max_examples, seed=config.seed)
+    selection = ds.build(settings, region, cutoff=windows.validation_cutoff, end=windows.test_cutoff, **common)
+
+    # 1. Choices, on the validation weeks only.
+    val = compare.Contenders(selection, config.exclude_purchased)
+    lam, lambdas = compare.choose_lambda(val)
+    batches = int(np.ceil(len(selection.train.product_index) / config.batch_size)) * config.epochs
+    model, history = fit(selection, config, progress=steps.step("training (validation weeks held out)", batches),
+                         validation=lambda m: _validation_score(m, selection, val))
+    advance = steps.step("scoring the validation weeks")
+    validation = compare.table(val, _scores(model, selection), lam)
+    advance(1)
+
+    # 2. Refit on train + validation with the chosen epochs.
+    data = ds.build(settings, region, cutoff=windows.test_cutoff, end=windows.end, **common)
     ds.save_training_set(settings, region, data, run_dir)
+    refit_history = None
+    if config.refit:
+        final = config.model_copy(update={"epochs": history["best_epochs"]})
+        batches = int(np.ceil(len(data.train.product_index) / final.batch_size)) * final.epochs
+        model, refit_history = fit(data, final, progress=steps.step("refitting on train + validation", batches))
 
-    batches = int(np.ceil(len(data.train.product_index) / config.batch_size)) * config.epochs
-    model, history = fit(data, config, progress=steps.step("training", batches))
-
-    advance = steps.step("evaluating on the held-out weeks")
-    candidates = embed(model.candidate_tower, data.candidate)
+    # 3. The test weeks, read once.
+    advance = steps.step("scoring the test weeks (once)")
+    test = compare.table(compare.Contenders(data, config.exclude_purchased), _scores(model, data), lam)
     queries = embed(model.query_tower, data.eval.query)
-    exclude = data.eval.bought_before if config.exclude_purchased else None
-    maison_of = data.products["maison"].to_numpy()
-    ranked = top_k(queries @ candidates.T, 100, exclude) if len(queries) else np.zeros((0, 100), int)
-    baseline = popularity_ranking(data.popularity, len(queries), 100, exclude)
+    # What serves: product features as of the last day, not the test cut-off.
+    products, candidate_inputs = ds.catalog_as_of(settings, region, data.candidate_specs, windows.end, user)
+    candidates = embed(model.candidate_tower, candidate_inputs)
     metrics = {
-        "model": retrieval_metrics(ranked, data.eval.truth, maison_of),
-        "popularity": retrieval_metrics(baseline, data.eval.truth, maison_of),
-        "training": history,
+        "windows": windows.to_json(),
+        "validation": validation,
+        "test": test,
+        "choices": {"ease_lambda": lam, "ease_lambda_validation": lambdas, "epochs": history["best_epochs"],
+                    "validation_by_epoch": history["validation"], "selected_on": compare.SELECT_ON, "refit": config.refit},
+        # headline figures (all clients, test weeks), kept flat for the model's metadata and the benchmarks
+        "model": test[compare.MODEL]["all"],
+        "popularity": test["recent popularity"]["all"],
+        "training": refit_history or history,
+        "selection_training": history,
         "config": config.model_dump(),
         "window": data.window,
         "products": len(data.products),
@@ -99,11 +136,11 @@ def train_region(
 
     write_json_atomic(run_dir / "metrics.json", metrics)
     np.save(run_dir / "query_sample.npy", queries[:2000])  # for index benchmarks: vectors, no ids
-    loss_plot(history["loss"], run_dir / "loss.png", f"{region}: training loss")
-    recall_plot(metrics["model"], metrics["popularity"], run_dir / "recall.png", f"{region}: next {config.eval_weeks} weeks")
+    loss_plot(metrics["training"]["loss"], run_dir / "loss.png", f"{region}: training loss")
+    recall_plot(test, run_dir / "recall.png", f"{region}: test weeks ({config.eval_weeks}), recall@10")
 
     vocabulary = model.query_tower.id_lookup.get_vocabulary()[1:]
-    assert_region_clients(pa.array(vocabulary, pa.string()), region, where=f"model vocabulary of {region}")
+    assert_region_clients(settings, region, pa.array(vocabulary, pa.string()), where=f"model vocabulary of {region}")
 
     tag = None
     if export_model:
@@ -124,30 +161,59 @@ def train_region(
             candidate=model.candidate_tower,
             candidates=candidates,
             ann=ann,
-            products=data.products,
+            products=products,
             popularity=data.popularity,
             info=info,
         )
         metrics["bentoml_tag"] = tag
         write_json_atomic(run_dir / "metrics.json", metrics)
         advance(1)
-    return RunResult(region, run_dir, tag, metrics, model=model, data=data)
+    return RunResult(region, run_dir, tag, metrics, model=model, data=data, catalog=candidate_inputs)
+
+
+def _scores(model, data: ds.RegionData) -> np.ndarray:
+    """The two-tower's scores for the window's clients over the whole catalog."""
+    candidates = embed(model.candidate_tower, data.candidate)
+    queries = embed(model.query_tower, data.eval.query)
+    return queries @ candidates.T if len(queries) else np.zeros((0, len(candidates)), np.float32)
+
+
+def _validation_score(model, data: ds.RegionData, contenders: compare.Contenders) -> float:
+    return contenders.measure(_scores(model, data))["all"].get(compare.SELECT_ON, 0.0)
 
 
 def _headline(m: dict) -> dict:
     return {k: v for k, v in m.items() if k != "per_maison"}
 
 
-def summary(result: RunResult) -> str:
-    m, b = result.metrics["model"], result.metrics["popularity"]
-    lines = [f"{result.region}: {m.get('clients', 0):,} clients with purchases in the held-out weeks"]
-    for key in ("recall@10", "recall@50", "recall@100", "ndcg@10"):
-        if key in m:
-            lines.append(f"  {key:<10} two-tower {m[key]:.3f}   most-popular {b[key]:.3f}   ({m[key] / max(b[key], 1e-9):.2f}x)")
-    t = result.metrics["training"]
-    lines.append(f"  training: {t['examples']:,} examples, {t['examples_per_second']:,.0f} examples/s; index recall@10 vs exact {result.metrics['index']['recall@10_vs_exact']:.3f}")
-    lines.append(f"  run: {result.run_dir}" + (f"; model {result.tag}" if result.tag else ""))
-    return "\n".join(lines)
+def summary(result: RunResult):
+    """The test weeks' table (model beside every baseline, per client group) and the run's facts."""
+    from rich.console import Group
+    from rich.table import Table
+
+    m = result.metrics
+    test = m["test"]
+    groups = {g: next(iter(test.values()))[g].get("clients", 0) for g in ("all", "warm", "cold")}
+    table = Table(
+        title=f"{result.region}: test weeks from {m['windows']['test_cutoff'][:10]} "
+        f"({groups['all']:,} clients: {groups['warm']:,} warm, {groups['cold']:,} cold)",
+        title_justify="left",
+    )
+    table.add_column("recommender")
+    columns = [("all", "recall@10"), ("all", "recall@100"), ("all", "ndcg@10"), ("warm", "recall@10"), ("cold", "recall@10"), ("all", "coverage@10")]
+    for group, metric in columns:
+        table.add_column(f"{metric}\n{group}", justify="right")
+    for name, res in test.items():
+        style = "bold" if name == compare.MODEL else None
+        table.add_row(name, *(f"{res[g].get(k, 0):.3f}" if res[g].get("clients") else "-" for g, k in columns), style=style)
+    t, c = m["training"], m["choices"]
+    lam = f"EASE λ {c['ease_lambda']:g}, " if c["ease_lambda"] is not None else ""
+    facts = [
+        f"chosen on the validation weeks: {lam}{c['epochs']} epoch(s){'; refit on train + validation' if c['refit'] else ''}",
+        f"training: {t['examples']:,} examples, {t['examples_per_second']:,.0f} examples/s; index recall@10 vs exact {m['index']['recall@10_vs_exact']:.3f}",
+        f"run: {result.run_dir}" + (f"; model {result.tag}" if result.tag else ""),
+    ]
+    return Group(table, *facts)
 
 
 def load_metrics(run_dir: Path) -> dict:

@@ -35,13 +35,15 @@ class TrainConfig(BaseModel):
     feature_dim: int = Field(16, ge=2)
     query_hidden: list[int] = [128]
     candidate_hidden: list[int] = [128]
-    epochs: int = Field(6, ge=1)
+    epochs: int = Field(6, ge=1)  # at most: training stops early when validation recall stops rising
+    patience: int = Field(2, ge=1)
     batch_size: int = Field(1024, ge=16)
     learning_rate: float = Field(0.004, gt=0)
     temperature: float = Field(0.1, gt=0)
     logq: bool = True
     event_weights: dict[str, float] = {"purchase": 1.0, "wishlist": 0.5, "view": 0.25}
-    eval_weeks: int = Field(4, ge=1)
+    eval_weeks: int = Field(4, ge=1)  # the validation window, and the test window after it
+    refit: bool = True  # retrain on train + validation with the chosen epochs before the test and export
     exclude_purchased: bool = True
     max_examples: int | None = None
     seed: int = 7
@@ -86,6 +88,27 @@ def _dataset(data: RegionData, config: TrainConfig) -> tuple[tf.data.Dataset, in
     return ds, n
 
 
+class _EarlyStop(keras.callbacks.Callback):
+    """After each epoch, score the validation window; keep the best epoch's weights, stop when it stalls."""
+
+    def __init__(self, score: Callable[[TwoTower], float], patience: int):
+        super().__init__()
+        self.score, self.patience = score, patience
+        self.scores: list[float] = []
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.scores.append(float(self.score(self.model)))
+        if self.scores[-1] >= max(self.scores):
+            self.best_weights = self.model.get_weights()
+        elif len(self.scores) - 1 - int(np.argmax(self.scores)) >= self.patience:
+            self.model.stop_training = True
+
+    @property
+    def best_epochs(self) -> int:
+        return int(np.argmax(self.scores)) + 1
+
+
 class _Progress(keras.callbacks.Callback):
     def __init__(self, report: Callable[[int], None]):
         super().__init__()
@@ -95,7 +118,11 @@ class _Progress(keras.callbacks.Callback):
         self.report(1)
 
 
-def fit(data: RegionData, config: TrainConfig, progress: Callable[[int], None] | None = None) -> tuple[TwoTower, dict]:
+def fit(
+    data: RegionData, config: TrainConfig, progress: Callable[[int], None] | None = None,
+    validation: Callable[[TwoTower], float] | None = None,
+) -> tuple[TwoTower, dict]:
+    """Train for `config.epochs`, or, given a `validation` score, until it stops rising (best weights kept)."""
     keras.utils.set_random_seed(config.seed)
     query_specs = fit_specs(data.query_specs, data.train.query)
     candidate_specs = fit_specs(data.candidate_specs, data.candidate)
@@ -109,18 +136,26 @@ def fit(data: RegionData, config: TrainConfig, progress: Callable[[int], None] |
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     ds, n = _dataset(data, config)
     callbacks = [_Progress(progress)] if progress else []
+    stop = _EarlyStop(validation, config.patience) if validation else None
+    callbacks += [stop] if stop else []
     import time
 
     t0 = time.perf_counter()
     history = model.fit(ds, epochs=config.epochs, verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - t0
-    return model, {
+    epochs_run = len(history.history["loss"])
+    out = {
         "loss": [float(x) for x in history.history["loss"]],
         "examples": n,
         "seconds": seconds,
-        "examples_per_second": n * config.epochs / seconds,
+        "examples_per_second": n * epochs_run / seconds,
         "client_vocabulary": len(client_vocabulary),
+        "epochs": epochs_run,
     }
+    if stop:
+        model.set_weights(stop.best_weights)
+        out |= {"validation": stop.scores, "best_epochs": stop.best_epochs}
+    return model, out
 
 
 def embed(tower: Tower, inputs: dict[str, np.ndarray], batch: int = 8192) -> np.ndarray:

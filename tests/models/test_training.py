@@ -7,6 +7,7 @@ import numpy as np
 from atelier.models.evaluate import top_k
 from atelier.models.export import LoadedModel, use_bentoml_home
 from atelier.models.two_tower import embed
+from atelier.protect.residency import roster
 from atelier.settings import Settings
 
 
@@ -39,7 +40,7 @@ def test_exported_savedmodel_and_index_give_the_in_memory_top_k(model_world):
     in_memory = embed(result.model.query_tower, queries)
     exported = loaded.embed(queries)
     np.testing.assert_allclose(exported, in_memory, atol=1e-5)
-    candidates = embed(result.model.candidate_tower, result.data.candidate)
+    candidates = embed(result.model.candidate_tower, result.catalog)
     np.testing.assert_allclose(loaded.candidates, candidates, atol=1e-5)
     expected = top_k(in_memory @ candidates.T, 10)
     _, exact = loaded.exact.search(exported, 10)
@@ -53,7 +54,8 @@ def test_exported_savedmodel_and_index_give_the_in_memory_top_k(model_world):
 def test_eu_model_holds_no_other_regions_clients(model_world):
     _, result = model_world
     vocabulary = result.model.query_tower.id_lookup.get_vocabulary()[1:]
-    assert len(vocabulary) > 500 and all(c.startswith("EU") for c in vocabulary)
+    home, _ = model_world
+    assert len(vocabulary) > 500 and set(vocabulary) <= set(roster(Settings(home=home), "eu").to_pylist())
     loaded = _loaded(model_world)
     other = re.compile(rb"(US|AP)\d{8}")
     for f in loaded.path.rglob("*"):
@@ -103,3 +105,42 @@ def test_training_on_imported_data_uses_its_extra_attributes(settings, tmp_path)
     assert candidate["limited_edition"] == "categorical" and "collection" not in candidate
     assert "home_boutique" in result.model.query_tower.embeddings and "limited_edition" in result.model.candidate_tower.embeddings
     assert result.metrics["model"]["clients"] >= 0 and np.isfinite(result.metrics["training"]["loss"]).all()
+
+
+def test_model_selection_never_reads_the_test_weeks(settings):
+    """Poison the test weeks (every purchase there becomes a random product): no choice changes.
+
+    The choices (EASE's λ, the two-tower's epochs) and the whole validation table must come out
+    the same; the test table must not, or the poison did not reach what the report reads.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    from atelier.features import repo
+    from atelier.features.pipeline import compute_features
+    from atelier.models import dataset as ds
+    from atelier.models.train import train_region
+    from atelier.models.two_tower import TrainConfig
+    from atelier.protect.keys import key_store
+    from atelier.protect.parquet import read_dataset, write_dataset
+
+    config = TrainConfig(epochs=3, embedding_dim=16, batch_size=128, learning_rate=0.01, eval_weeks=6)
+    repo.apply(settings, "eu")
+    clean = train_region(settings, "eu", config, export_model=False).metrics
+
+    path, keys = settings.paths.client_table("events", "eu"), key_store(settings, "eu")
+    events = read_dataset(path, keys)
+    test_cutoff = pd.Timestamp(clean["windows"]["test_cutoff"])
+    late = (events.column("event_timestamp").to_pandas() >= test_cutoff).to_numpy()
+    products = read_dataset(settings.paths.catalog("products"), None, columns=["product_id"]).column("product_id").to_pylist()
+    rng = np.random.default_rng(0)
+    poisoned = [products[rng.integers(len(products))] if is_late else p for p, is_late in zip(events.column("product_id").to_pylist(), late)]
+    assert late.sum() > 20
+    write_dataset(path, events.set_column(events.schema.get_field_index("product_id"), "product_id", pa.array(poisoned)), keys)
+    compute_features(settings, "eu")
+    poison = train_region(settings, "eu", config, export_model=False).metrics
+
+    assert poison["choices"] == clean["choices"]
+    assert poison["validation"] == clean["validation"]
+    assert poison["test"] != clean["test"]
+    assert ds.Windows.of(pd.Timestamp(clean["windows"]["end"]) - pd.Timedelta(days=1), 6).to_json() == clean["windows"]

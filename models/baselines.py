@@ -1,0 +1,168 @@
+"""The strongest simple recommenders, which every model is shown beside.
+
+On real retail data a learned model earns its place only against these, measured in the same run
+on the same windows (time-split evaluation of retail data favours them heavily):
+
+* recent popularity: purchases over the last 30 days before the cut-off, in the region, and in
+  the client's country (falling back to the region where the country has little history);
+* item-kNN (co-purchase): cosine similarity between products over the clients who bought them;
+  a client's score for a product sums its similarity to what the client bought;
+* EASE (Steck 2019): a closed-form item-item linear model, B = I - P / diag(P) with
+  P = (XᵀX + λI)⁻¹, λ chosen on the validation window;
+* buy again: the client's own past purchases, most frequent and most recent first (only when
+  already-bought products are allowed).
+
+Each scores clients x products from a binary purchase matrix built from the history before the
+cut-off. Ties (a client with no history) are broken by recent popularity, which is what a new
+client gets from any sensible recommender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+POPULARITY_DAYS = 30
+KNN_NEIGHBOURS = 100
+EASE_MAX_PRODUCTS = 20_000  # the inverse of a products x products matrix: beyond this, not run
+PRIOR = 1e-6  # weight of the popularity tie-break
+
+
+@dataclass
+class History:
+    """Purchases before a cut-off: who (row in `clients`, -1 for anonymous lines), what, when, where."""
+
+    client_row: np.ndarray
+    product: np.ndarray
+    timestamp: np.ndarray  # microseconds since the epoch (UTC)
+    country: np.ndarray  # the client's country (or the line's, when anonymous)
+    clients: np.ndarray  # client ids, one per row
+    products: int
+    cutoff: pd.Timestamp
+
+    @staticmethod
+    def before(purchases: pd.DataFrame, cutoff: pd.Timestamp, products: int) -> History:
+        """`purchases`: client_id (None when anonymous), product (index), event_timestamp, country."""
+        p = purchases[purchases["event_timestamp"] < cutoff]
+        codes, clients = pd.factorize(p["client_id"])  # anonymous lines get -1
+        return History(
+            client_row=codes.astype(np.int64),
+            product=p["product"].to_numpy(np.int64),
+            timestamp=pd.DatetimeIndex(p["event_timestamp"]).as_unit("us").asi8,
+            country=p["country"].to_numpy(object),
+            clients=np.asarray(clients, dtype=object),
+            products=products,
+            cutoff=cutoff,
+        )
+
+    def rows_of(self, client_ids: np.ndarray) -> np.ndarray:
+        """Row of each client in this history, -1 for clients without purchases before the cut-off."""
+        index = pd.Index(self.clients)
+        return index.get_indexer(pd.Index(client_ids))
+
+    def lines_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For the purchases of the given client rows: (position in `rows`, line index)."""
+        position = np.full(len(self.clients) + 1, -1, np.int64)  # the last slot stands for anonymous (-1)
+        known = rows >= 0
+        position[rows[known]] = np.flatnonzero(known)
+        out = position[self.client_row]
+        lines = np.flatnonzero(out >= 0)
+        return out[lines], lines
+
+    def matrix(self, rows: np.ndarray, binary: bool = True) -> np.ndarray:
+        """Dense purchase matrix for the given client rows (a row of zeros for -1)."""
+        out = np.zeros((len(rows), self.products), np.float32)
+        r, lines = self.lines_of(rows)
+        np.add.at(out, (r, self.product[lines]), 1.0)
+        return np.minimum(out, 1.0) if binary else out
+
+    def gram(self, chunk: int = 8192) -> np.ndarray:
+        """XᵀX over every client's binary purchase vector (products x products), in chunks of clients."""
+        g = np.zeros((self.products, self.products), np.float64)
+        n = len(self.clients)
+        for start in range(0, n, chunk):
+            x = self.matrix(np.arange(start, min(n, start + chunk)))
+            g += x.T.astype(np.float64) @ x
+        return g
+
+
+def recent_popularity(h: History, days: int = POPULARITY_DAYS, countries: np.ndarray | None = None) -> np.ndarray:
+    """Purchases per product over the last `days` before the cut-off (anonymous lines count too)."""
+    since = _micros(h.cutoff - pd.Timedelta(days=days))
+    sel = h.timestamp >= since
+    if countries is not None:
+        sel &= np.isin(h.country, countries)
+    return np.bincount(h.product[sel], minlength=h.products).astype(np.float32)
+
+
+def popularity_scores(h: History, n_clients: int) -> np.ndarray:
+    """The region's recent best-sellers, the same list for every client."""
+    return np.broadcast_to(recent_popularity(h), (n_clients, h.products))
+
+
+def country_popularity_scores(h: History, client_countries: np.ndarray, min_purchases: int = 50) -> np.ndarray:
+    """Recent best-sellers in the client's country, blended with the region where the country buys little."""
+    region = recent_popularity(h)
+    region_share = region / max(region.sum(), 1.0)
+    out = np.empty((len(client_countries), h.products), np.float32)
+    for country in pd.unique(client_countries):
+        mine = client_countries == country
+        local = recent_popularity(h, countries=np.array([country], dtype=object))
+        weight = min(1.0, local.sum() / min_purchases)  # a country with few purchases leans on the region
+        out[mine] = weight * local / max(local.sum(), 1.0) + (1 - weight) * region_share
+    return out
+
+
+class ItemKNN:
+    """Co-purchase: cosine similarity between products, the `neighbours` nearest kept per product."""
+
+    def __init__(self, h: History, neighbours: int = KNN_NEIGHBOURS):
+        g = h.gram()
+        norms = np.sqrt(np.diag(g))
+        sim = g / np.maximum(np.outer(norms, norms), 1e-9)
+        np.fill_diagonal(sim, 0.0)
+        if neighbours < sim.shape[1]:
+            cut = np.partition(sim, -neighbours, axis=1)[:, -neighbours][:, None]
+            sim = np.where(sim >= cut, sim, 0.0)
+        self.similarity = sim.astype(np.float32)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.similarity
+
+
+class Ease:
+    """EASE: the item-item weights that best rebuild each client's purchases from the others, closed form."""
+
+    def __init__(self, h: History, lam: float, gram: np.ndarray | None = None):
+        if h.products > EASE_MAX_PRODUCTS:
+            raise ValueError(f"EASE inverts a {h.products:,} x {h.products:,} matrix; not run above {EASE_MAX_PRODUCTS:,} products")
+        g = (h.gram() if gram is None else gram).copy()
+        g[np.diag_indices_from(g)] += lam
+        p = np.linalg.inv(g)
+        b = -p / np.diag(p)[None, :]
+        np.fill_diagonal(b, 0.0)
+        self.weights = b.astype(np.float32)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weights
+
+
+def buy_again_scores(h: History, rows: np.ndarray, half_life_days: float = 90.0) -> np.ndarray:
+    """Past purchases, weighted by recency (a purchase `half_life_days` old counts half)."""
+    out = np.zeros((len(rows), h.products), np.float32)
+    r, lines = h.lines_of(rows)
+    age_days = (_micros(h.cutoff) - h.timestamp[lines]) / 86_400e6
+    np.add.at(out, (r, h.product[lines]), 0.5 ** (age_days / half_life_days))
+    return out
+
+
+def with_prior(scores: np.ndarray, popularity: np.ndarray) -> np.ndarray:
+    """Break ties (and rank clients without history) by recent popularity."""
+    pop = popularity / max(float(popularity.max()), 1e-9)
+    return scores + PRIOR * pop[None, :]
+
+
+def _micros(t: pd.Timestamp) -> int:
+    return pd.Timestamp(t).value // 1000

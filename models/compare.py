@@ -1,0 +1,95 @@
+"""The model beside every baseline, on one evaluation window: the table `atelier train` reports.
+
+`Contenders` scores the window's clients with each recommender: the two-tower, recent popularity
+in the region and in the client's country, item-kNN, EASE, and buy-again when already-bought
+products may be recommended. Every score matrix is ranked by the same `top_k`, with the same
+exclusions, and measured by the same `group_metrics`: warm, cold and all clients.
+
+Choices (EASE's λ, the two-tower's epochs) are made on the validation window with `choose_lambda`
+and the callbacks in `two_tower`; the test window is scored once, with those choices fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from atelier.models import baselines as bl
+from atelier.models.dataset import RegionData
+from atelier.models.evaluate import group_metrics, top_k
+
+LAMBDAS = (10.0, 50.0, 200.0, 500.0, 1000.0, 3000.0)
+SELECT_ON = "recall@10"  # the figure choices are made on (all clients of the validation window)
+MODEL = "two-tower"
+
+
+class Contenders:
+    """Score matrices for one window's clients, computed lazily, one recommender at a time."""
+
+    def __init__(self, data: RegionData, exclude_purchased: bool):
+        self.data = data
+        self.history = bl.History.before(data.purchases, _cutoff(data), len(data.products))
+        self.rows = self.history.rows_of(data.eval.client_ids)
+        self.popularity = bl.recent_popularity(self.history)
+        self.exclude = data.eval.bought_before if exclude_purchased else None
+        self.exclude_purchased = exclude_purchased
+        self._x: np.ndarray | None = None
+        self._gram: np.ndarray | None = None
+
+    @property
+    def x(self) -> np.ndarray:
+        if self._x is None:
+            self._x = self.history.matrix(self.rows)
+        return self._x
+
+    @property
+    def gram(self) -> np.ndarray:
+        if self._gram is None:
+            self._gram = self.history.gram()
+        return self._gram
+
+    def ease(self, lam: float) -> np.ndarray:
+        return bl.with_prior(bl.Ease(self.history, lam, gram=self.gram).scores(self.x), self.popularity)
+
+    def baselines(self, lam: float | None) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
+        n = len(self.rows)
+        yield "recent popularity", lambda: bl.popularity_scores(self.history, n)
+        yield "popularity in country", lambda: bl.country_popularity_scores(self.history, self.data.eval.country)
+        yield "item-kNN", lambda: bl.with_prior(bl.ItemKNN(self.history).scores(self.x), self.popularity)
+        if lam is not None:
+            yield f"EASE (λ={lam:g})", lambda: self.ease(lam)
+        if not self.exclude_purchased:
+            yield "buy again", lambda: bl.with_prior(bl.buy_again_scores(self.history, self.rows), self.popularity)
+
+    def measure(self, scores: np.ndarray) -> dict:
+        ranked = top_k(scores, 100, self.exclude) if len(scores) else np.zeros((0, 100), int)
+        return group_metrics(ranked, self.data.eval.truth, self.data.eval.warm, len(self.data.products))
+
+
+def choose_lambda(contenders: Contenders) -> tuple[float | None, dict[str, float]]:
+    """EASE's λ with the best validation recall@10 (None when the catalog is too large for EASE)."""
+    if len(contenders.data.products) > bl.EASE_MAX_PRODUCTS or not len(contenders.rows):
+        return None, {}
+    tried = {f"{lam:g}": contenders.measure(contenders.ease(lam))["all"].get(SELECT_ON, 0.0) for lam in LAMBDAS}
+    best = max(tried, key=tried.get)
+    return float(best), tried
+
+
+def table(contenders: Contenders, model_scores: np.ndarray, lam: float | None) -> dict[str, dict]:
+    """Metrics per recommender (the model first), each split into all / warm / cold clients."""
+    out = {MODEL: contenders.measure(model_scores)}
+    for name, scores in contenders.baselines(lam):
+        out[name] = contenders.measure(scores())
+    return out
+
+
+def best_baseline(results: dict[str, dict], group: str, metric: str) -> tuple[str, float]:
+    pairs = [(name, m[group].get(metric, 0.0)) for name, m in results.items() if name != MODEL]
+    return max(pairs, key=lambda p: p[1]) if pairs else ("", 0.0)
+
+
+def _cutoff(data: RegionData):
+    import pandas as pd
+
+    return pd.Timestamp(data.window["cutoff"])
