@@ -5,8 +5,9 @@
     GET  /livez /readyz /metrics, and the OpenAPI page at /
 
 The region and the model come from the environment (baked into the bento by `atelier build`).
-Concurrent requests are batched by BentoML's adaptive dispatcher before the feature read, the
-query tower and the top-k search, which live in atelier.serving and are tested without HTTP.
+Concurrent requests are batched by BentoML's adaptive dispatcher before the stages (feature read,
+query tower, retrieval, ranking, filters), which live in atelier.serving and are tested without
+HTTP; /metrics shows the time of each.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ BATCH_SIZE = bentoml.metrics.Histogram(
 )
 STAGE_SECONDS = bentoml.metrics.Histogram(
     name="atelier_recommend_stage_seconds",
-    documentation="Time per batch in each stage: online features, query tower, top-k search.",
+    documentation="Time per batch in each stage: online features, query tower, retrieval (candidates), ranking, filters; topk is retrieval to answer.",
     labelnames=["stage"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
 )
@@ -67,7 +68,7 @@ class Recommender:
         answers = self.engine.recommend(list(queries))
         BATCH_SIZE.observe(len(queries))
         timings = answers[0].timings if answers else {}
-        for stage in ("features", "tower", "topk"):
+        for stage in ("features", "tower", "retrieval", "ranking", "filters", "topk"):
             STAGE_SECONDS.labels(stage=stage).observe(timings.get(f"{stage}_ms", 0.0) / 1e3)
         return answers
 

@@ -241,3 +241,77 @@ def save_training_set(settings: Settings, region: str, data: RegionData, run_dir
     assert_region_clients(settings, region, table.column("client_id"), where=f"training set of {region}")
     write_dataset(run_dir / "training_set", table, key_store(settings, region))
     return table.num_rows
+
+
+@dataclass
+class RankingWindow:
+    """One window of the ranking stage: what it knew at `start`, and what clients bought until `end`."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    context: object  # ranking.Context as of `start`
+    clients: object  # ranking.Clients as of `start`
+    client_ids: np.ndarray
+    truth: list[np.ndarray]
+    bought_before: list[np.ndarray]
+    warm: np.ndarray  # bool: the store held the client at `start` (the others get popularity)
+
+    def warm_only(self) -> tuple[object, list[np.ndarray], list[np.ndarray]]:
+        """(clients, truth, bought before) of the warm clients: what the ranker learns from."""
+        from atelier.models import ranking
+
+        keep = np.flatnonzero(self.warm)
+        c = self.clients
+        clients = ranking.Clients([c.history[i] for i in keep], c.purchases_365d[keep], c.days_since_purchase[keep], c.country[keep])
+        return clients, [self.truth[i] for i in keep], [self.bought_before[i] for i in keep]
+
+
+def ranking_window(
+    settings: Settings, region: str, data: RegionData, start: pd.Timestamp, end: pd.Timestamp, lam: float | None,
+    *, client_ids: np.ndarray | None = None, user: User | None = None,
+) -> RankingWindow:
+    """The ranking stage's inputs as of `start` (features from the store, co-purchase fitted on the
+    purchases before `start`) for the clients who bought in [start, end), or for `client_ids`."""
+    from atelier.models import baselines as bl
+    from atelier.models import ranking
+    from atelier.models.copurchase import CoPurchase
+
+    purchases = data.purchases
+    history = bl.History.before(purchases, start, len(data.products))
+    pop = repo.historical_features(settings, region, pd.DataFrame({"product_id": data.products["product_id"], "event_timestamp": start}), [f"product_popularity:{p}" for p in ranking.POPULARITY], user=user)
+    pop = pop.set_index("product_id").reindex(data.products["product_id"])
+    first_sale = np.full(len(data.products), np.iinfo(np.int64).max)
+    np.minimum.at(first_sale, history.product, history.timestamp)
+    days_on_sale = np.where(first_sale < np.iinfo(np.int64).max, (pd.Timestamp(start).value // 1000 - first_sale) / 86_400e6, 0.0)
+    countries = pd.unique(purchases.loc[purchases["event_timestamp"] < start, "country"].dropna())
+    shares = {}
+    for country in countries:
+        counts = bl.recent_popularity(history, countries=np.array([country], dtype=object))
+        if counts.sum():
+            shares[country] = (counts / counts.sum()).astype(np.float32)
+    context = ranking.Context(
+        copurchase=CoPurchase.fit(history, lam),
+        similar=CoPurchase.fit(history, None),
+        popularity={p: pop[p].fillna(0).to_numpy(np.float32) for p in ranking.POPULARITY},
+        country_share=shares,
+        days_on_sale=days_on_sale.astype(np.float32),
+    )
+    named = purchases[purchases["client_id"].notna()]
+    future = named[(named["event_timestamp"] >= start) & (named["event_timestamp"] < end)]
+    if client_ids is None:
+        client_ids = np.array(sorted(future["client_id"].unique()), dtype=object)
+    truth = {c: np.unique(g.to_numpy()) for c, g in future.groupby("client_id")["product"]}
+    before = named[named["event_timestamp"] < start]
+    bought = {c: np.unique(g.to_numpy()) for c, g in before.groupby("client_id")["product"]}
+    empty = np.zeros(0, np.int64)
+    if len(client_ids):
+        cols = ["client_activity:purchased_products", "client_activity:purchases_365d", "client_activity:last_purchase_at", "client_profile:country"]
+        entity = pd.DataFrame({"client_id": client_ids, "event_timestamp": start})
+        raw = repo.historical_features(settings, region, entity, cols, user=user).set_index("client_id").reindex(client_ids)
+        index = {p: i for i, p in enumerate(data.products["product_id"])}
+        clients = ranking.Clients.from_features({c: raw[c].tolist() for c in raw.columns}, index, start.timestamp())
+        warm = raw["purchases_365d"].notna().to_numpy()
+    else:
+        clients = ranking.Clients([], np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, object))
+        warm = np.zeros(0, bool)
+    return RankingWindow(start, end, context, clients, client_ids, [truth.get(c, empty) for c in client_ids], [bought.get(c, empty) for c in client_ids], warm)

@@ -81,6 +81,7 @@ def export(
     products: pd.DataFrame,
     popularity: np.ndarray,
     info: dict,
+    ranking_stage: tuple | None = None,
 ) -> str:
     """Write the artifacts, then copy them into a new BentoML model. Returns the model tag."""
     import bentoml
@@ -94,8 +95,13 @@ def export(
     ann.save(workdir / "index.faiss")
     np.save(workdir / "popularity.npy", popularity.astype(np.float64))
     pq.write_table(pa.Table.from_pandas(products[["product_id", "maison", "category", "countries"]], preserve_index=False), workdir / "products.parquet")
+    if ranking_stage is not None:
+        from atelier.models import ranking
+
+        ranking.save_stage(*ranking_stage, workdir / "ranking")
     description = {
         "region": region,
+        "stages": ["retrieval", "ranking", "filters"] if ranking_stage is not None else ["retrieval", "filters"],
         "query_specs": [s.to_json() for s in query_specs],
         "candidate_specs": [s.to_json() for s in candidate_specs],
         "index_probe": ann.probe,
@@ -137,6 +143,7 @@ class LoadedModel:
     popularity: np.ndarray
     device: str = "/CPU:0"
     use_approximate: bool = True
+    ranking: object = None  # models.ranking.Stage, when the model has a ranking stage
 
     @staticmethod
     def load(path: Path | str) -> "LoadedModel":
@@ -158,6 +165,7 @@ class LoadedModel:
             # The tower runs on a GPU when the machine has one (the --gpu bento), on CPU otherwise.
             device="/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0",
             use_approximate=description.get("index", {}).get("use", "approximate") == "approximate",
+            ranking=_load_ranking(path / "ranking"),
         )
 
     def top(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,3 +189,11 @@ def call_tower(signature, inputs: dict[str, np.ndarray], device: str = "/CPU:0")
     with tf.device(device):
         tensors = {name: tf.constant(inputs[name], dtype=spec.dtype) for name, spec in signature.structured_input_signature[1].items()}
         return signature(**tensors)["embedding"].numpy()
+
+
+def _load_ranking(path: Path):
+    if not path.exists():
+        return None
+    from atelier.models import ranking
+
+    return ranking.load_stage(path)

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from feast.permissions.user import User
 
 from atelier.io import write_json_atomic
 from atelier.models import dataset as ds
-from atelier.models import compare
+from atelier.models import compare, ranking
+from atelier.models.evaluate import top_k
 from atelier.models.export import export, use_bentoml_home
 from atelier.models.index import AnnIndex, ExactIndex
 from atelier.models.plots import loss_plot, recall_plot
@@ -90,8 +92,18 @@ def train_region(
     model, history = fit(selection, config, progress=steps.step("training (validation weeks held out)", batches),
                          validation=lambda m: _validation_score(m, selection, val))
     advance = steps.step("scoring the validation weeks")
-    validation = compare.table(val, _scores(model, selection), lam)
+    tower_val = _scores(model, selection)
+    validation = compare.table(val, tower_val, lam)
     advance(1)
+    rank_history = None
+    if config.ranking:
+        # The ranking stage learns from the weeks before the validation cut-off; its epochs are chosen there.
+        lists = _ranking_lists(settings, region, selection, windows.validation_cutoff, config, lam, user, steps)
+        window = ds.ranking_window(settings, region, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids, user=user)
+        served = lambda scorer: _served(window, scorer, tower_val, selection.popularity, config.exclude_purchased)  # noqa: E731
+        scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
+                                           validation=lambda s: val.measure(served(s))["all"].get(compare.SELECT_ON, 0.0))
+        validation[compare.SERVED] = val.measure(served(scorer))
 
     # 2. Refit on train + validation with the chosen epochs.
     data = ds.build(settings, region, cutoff=windows.test_cutoff, end=windows.end, **common)
@@ -102,9 +114,21 @@ def train_region(
         batches = int(np.ceil(len(data.train.product_index) / final.batch_size)) * final.epochs
         model, refit_history = fit(data, final, progress=steps.step("refitting on train + validation", batches))
 
+    context = None
+    if config.ranking:
+        lists = _ranking_lists(settings, region, data, windows.test_cutoff, config, lam, user, steps)
+        scorer, _ = ranking.fit(lists, rank_history["best_epochs"], seed=config.seed, progress=steps.step("refitting the ranking stage", rank_history["best_epochs"]))
+        # What serves: the co-purchase table, popularity and country shares as of the last day.
+        context = ds.ranking_window(settings, region, data, windows.end, windows.end, lam, client_ids=np.zeros(0, object), user=user).context
+
     # 3. The test weeks, read once.
     advance = steps.step("scoring the test weeks (once)")
-    test = compare.table(compare.Contenders(data, config.exclude_purchased), _scores(model, data), lam)
+    tower_test = _scores(model, data)
+    test_contenders = compare.Contenders(data, config.exclude_purchased)
+    test = compare.table(test_contenders, tower_test, lam)
+    if config.ranking:
+        window = ds.ranking_window(settings, region, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids, user=user)
+        test[compare.SERVED] = test_contenders.measure(_served(window, scorer, tower_test, data.popularity, config.exclude_purchased))
     queries = embed(model.query_tower, data.eval.query)
     # What serves: product features as of the last day, not the test cut-off.
     products, candidate_inputs = ds.catalog_as_of(settings, region, data.candidate_specs, windows.end, user)
@@ -114,9 +138,13 @@ def train_region(
         "validation": validation,
         "test": test,
         "choices": {"ease_lambda": lam, "ease_lambda_validation": lambdas, "epochs": history["best_epochs"],
-                    "validation_by_epoch": history["validation"], "selected_on": compare.SELECT_ON, "refit": config.refit},
+                    "validation_by_epoch": history["validation"], "selected_on": compare.SELECT_ON, "refit": config.refit,
+                    "ranking_epochs": rank_history["best_epochs"] if rank_history else None,
+                    "ranking_validation_by_epoch": rank_history["validation"] if rank_history else None},
+        "served": compare.SERVED if config.ranking else compare.MODEL,
         # headline figures (all clients, test weeks), kept flat for the model's metadata and the benchmarks
-        "model": test[compare.MODEL]["all"],
+        "model": test[compare.SERVED if config.ranking else compare.MODEL]["all"],
+        "two_tower": test[compare.MODEL]["all"],
         "popularity": test["recent popularity"]["all"],
         "training": refit_history or history,
         "selection_training": history,
@@ -164,11 +192,51 @@ def train_region(
             products=products,
             popularity=data.popularity,
             info=info,
+            ranking_stage=(scorer, context) if config.ranking else None,
         )
         metrics["bentoml_tag"] = tag
         write_json_atomic(run_dir / "metrics.json", metrics)
         advance(1)
     return RunResult(region, run_dir, tag, metrics, model=model, data=data, catalog=candidate_inputs)
+
+
+def _ranking_lists(settings, region, data: ds.RegionData, cutoff, config: TrainConfig, lam, user, steps: Steps) -> list:
+    """The ranker's training lists: one window of `eval_weeks` per step back from `cutoff`.
+
+    Only co-purchase and popularity propose candidates here: the two-tower was trained on these
+    weeks, so its scores on them would be too good to learn from.
+    """
+    weeks = pd.Timedelta(weeks=config.eval_weeks)
+    first = data.purchases["event_timestamp"].min()
+    advance = steps.step("building the ranking stage's training lists", config.ranking_windows)
+    out = []
+    for k in range(1, config.ranking_windows + 1):
+        start = cutoff - k * weeks
+        if start <= first + weeks:  # too little history before it to learn from
+            break
+        window = ds.ranking_window(settings, region, data, start, start + weeks, lam, user=user)
+        clients, truth, bought = window.warm_only()
+        if clients.history:
+            prep = ranking.prepare(window.context, clients)
+            cands = ranking.candidates(window.context, prep, bought if config.exclude_purchased else None)
+            lists = ranking.Lists.of(ranking.features(window.context, prep, cands), cands, truth)
+            if len(lists.labels):
+                out.append(lists)
+        advance(1)
+    return out
+
+
+def _served(window: ds.RankingWindow, scorer, tower: np.ndarray, popularity: np.ndarray, exclude_purchased: bool) -> np.ndarray:
+    """What /recommend answers for the window's clients: ranked candidates for the clients the store
+    holds, the store's popularity for the others (the service's fallback)."""
+    out = np.broadcast_to(popularity.astype(np.float32), (len(window.client_ids), len(popularity))).copy()
+    warm = np.flatnonzero(window.warm)
+    if len(warm):
+        clients, _, bought = window.warm_only()
+        exclude = bought if exclude_purchased else None
+        tower_top = list(top_k(tower[warm], ranking.FROM_TOWER, exclude))
+        out[warm] = ranking.ranked_scores(window.context, clients, scorer, exclude, tower_top, fill=popularity)
+    return out
 
 
 def _scores(model, data: ds.RegionData) -> np.ndarray:

@@ -44,6 +44,8 @@ CLIENT_WINDOWS = {  # feature -> (event type, value, window in days)
 POPULARITY_WINDOWS = {
     "purchases_7d": ("purchase", "count", 7),
     "purchases_30d": ("purchase", "count", 30),
+    "purchases_90d": ("purchase", "count", 90),
+    "purchases_365d": ("purchase", "count", 365),
     "views_30d": ("view", "count", 30),
     "wishlist_30d": ("wishlist", "count", 30),
     "revenue_30d": ("purchase", "amount", 30),

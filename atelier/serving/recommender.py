@@ -7,10 +7,15 @@ with BentoML's adaptive dispatcher) and answers each:
 2. read the exact feature list the model was trained with, for the whole batch in one round
    trip to the region's online store;
 3. embed the clients that have features with the exported SavedModel, in one call;
-4. search the top-k, leaving out what the client bought and what the filters exclude, fetching
-   more from the approximate index until k items pass, or searching the allowed products exactly
-   when the filters leave few (so k items come back whenever k exist);
-5. clients the store knows nothing about (new clients, and clients of other regions, whose data
+4. retrieval: the two-tower's nearest products (one index call for the batch) and, when the
+   model has a ranking stage, the co-purchase and popularity candidates (`atelier.models.ranking`);
+5. ranking: the exported ranking model orders each client's candidates, from features built by
+   the same functions as in training;
+6. filters: what the client bought and what the maison/country filters exclude are left out; a
+   client left with fewer than k is completed from the two-tower, fetching more from the
+   approximate index, or searching the allowed products exactly when the filters leave few (so k
+   items come back whenever k exist);
+7. clients the store knows nothing about (new clients, and clients of other regions, whose data
    this region never holds), and every client while the store is unreachable, get the region's
    most popular products (`fallback: true`), never an error.
 """
@@ -27,12 +32,14 @@ import pandas as pd
 
 from atelier.features.online import OnlineFeatures
 from atelier.models.export import LoadedModel
+from atelier.models import ranking
 from atelier.models.inputs import to_inputs
 from atelier.regions import country_to_region, get_region
 
 log = logging.getLogger(__name__)
 PURCHASED = "client_activity:purchased_products"
 EXACT_BELOW = 20_000  # allowed products: below this many, search them exactly
+RANKING_INPUTS = {"purchased_products", "purchases_365d", "last_purchase_at", "country"}
 
 
 class RequestError(Exception):
@@ -109,6 +116,8 @@ class Popularity:
         self._order = np.argsort(-self.scores, kind="stable")
         self._last = 0.0
         self._lock = threading.Lock()
+        self.features: dict[str, np.ndarray] = {}  # ranking.POPULARITY, once read from the store
+        self._context = None
 
     def refresh(self) -> bool:
         if self.reader is None:
@@ -125,9 +134,19 @@ class Popularity:
         purchases = np.array([v or 0 for v in cols.get("purchases_30d", [0] * len(found))], float)
         views = np.array([v or 0 for v in cols.get("views_30d", [0] * len(found))], float)
         scores = purchases + 1e-3 * views
+        features = {name: np.array([v or 0 for v in values], np.float32) for name, values in cols.items() if name in ranking.POPULARITY}
         with self._lock:
             self.scores, self._order, self.source = scores, np.argsort(-scores, kind="stable"), "online store"
+            self.features = features if set(features) == set(ranking.POPULARITY) else {}
+            self._context = None
         return True
+
+    def context_for(self, snapshot: ranking.Context) -> ranking.Context:
+        """The ranking context with this popularity (rebuilt once per refresh, not per request)."""
+        with self._lock:
+            if self._context is None or self._context[0] is not snapshot:
+                self._context = (snapshot, snapshot.with_popularity(self.features))
+            return self._context[1]
 
     def maybe_refresh(self) -> None:
         if self.reader is not None and time.monotonic() - self._last > self.refresh_s:
@@ -149,6 +168,10 @@ class Recommender:
         self.popularity = Popularity(model.popularity, self.catalog, popularity)
         self.popularity.refresh()
         self.countries = set(country_to_region())
+        # The ranking stage needs the client's purchases, yearly count, last purchase and country.
+        self.ranking = model.ranking if model.ranking is not None and RANKING_INPUTS <= {r.split(":")[1] for r in model.feature_refs} else None
+        if model.ranking is not None and self.ranking is None:
+            log.warning("model %s has a ranking stage but its feature list lacks %s: serving retrieval only", tag, sorted(RANKING_INPUTS))
 
     # -- validation -------------------------------------------------------------------------
     def check(self, q: Query) -> RequestError | None:
@@ -191,9 +214,12 @@ class Recommender:
         for j in vectors:
             bought = purchased[j] if (queries[valid[j]].exclude_purchased and purchased) else None
             exclude[j] = {self.catalog.index[p] for p in (bought or []) if p in self.catalog.index}
-        # Clients without filters share one index call; filtered ones search on their own.
-        plain = [j for j in vectors if queries[valid[j]].maison is None and queries[valid[j]].country is None]
         hits: dict[int, list[tuple[int, float]]] = {}
+        stages = {}
+        if self.ranking is not None and vectors:
+            hits, stages = self._ranked(queries, valid, cols, vectors, exclude)
+        # Clients without filters share one index call; filtered ones search on their own.
+        plain = [j for j in vectors if j not in hits and queries[valid[j]].maison is None and queries[valid[j]].country is None]
         if plain:
             # A small over-fetch covers most exclusions; a client left short is searched again alone.
             fetch = min(len(self.catalog.ids), max(2 * queries[valid[j]].k + 10 for j in plain))
@@ -215,10 +241,42 @@ class Recommender:
                 allowed = self.catalog.allowed(q.maison, q.country)
                 answers[i] = Answer(q.client_id, [self.catalog.item(p, sc) for p, sc in self.popularity.top(q.k, allowed)], True)
         t3 = time.perf_counter()
-        timing = {"features_ms": (t1 - t0) * 1e3, "tower_ms": (t2 - t1) * 1e3, "topk_ms": (t3 - t2) * 1e3, "batch": len(queries)}
+        timing = {"features_ms": (t1 - t0) * 1e3, "tower_ms": (t2 - t1) * 1e3, "topk_ms": (t3 - t2) * 1e3, "batch": len(queries), **stages}
         for a in answers:
             a.timings = timing
         return answers  # type: ignore[return-value]
+
+    def _ranked(self, queries, valid, cols, vectors, exclude) -> tuple[dict[int, list[tuple[int, float]]], dict]:
+        """Retrieval, ranking and filters for the clients with features; returns hits and stage timings."""
+        t0 = time.perf_counter()
+        js = list(vectors)
+        fetch = min(len(self.catalog.ids), ranking.FROM_TOWER + max(len(exclude[j]) for j in js))
+        _, ids = self.model.top(np.stack([vectors[j] for j in js]), fetch)
+        tower = [ids[r][ids[r] >= 0] for r in range(len(js))]
+        clients = ranking.Clients.from_features({name: [cols[name][j] for j in js] for name in RANKING_INPUTS}, self.catalog.index, time.time())
+        context = self.ranking.context
+        if self.popularity.features:
+            context = self.popularity.context_for(context)
+        prep = ranking.prepare(context, clients)
+        cands = ranking.candidates(context, prep, [np.fromiter(exclude[j], np.int64) for j in js], tower)
+        t1 = time.perf_counter()
+        scores = ranking.score(self.ranking.scorer, ranking.features(context, prep, cands))
+        t2 = time.perf_counter()
+        hits, start = {}, 0
+        for r, j in enumerate(js):
+            c, s = cands[r], scores[start : start + len(cands[r])]
+            start += len(c)
+            q = queries[valid[j]]
+            allowed = self.catalog.allowed(q.maison, q.country)
+            keep = np.ones(len(c), bool) if allowed is None else np.isin(c, allowed)
+            order = np.argsort(-s[keep], kind="stable")
+            found = [(int(p), float(v)) for p, v in zip(c[keep][order], s[keep][order])][: q.k]
+            if len(found) < q.k:  # the filters left too few candidates: complete from the two-tower
+                taken = exclude[j] | {p for p, _ in found}
+                found += self.search(vectors[j], q.k - len(found), allowed, taken)
+            hits[j] = found
+        t3 = time.perf_counter()
+        return hits, {"retrieval_ms": (t1 - t0) * 1e3, "ranking_ms": (t2 - t1) * 1e3, "filters_ms": (t3 - t2) * 1e3}
 
     def search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None, exclude: set[int]) -> list[tuple[int, float]]:
         """The k best products that pass the filters and are not excluded."""

@@ -20,6 +20,7 @@ from atelier.features.definitions import SERVING
 from atelier.features.online import OnlineFeatures
 from atelier.features.repo import feature_store
 from atelier.models.export import LoadedModel
+from atelier.models.ranking import POPULARITY
 from atelier.serving.recommender import PURCHASED, Recommender
 from atelier.settings import Settings
 
@@ -113,6 +114,7 @@ def start(settings: Settings, model_path: Path, region: str, tag: str, threads: 
     user = User(f"recommender-{region}", [SERVING])
     store = feature_store(settings, region)
     features = OnlineFeatures(store, model.feature_refs + [PURCHASED], user=user)
-    popularity = OnlineFeatures(store, ["product_popularity:purchases_30d", "product_popularity:views_30d"], user=user)
+    names = sorted({"purchases_30d", "views_30d", *POPULARITY})
+    popularity = OnlineFeatures(store, [f"product_popularity:{n}" for n in names], user=user)
     log.info("region %s: model %s on %s; %d features from %s", region, tag, model.device, len(model.feature_refs), type(store._get_provider().online_store).__name__)
     return Recommender(model, features, popularity, tag=tag)

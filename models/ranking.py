@@ -1,0 +1,443 @@
+"""The ranking stage: candidates from several sources, ordered by a learned TFRS ranking model.
+
+Retrieval alone ranks by one signal. On real retail data the best single signals are co-purchase
+(what is bought with what the client bought) and recent popularity, and neither wins everywhere:
+the strongest teams gather candidates from several sources and learn how to order them. Here:
+
+* candidates: the co-purchase neighbours of the client's purchases (`CoPurchase`), the region's
+  and the client's country's recent best-sellers, and the two-tower's nearest products;
+* features of each (client, candidate) pair, all computable from what the online store holds
+  (the client's last purchases, activity counts and country; the product's popularity):
+  co-purchase score (plain, recency-weighted, strongest link to the last purchases), the
+  product's popularity over 7 and 30 days and its trend, its share of recent sales in the
+  client's country, and the client's history length, yearly purchases and days since the last;
+* a small network scores each pair; trained listwise (softmax over a client's candidates, the
+  products bought in the label weeks as targets) with `tfrs.tasks.Ranking`.
+
+Clients without history are not ranked: they get recent popularity, which is what they buy.
+Training and serving build features with the same functions (`Clients`, `Context`, `features`),
+so an online answer is the offline answer for the same feature values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras as keras
+
+from atelier.models.copurchase import CoPurchase
+
+FEATURES = (
+    "copurchase", "copurchase_recent", "copurchase_last", "similar", "similar_last",
+    "popularity_7d", "popularity_30d", "popularity_90d", "popularity_365d", "trend_7_30", "trend_30_365",
+    "country_share", "days_on_sale", "history_length", "purchases_365d", "days_since_purchase",
+)
+POPULARITY = ("purchases_7d", "purchases_30d", "purchases_90d", "purchases_365d")  # product_popularity features
+FROM_COPURCHASE, FROM_SIMILAR, FROM_POPULARITY, FROM_COUNTRY, FROM_TOWER = 150, 50, 50, 50, 50
+RECENT_DECAY = 10.0  # a purchase 10 places back counts half in copurchase_recent
+
+
+@dataclass
+class Context:
+    """What the stage knows about products at one moment (exported with the model for serving).
+
+    `copurchase` holds EASE's weights (co-purchase cosine on big catalogs), `similar` co-purchase
+    cosine similarities: two views of "bought together" that disagree usefully. `popularity` is
+    read from the online store when serving; the rest is a snapshot taken at export.
+    """
+
+    copurchase: CoPurchase
+    similar: CoPurchase
+    popularity: dict[str, np.ndarray]  # POPULARITY feature -> per product
+    country_share: dict[str, np.ndarray]  # country -> share of its recent purchases per product
+    days_on_sale: np.ndarray  # days since each product's first sale (0 if never sold)
+
+    @property
+    def popularity_7d(self) -> np.ndarray:
+        return self.popularity["purchases_7d"]
+
+    @property
+    def popularity_30d(self) -> np.ndarray:
+        return self.popularity["purchases_30d"]
+
+    def share(self, country: str | None) -> np.ndarray:
+        s = self.country_share.get(country or "")
+        return s if s is not None else np.zeros(len(self.popularity_30d), np.float32)
+
+    def top(self, what: str, n: int) -> np.ndarray:
+        """The `n` best-selling products of the region ("region") or of a country; cached per list."""
+        cache = self.__dict__.setdefault("_orders", {})
+        if what not in cache:
+            if what == "region":
+                score = self.popularity_7d + self.popularity_30d / 4
+            else:
+                score = self.share(what)
+            order = np.argsort(-score, kind="stable")
+            cache[what] = order[score[order] > 0]
+        return cache[what][:n]
+
+    def with_popularity(self, popularity: dict[str, np.ndarray]) -> Context:
+        """The same snapshot with fresh popularity (the service reads it from the online store)."""
+        return Context(self.copurchase, self.similar, popularity, self.country_share, self.days_on_sale)
+
+
+@dataclass
+class Clients:
+    """What the stage knows about each client: read from the query features (offline and online alike)."""
+
+    history: list[np.ndarray]  # product indices of the last purchases, oldest first
+    purchases_365d: np.ndarray
+    days_since_purchase: np.ndarray
+    country: np.ndarray
+
+    @staticmethod
+    def from_features(cols: dict, product_index: dict[str, int], as_of_s: float) -> Clients:
+        """`cols`: purchased_products, purchases_365d, last_purchase_at, country (sequences)."""
+        bought = cols.get("purchased_products") or []
+        history = [np.array([product_index[p] for p in (b if b is not None else []) if p in product_index], np.int64) for b in bought]
+        n = len(history)
+        last = [_seconds(v) for v in cols.get("last_purchase_at", [None] * n)]
+        return Clients(
+            history=history,
+            purchases_365d=np.array([_number(v) for v in cols.get("purchases_365d", [None] * n)], np.float32),
+            days_since_purchase=np.array([(as_of_s - t) / 86400 if t is not None else 3650.0 for t in last], np.float32),
+            country=np.array([v if isinstance(v, str) else "" for v in cols.get("country", [None] * n)], dtype=object),
+        )
+
+
+@dataclass
+class Links:
+    """Sparse (client, product) link scores from one neighbour table, sorted by (client, product).
+
+    `total` sums the weights from every purchase, `recent` weighs each purchase by its recency
+    (halving every RECENT_DECAY places back), `last` is the strongest link to a last purchase.
+    """
+
+    key: np.ndarray  # client row * products + product, sorted
+    total: np.ndarray
+    recent: np.ndarray
+    last: np.ndarray
+
+    def lookup(self, rows: np.ndarray, items: np.ndarray, products: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        want = rows.astype(np.int64) * products + items
+        pos = np.minimum(np.searchsorted(self.key, want), max(len(self.key) - 1, 0))
+        hit = (self.key[pos] == want) if len(self.key) else np.zeros(len(want), bool)
+        pick = lambda v: np.where(hit, v[pos], 0.0) if len(self.key) else np.zeros(len(want))  # noqa: E731
+        return pick(self.total), pick(self.recent), pick(self.last)
+
+
+def links(table: CoPurchase, history: list[np.ndarray], last: int = 5, cells: int = 4_000_000) -> Links:
+    """Aggregate the neighbours of every client's purchases, sparsely (no clients x products matrix
+    is kept; chunks of clients are counted with bincount over at most `cells` slots at a time)."""
+    products, width = table.neighbours.shape
+    chunk = max(1, cells // max(products, 1))
+    parts = [_links(table, history[s : s + chunk], last, s) for s in range(0, len(history), chunk)]
+    if not parts:
+        empty = np.zeros(0)
+        return Links(np.zeros(0, np.int64), empty, empty, empty)
+    return Links(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("key", "total", "recent", "last")))
+
+
+def _links(table: CoPurchase, history: list[np.ndarray], last: int, first_row: int) -> Links:
+    products, width = table.neighbours.shape
+    lengths = np.array([len(h) for h in history], np.int64)
+    if not lengths.sum():
+        empty = np.zeros(0)
+        return Links(np.zeros(0, np.int64), empty, empty, empty)
+    items = np.concatenate([np.asarray(h, np.int64) for h in history])
+    row = np.repeat(np.arange(len(history)), lengths)
+    back = np.concatenate([np.arange(n)[::-1] for n in lengths])  # 0 for each client's newest purchase
+    nb, w = table.neighbours[items], table.weights[items]
+    ok = nb >= 0
+    key = row[:, None] * products + nb
+    key, w, back = key[ok], w[ok].astype(np.float64), np.broadcast_to(back[:, None], nb.shape)[ok]
+    size = len(history) * products
+    total = np.bincount(key, w, size)
+    recent = np.bincount(key, w * 0.5 ** (back / RECENT_DECAY), size)
+    latest = np.zeros(size)
+    near = back < last
+    np.maximum.at(latest, key[near], w[near])
+    where = np.flatnonzero(total)
+    return Links(where + first_row * products, total[where], recent[where], latest[where])
+
+
+@dataclass
+class Prepared:
+    """Clients with their link scores in both neighbour tables: computed once per batch."""
+
+    clients: Clients
+    copurchase: Links
+    similar: Links
+
+
+def prepare(ctx: Context, clients: Clients) -> Prepared:
+    return Prepared(clients, links(ctx.copurchase, clients.history), links(ctx.similar, clients.history))
+
+
+def _top_links(l: Links, score: np.ndarray, products: int, n: int) -> dict[int, np.ndarray]:
+    """Per client row, the products of its `n` best-scored links (score > 0)."""
+    rows, items = l.key // products, l.key % products
+    order = np.lexsort((-score, rows))
+    rows, items, score = rows[order], items[order], score[order]
+    first = np.searchsorted(rows, rows, side="left")
+    keep = (np.arange(len(rows)) - first < n) & (score > 0)
+    out: dict[int, np.ndarray] = {}
+    for r, its in zip(*_split(rows[keep], items[keep])):
+        out[r] = its
+    return out
+
+
+def _split(rows: np.ndarray, values: np.ndarray):
+    if not len(rows):
+        return [], []
+    cuts = np.flatnonzero(np.diff(rows)) + 1
+    return [int(r[0]) for r in np.split(rows, cuts)], np.split(values, cuts)
+
+
+def candidates(ctx: Context, prep: Prepared, exclude: list[np.ndarray] | None, tower: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Per client, the union of every source's candidates (already-bought products left out)."""
+    products = len(ctx.popularity_30d)
+    n = len(prep.clients.history)
+    co, sim = prep.copurchase, prep.similar
+    # Over-fetch each source by the client's exclusions, then leave those out.
+    slack = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+    by_co = _top_links(co, co.total + co.recent, products, FROM_COPURCHASE + slack)
+    by_sim = _top_links(sim, sim.total, products, FROM_SIMILAR + slack)
+    region = ctx.top("region", FROM_POPULARITY + slack)
+    empty = np.zeros(0, np.int64)
+    out = []
+    for u in range(n):
+        gone = exclude[u] if exclude is not None else empty
+        picks = [
+            _without(by_co.get(u, empty), gone, FROM_COPURCHASE),
+            _without(by_sim.get(u, empty), gone, FROM_SIMILAR),
+            _without(region, gone, FROM_POPULARITY),
+            _without(ctx.top(prep.clients.country[u], FROM_COUNTRY + len(gone)), gone, FROM_COUNTRY),
+        ]
+        if tower is not None:
+            picks.append(_without(np.asarray(tower[u], np.int64), gone, FROM_TOWER))
+        out.append(np.unique(np.concatenate(picks)).astype(np.int64))
+    return out
+
+
+def _without(items: np.ndarray, gone: np.ndarray, n: int) -> np.ndarray:
+    items = np.asarray(items, np.int64)
+    return (items[~np.isin(items, gone)] if len(gone) else items)[:n]
+
+
+def features(ctx: Context, prep: Prepared, cands: list[np.ndarray]) -> np.ndarray:
+    """One row of FEATURES per (client, candidate), clients in order, candidates in the given order."""
+    products = len(ctx.popularity_30d)
+    clients = prep.clients
+    rows = np.concatenate([np.full(len(c), u) for u, c in enumerate(cands)]) if cands else np.zeros(0, np.int64)
+    items = np.concatenate(cands).astype(np.int64) if cands else np.zeros(0, np.int64)
+    if not len(items):
+        return np.zeros((0, len(FEATURES)), np.float32)
+    co, recent, last = prep.copurchase.lookup(rows, items, products)
+    sim, _, sim_last = prep.similar.lookup(rows, items, products)
+    share = np.zeros(len(items))
+    for country in pd.unique(clients.country):
+        mine = clients.country[rows] == country
+        share[mine] = ctx.share(country)[items[mine]]
+    p7, p30, p90, p365 = (ctx.popularity[name][items] for name in POPULARITY)
+    lengths = np.array([len(h) for h in clients.history], np.float32)
+    f = np.stack([
+        co, recent, last, sim, sim_last,
+        np.log1p(p7), np.log1p(p30), np.log1p(p90), np.log1p(p365),
+        np.log((p7 + 1) / (p30 / 4 + 1)), np.log((p30 + 1) / (p365 / 12 + 1)),
+        np.log1p(1000 * share), np.log1p(ctx.days_on_sale[items]),
+        np.log1p(lengths[rows]), np.log1p(np.maximum(clients.purchases_365d[rows], 0)),
+        np.log1p(np.clip(clients.days_since_purchase[rows], 0, 3650)),
+    ], axis=1)
+    return np.nan_to_num(f.astype(np.float32))
+
+
+class Scorer(keras.Model):
+    """Features of one (client, candidate) pair -> a score; normalization is part of the model."""
+
+    def __init__(self, hidden: tuple[int, ...] = (64, 32), seed: int = 7):
+        super().__init__()
+        init = lambda i: keras.initializers.GlorotUniform(seed=seed + i)  # noqa: E731
+        self.norm = keras.layers.Normalization(axis=-1)
+        self.dense = [keras.layers.Dense(h, activation="relu", kernel_initializer=init(i)) for i, h in enumerate(hidden)]
+        self.out = keras.layers.Dense(1, kernel_initializer=init(len(hidden)))
+
+    def call(self, x):
+        x = self.norm(x)
+        for layer in self.dense:
+            x = layer(x)
+        return tf.squeeze(self.out(x), -1)
+
+
+class ListwiseRanker(tfrs.Model):
+    """Softmax over each client's padded candidate list; padding never wins."""
+
+    def __init__(self, scorer: Scorer):
+        super().__init__()
+        self.scorer = scorer
+        self.task = tfrs.tasks.Ranking(loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+
+    def compute_loss(self, inputs, training=False):
+        scores = self.scorer(inputs["features"], training=training)
+        scores = tf.where(inputs["mask"], scores, -1e9)
+        return self.task(labels=inputs["labels"], predictions=scores)
+
+
+@dataclass
+class Lists:
+    """Training lists of one window: features, labels and validity, padded per client."""
+
+    features: np.ndarray  # [clients, length, FEATURES]
+    labels: np.ndarray  # [clients, length], each row sums to 1
+    mask: np.ndarray  # [clients, length]
+
+    @staticmethod
+    def of(f: np.ndarray, cands: list[np.ndarray], truth: list[np.ndarray]) -> Lists:
+        length = max((len(c) for c in cands), default=1)
+        n = len(cands)
+        feats = np.zeros((n, length, f.shape[1]), np.float32)
+        labels = np.zeros((n, length), np.float32)
+        mask = np.zeros((n, length), bool)
+        start = 0
+        for u, c in enumerate(cands):
+            feats[u, : len(c)] = f[start : start + len(c)]
+            labels[u, : len(c)] = np.isin(c, truth[u])
+            mask[u, : len(c)] = True
+            start += len(c)
+        keep = labels.sum(1) > 0  # a list without a purchase teaches nothing
+        labels = labels[keep] / labels[keep].sum(1, keepdims=True)
+        return Lists(feats[keep], labels, mask[keep])
+
+
+def fit(
+    windows: list[Lists], epochs: int, *, seed: int = 7, batch: int = 64, learning_rate: float = 2e-3,
+    validation: Callable[[Scorer], float] | None = None, progress: Callable[[int], None] | None = None,
+) -> tuple[Scorer, dict]:
+    """Train on the windows' lists; with `validation`, keep the epoch that scores best there."""
+    keras.utils.set_random_seed(seed)
+    scorer = Scorer(seed=seed)
+    flat = np.concatenate([w.features[w.mask] for w in windows]) if windows else np.zeros((1, len(FEATURES)), np.float32)
+    scorer.norm.adapt(flat)
+    model = ListwiseRanker(scorer)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    scores, best, best_weights = [], -1.0, None
+    for epoch in range(epochs):
+        for i, w in enumerate(windows):
+            ds = tf.data.Dataset.from_tensor_slices({"features": w.features, "labels": w.labels, "mask": w.mask})
+            model.fit(ds.shuffle(len(w.labels), seed=seed + epoch * 31 + i).batch(batch), epochs=1, verbose=0)
+        if progress:
+            progress(1)
+        if validation:
+            scores.append(float(validation(scorer)))
+            if scores[-1] > best:
+                best, best_weights = scores[-1], scorer.get_weights()
+    if best_weights is not None:
+        scorer.set_weights(best_weights)
+    return scorer, {"validation": scores, "best_epochs": (int(np.argmax(scores)) + 1) if scores else epochs,
+                    "lists": int(sum(len(w.labels) for w in windows))}
+
+
+def score(scorer, f: np.ndarray) -> np.ndarray:
+    """Scores of feature rows, with an in-memory Scorer or an exported signature."""
+    if not len(f):
+        return np.zeros(0, np.float32)
+    if isinstance(scorer, Scorer):
+        return scorer(f).numpy()
+    return scorer(features=tf.constant(f))["score"].numpy()
+
+
+class ScorerModule(tf.Module):
+    """The exported scorer: features [n, FEATURES] -> score [n]."""
+
+    def __init__(self, scorer: Scorer):
+        super().__init__()
+        self.scorer = scorer
+
+    @tf.function(input_signature=[tf.TensorSpec([None, len(FEATURES)], tf.float32, name="features")])
+    def score(self, features):
+        return {"score": self.scorer(features)}
+
+
+def save(scorer: Scorer, path) -> None:
+    module = ScorerModule(scorer)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.score.get_concrete_function()})
+
+
+def load(path):
+    return tf.saved_model.load(str(path)).signatures["serving_default"]
+
+
+def ranked_scores(ctx: Context, clients: Clients, scorer, exclude: list[np.ndarray] | None, tower: list[np.ndarray] | None, fill: np.ndarray) -> np.ndarray:
+    """Clients x products scores: the ranker's order over each client's candidates, `fill`'s order after."""
+    prep = prepare(ctx, clients)
+    cands = candidates(ctx, prep, exclude, tower)
+    s = score(scorer, features(ctx, prep, cands))
+    out = np.broadcast_to((fill - fill.max() - 1e6).astype(np.float32), (len(cands), len(fill))).copy()
+    start = 0
+    for u, c in enumerate(cands):
+        out[u, c] = s[start : start + len(c)]
+        start += len(c)
+    return out
+
+
+def _number(v) -> float:
+    try:
+        return float(v) if v is not None and not pd.isna(v) else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _seconds(v) -> float | None:
+    if v is None:
+        return None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    return pd.Timestamp(v).timestamp()
+
+
+@dataclass
+class Stage:
+    """The exported ranking stage, as the service loads it."""
+
+    scorer: object  # the SavedModel signature
+    context: Context
+
+
+def save_stage(scorer: Scorer, context: Context, path) -> None:
+    """Write the scorer (SavedModel) and the context snapshot into `path`."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save(scorer, path / "scorer")
+    context.copurchase.save(path / "copurchase.npz")
+    context.similar.save(path / "similar.npz")
+    countries = sorted(context.country_share)
+    shares = np.stack([context.country_share[c] for c in countries]) if countries else np.zeros((0, len(context.days_on_sale)), np.float32)
+    np.savez(path / "context.npz", countries=np.array(countries, dtype=str), shares=shares, days_on_sale=context.days_on_sale,
+             **{f"popularity_{name}": context.popularity[name] for name in POPULARITY})
+
+
+def load_stage(path) -> Stage:
+    from pathlib import Path
+
+    path = Path(path)
+    z = np.load(path / "context.npz")
+    context = Context(
+        copurchase=CoPurchase.load(path / "copurchase.npz"),
+        similar=CoPurchase.load(path / "similar.npz"),
+        popularity={name: z[f"popularity_{name}"] for name in POPULARITY},
+        country_share={str(c): z["shares"][i] for i, c in enumerate(z["countries"])},
+        days_on_sale=z["days_on_sale"],
+    )
+    return Stage(load(path / "scorer"), context)
