@@ -22,8 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 system-deps:
 	@command -v redis-server >/dev/null && command -v wrk >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server wrk >/dev/null)
-	@# the distribution's service is not used: tests start their own servers
-	@-pkill -x redis-server 2>/dev/null; true
+	@# the distribution's service is neither used nor stopped: tests start their own servers on free ports
 
 # checkov has pins of its own that clash with the platform's; it gets its own environment.
 tools: $(TOOLS)/bin/checkov

@@ -46,6 +46,7 @@ class Contenders:
 
     @property
     def gram(self) -> np.ndarray:
+        """XᵀX, shared by EASE's λ search (only on catalogs up to EASE_MAX_PRODUCTS)."""
         if self._gram is None:
             self._gram = self.history.gram()
         return self._gram
@@ -57,7 +58,8 @@ class Contenders:
         n = len(self.rows)
         yield "recent popularity", lambda: bl.popularity_scores(self.history, n)
         yield "popularity in country", lambda: bl.country_popularity_scores(self.history, self.data.eval.country)
-        yield "item-kNN", lambda: bl.with_prior(bl.ItemKNN(self.history).scores(self.x), self.popularity)
+        if self.history.products <= bl.EASE_MAX_PRODUCTS:  # both keep a products x products matrix
+            yield "item-kNN", lambda: bl.with_prior(bl.ItemKNN(self.history).scores(self.x), self.popularity)
         if lam is not None:
             yield f"EASE (λ={lam:g})", lambda: self.ease(lam)
         if not self.exclude_purchased:

@@ -229,3 +229,53 @@ def test_store_outage_answers_with_fallback_then_recovers(servers):
         if r.status_code == 200 and r.json()["fallback"] is False:
             break
     assert r.status_code == 200 and r.json()["fallback"] is False, "normal answers resume"
+
+
+def test_training_and_serving_agree_on_what_to_recommend(servers):
+    """For sample clients, /recommend over HTTP returns what the exported model computes offline
+    from the same feature values, through the code training evaluates with (models/ranking.py).
+
+    A skew between the features the service builds and those the ranker was trained on (a
+    renamed column, a different order of purchases, a unit change) shows up here.
+    """
+    import time
+
+    import numpy as np
+
+    from atelier.models import ranking
+    from atelier.models.export import LoadedModel, use_bentoml_home
+    from atelier.serving.recommender import RANKING_INPUTS
+
+    settings = servers["settings"]
+    use_bentoml_home(settings)
+    import bentoml
+
+    model = LoadedModel.load(bentoml.models.get(latest_model(settings, "us")).path)
+    assert model.ranking is not None, "the model was exported with its ranking stage"
+    store = repo.feature_store(settings, "us")
+    features = OnlineFeatures(store, model.feature_refs)
+    popularity = OnlineFeatures(store, [f"product_popularity:{n}" for n in ranking.POPULARITY])
+    products = list(model.products["product_id"])
+    index = {p: i for i, p in enumerate(products)}
+    pop_cols, _ = popularity.get(products)
+    context = model.ranking.context.with_popularity({n: np.array([v or 0 for v in pop_cols[n]], np.float32) for n in ranking.POPULARITY})
+
+    sample = [cid for cid, _ in _clients_with_features(servers, "us", n=8)]
+    cols, found = features.get(sample)
+    assert all(found)
+    clients = ranking.Clients.from_features({n: cols[n] for n in RANKING_INPUTS}, index, time.time())
+    bought = [np.array(sorted(index[p] for p in (b or []) if p in index), np.int64) for b in cols["purchased_products"]]
+    from atelier.models.inputs import to_inputs
+
+    vectors = model.embed(to_inputs(cols, model.query_specs, "client_id", sample, as_of=time.time()))
+    fetch = ranking.FROM_TOWER + max(len(b) for b in bought)
+    _, ids = model.top(vectors, fetch)
+    tower = [row[row >= 0] for row in ids]
+    offline = ranking.ranked_scores(context, clients, model.ranking.scorer, bought, tower, fill=model.popularity)
+    # ties (products the features cannot tell apart) go to the lower catalog index, as in the service
+    expected = [[products[i] for i in np.argsort(-row, kind="stable") if i not in set(b)][:10] for row, b in zip(offline, bought)]
+
+    for cid, want in zip(sample, expected):
+        r = servers["servers"]["us"].post("/recommend", {"client_id": cid, "k": 10})
+        assert r.status_code == 200 and r.json()["fallback"] is False, r.text
+        assert [i["product_id"] for i in r.json()["items"]] == want, cid
