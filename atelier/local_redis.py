@@ -20,6 +20,8 @@ from atelier.settings import RedisEndpoint
 
 
 def free_port() -> int:
+    """A port free right now. Another process may take it before ours binds it: servers started
+    on it must check that they did bind (LocalRedis.start retries on a fresh port)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -30,12 +32,23 @@ class LocalRedis:
         if not shutil.which("redis-server"):
             raise AtelierError("redis-server is not installed", fix="apt-get install redis-server (make test does this)")
         self.username, self.password = username, password
+        self.fixed_port = port is not None
         self.port = port or free_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="atelier-redis-"))
         self.proc: subprocess.Popen | None = None
         self.persist = persist  # save on shutdown, reload on start (a restart keeps the data)
 
-    def start(self) -> "LocalRedis":
+    def start(self, attempts: int = 5) -> "LocalRedis":
+        """Start the server; on a port taken meanwhile by someone else, try a fresh one (unless fixed)."""
+        for _ in range(attempts):
+            if self._start_once():
+                return self
+            if self.fixed_port:
+                break
+            self.port = free_port()
+        raise AtelierError(f"redis-server did not start on port {self.port}", fix="is the port taken? see `ss -ltnp`")
+
+    def _start_once(self) -> bool:
         self.workdir.mkdir(parents=True, exist_ok=True)
         acl = self.workdir / "users.acl"
         acl.write_text(f"user default off\nuser {self.username} on >{self.password} ~* &* +@all\n")
@@ -49,12 +62,16 @@ class LocalRedis:
         )
         deadline = time.time() + 10
         while time.time() < deadline:
+            if self.proc.poll() is not None:  # exited: the port was taken (never talk to that other server)
+                return False
             try:
-                self.client().ping()
-                return self
-            except redis.exceptions.ConnectionError:
+                # a short timeout: whatever else listens on a taken port may never answer
+                redis.Redis(host="127.0.0.1", port=self.port, username=self.username, password=self.password, socket_timeout=0.5).ping()
+                return True
+            except (redis.exceptions.ConnectionError, redis.exceptions.AuthenticationError, redis.exceptions.TimeoutError):
                 time.sleep(0.05)
-        raise AtelierError(f"redis-server did not start on port {self.port}")
+        self.stop()
+        return False
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

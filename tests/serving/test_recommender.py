@@ -124,3 +124,46 @@ def test_service_reads_with_the_service_role_only(engine):
     store = repo.feature_store(s, "eu")
     with pytest.raises(PermissionDenied):
         OnlineFeatures(store, ["lumiere_de_grasse_engagement:maison_spend_365d"], user=User("recommender-eu", ["service:recommender"]))
+
+
+@pytest.mark.slow
+def test_plain_ids_and_country_names_work_end_to_end(settings, tmp_path):
+    """Ids without any region in them and countries as English names: import, features, train, serve."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from atelier.data.generate import world_tables
+    from atelier.data.importer import import_files
+    from atelier.data.world import WorldSpec
+    from atelier.features.pipeline import compute_features
+    from atelier.models.train import train_region
+    from atelier.models.two_tower import TrainConfig
+    from atelier.protect.residency import roster
+
+    w = world_tables(WorldSpec(clients=600, products=60, events_per_client=30))
+    plain = {c: f"client-{i * 37 % 1000:04d}" for i, c in enumerate(w["clients"].column("client_id").to_pylist())}
+    names = {"FR": "France", "DE": "Germany", "GB": "United Kingdom", "US": "United States", "JP": "Japan", "IT": "Italy"}
+    clients = w["clients"].drop(["join_date"])
+    clients = clients.set_column(0, "client_id", pa.array([plain[c] for c in clients.column("client_id").to_pylist()]))
+    clients = clients.set_column(1, "country", pa.array([names.get(c, c) for c in clients.column("country").to_pylist()]))
+    events = w["events"].set_column(0, "client_id", pa.array([plain[c] for c in w["events"].column("client_id").to_pylist()]))
+    for name, table in (("clients", clients), ("products", w["products"].drop(["countries"])), ("events", events)):
+        pcsv.write_csv(table, tmp_path / f"{name}.csv")
+    import_files(settings, tmp_path / "clients.csv", tmp_path / "products.csv", tmp_path / "events.csv")
+    for r in ("eu", "us"):
+        compute_features(settings, r)
+        repo.apply(settings, r)
+    result = train_region(settings, "eu", TrainConfig(epochs=2, embedding_dim=16, batch_size=128, eval_weeks=4, ranking_windows=2, ranking_epochs=2))
+    repo.materialize(settings, "eu", end=NOW, incremental=False)
+    use_bentoml_home(settings)
+    import bentoml
+
+    eng = start(settings, bentoml.models.get(result.tag).path, "eu", result.tag)
+    eu, us = roster(settings, "eu").to_pylist(), roster(settings, "us").to_pylist()
+    assert eu and us and all(c.startswith("client-") for c in eu + us)
+    reader = OnlineFeatures(repo.feature_store(settings, "eu"), [PURCHASED])
+    known = next(c for c in eu if (reader.get_one(c) or {}).get("purchased_products"))
+    mine, theirs = eng.recommend([Query(known, 5), Query(us[0], 5)])
+    assert mine.error is None and mine.fallback is False and len(mine.items) == 5
+    assert theirs.error is None and theirs.fallback is True  # the eu service holds no us client
+    assert {"retrieval_ms", "ranking_ms", "filters_ms"} <= set(mine.timings)
