@@ -21,6 +21,17 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+@cli.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show library logs and warnings (TensorFlow, Feast, BentoML) on the terminal.")) -> None:
+    """Feature store and model serving for every maison of the group, region by region."""
+    from atelier.logs import setup
+    from atelier.settings import get_settings
+
+    path = setup(get_settings().home, loud=verbose)
+    if path is not None:
+        os.environ.setdefault("ATELIER_LOG_FILE", str(path))
+
+
 cli.add_typer(data.app, name="data")
 cli.add_typer(features.app, name="features")
 cli.add_typer(keys.app, name="keys")

@@ -30,6 +30,7 @@ from feast.repo_operations import extract_objects_for_apply_delete, parse_repo
 
 from atelier.errors import AtelierError
 from atelier.io import write_bytes_atomic
+from atelier.logs import to_log
 from atelier.protect import access
 from atelier.regions import get_region
 from atelier.settings import Settings
@@ -164,10 +165,11 @@ def materialize(
     with engine.reporting(lambda view, n: (written.__setitem__(view, written.get(view, 0) + n), progress and progress(view, n))):
         fresh = [v for v in all_views if not incremental or v.most_recent_end_time is None]
         again = [v for v in all_views if v not in fresh]
-        if fresh:
-            store.materialize(start_date=EPOCH, end_date=end, feature_views=[v.name for v in fresh])
-        if again:
-            store.materialize_incremental(end_date=end, feature_views=[v.name for v in again])
+        with to_log():  # Feast prints its own report: to the log file, unless verbose
+            if fresh:
+                store.materialize(start_date=EPOCH, end_date=end, feature_views=[v.name for v in fresh])
+            if again:
+                store.materialize_incremental(end_date=end, feature_views=[v.name for v in again])
     return written
 
 

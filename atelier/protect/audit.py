@@ -58,7 +58,7 @@ class Report:
         return next((r for r, ids in self.rosters.items() if client_id in ids), "unknown")
 
     def foreign(self, place: str, region: str, ids) -> None:
-        ids = list(ids)
+        ids = [i for i in ids if i is not None]  # anonymous lines (no client) hold no client data
         self.checked[place] += len(ids)
         own = self.rosters[region]
         bad = sorted({i for i in ids if i not in own})

@@ -85,6 +85,15 @@ def test_shipped_mapping_imports_a_slice_of_the_real_file(settings, lines):
     assert (anonymous["event_type"] == "purchase").sum() > 1000 and anonymous["country"].notna().all()
     assert not set(eu["product_id"]) & {"POST", "M", "DOT"}
 
+    # anonymous lines are no client's data: the residency audit of the lake and features passes
+    from atelier.features.pipeline import compute_features
+    from atelier.protect.audit import audit_residency
+
+    for region in ("eu", "us", "apac"):
+        compute_features(settings, region)
+    offline = [f for f in audit_residency(settings).findings if f.place.startswith("offline")]
+    assert offline == []
+
     products = read_dataset(settings.paths.catalog("products"), None).to_pandas().set_index("product_id")
     assert products.loc["85123A", "description"] == "WHITE HANGING HEART T-LIGHT HOLDER"
     assert products.loc["85123A", "price"] == pytest.approx(source.loc[(source["stock_code"] == "85123A") & (source["quantity"] > 0), "unit_price"].median())
