@@ -50,6 +50,20 @@ def setup(home: Path, loud: bool = False) -> Path | None:
     return path
 
 
+def native_stderr_to_log(home: Path) -> None:
+    """Send what native code writes to file descriptor 2 (TensorFlow's and absl's C++ logs, which
+    no Python setting fully silences) to the log file; Python's own stderr, where Rich draws
+    progress and errors, keeps the terminal. For the command line only: it changes the process."""
+    path = Path(home) / "logs" / "atelier.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 2)
+    os.close(log)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace")
+
+
 @contextlib.contextmanager
 def to_log() -> Iterator[None]:
     """Send what libraries print to stdout into the log file (nothing changes when verbose)."""

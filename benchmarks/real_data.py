@@ -39,7 +39,7 @@ def main() -> None:
         from common import RESULTS
 
         saved = json.loads((RESULTS / "real_data.json").read_text())
-        saved["tables"], saved["goals"] = render(saved["region"], saved["test"], saved.get("served", "ranked (served)"), saved["windows"])
+        saved["tables"], saved["goals"] = render(saved["region"], saved["test"], saved.get("served", "ranked"), saved["windows"])
         save("real_data", {k: v for k, v in saved.items() if k not in ("benchmark", "when", "python")})
         return
     home, _ = bench_home("real_data", {"source": str(SOURCE), "fresh": True})
@@ -77,7 +77,7 @@ def render(region: str, test: dict, served: str, windows: dict) -> tuple[list[st
 
     rows = []
     for name, res in test.items():
-        rows.append([name] + [
+        rows.append([name + (" (served)" if name == served else "")] + [
             f"{res[g].get(k, 0.0):.4f}" if res[g].get("clients") else "-"
             for g in ("all", "warm", "cold") for k in ("recall@10", "recall@100", "ndcg@10")
         ])

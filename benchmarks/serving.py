@@ -86,7 +86,7 @@ def main() -> None:
         mark_ready(home, spec)
     if fresh or not _model_of_this_code(s0):
         log("training the eu model and building its index")
-        train_region(s0, "eu", TrainConfig(epochs=3))
+        train_region(s0, "eu", TrainConfig(epochs=3, serve="ranked"))  # the heavier path: retrieval, ranking, filters
 
     redis = LocalRedis("atelier-eu", "bench-serving").start()
     procs = []

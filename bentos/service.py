@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 
 from atelier.serving.image import bento_image, resources, service_envs
 from atelier.serving.recommender import Query, RequestError
-from atelier.serving.runtime import BearerAuth, RecommendRequest, RecommendResponse, SimilarRequest, SimilarResponse, start
+from atelier.serving.runtime import BearerAuth, JsonOnly, RecommendRequest, RecommendResponse, SimilarRequest, SimilarResponse, start
 from atelier.settings import get_settings
 
 BATCH_SIZE = bentoml.metrics.Histogram(
@@ -100,4 +100,5 @@ class Recommender:
         return SimilarResponse(product_id=product_id, region=REGION, model=self.engine.tag, items=items)
 
 
+Recommender.add_asgi_middleware(JsonOnly)
 Recommender.add_asgi_middleware(BearerAuth, tokens={app: t.get_secret_value() for app, t in get_settings().api_tokens.items()})

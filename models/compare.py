@@ -22,7 +22,7 @@ from atelier.models.evaluate import group_metrics, top_k
 LAMBDAS = (10.0, 50.0, 200.0, 500.0, 1000.0, 3000.0)
 SELECT_ON = "recall@10"  # the figure choices are made on (all clients of the validation window)
 MODEL = "two-tower"
-SERVED = "ranked (served)"  # what /recommend answers: candidates from co-purchase, popularity and the two-tower, ranked (models/ranking.py)
+RANKED = "ranked"  # candidates from co-purchase, popularity and the two-tower, ordered by the ranking model (models/ranking.py)
 
 
 class Contenders:
@@ -87,8 +87,19 @@ def table(contenders: Contenders, model_scores: np.ndarray, lam: float | None) -
     return out
 
 
+def choose_served(validation: dict[str, dict], forced: str = "auto") -> str:
+    """What /recommend will answer with: the two-tower alone or the ranking stage, whichever does
+    best on the validation weeks (all clients), unless the configuration forces one."""
+    if RANKED not in validation or forced == "two-tower":
+        return MODEL
+    if forced == "ranked":
+        return RANKED
+    score = lambda name: validation[name]["all"].get(SELECT_ON, 0.0)  # noqa: E731
+    return RANKED if score(RANKED) > score(MODEL) else MODEL
+
+
 def best_baseline(results: dict[str, dict], group: str, metric: str) -> tuple[str, float]:
-    pairs = [(name, m[group].get(metric, 0.0)) for name, m in results.items() if name not in (MODEL, SERVED)]
+    pairs = [(name, m[group].get(metric, 0.0)) for name, m in results.items() if name not in (MODEL, RANKED)]
     return max(pairs, key=lambda p: p[1]) if pairs else ("", 0.0)
 
 

@@ -82,6 +82,7 @@ def export(
     popularity: np.ndarray,
     info: dict,
     ranking_stage: tuple | None = None,
+    serve: str = "two-tower",
 ) -> str:
     """Write the artifacts, then copy them into a new BentoML model. Returns the model tag."""
     import bentoml
@@ -101,7 +102,8 @@ def export(
         ranking.save_stage(*ranking_stage, workdir / "ranking")
     description = {
         "region": region,
-        "stages": ["retrieval", "ranking", "filters"] if ranking_stage is not None else ["retrieval", "filters"],
+        # what /recommend runs: the ranking stage is exported either way, and serves when chosen
+        "stages": ["retrieval", "ranking", "filters"] if ranking_stage is not None and serve == "ranked" else ["retrieval", "filters"],
         "query_specs": [s.to_json() for s in query_specs],
         "candidate_specs": [s.to_json() for s in candidate_specs],
         "index_probe": ann.probe,
@@ -165,7 +167,7 @@ class LoadedModel:
             # The tower runs on a GPU when the machine has one (the --gpu bento), on CPU otherwise.
             device="/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0",
             use_approximate=description.get("index", {}).get("use", "approximate") == "approximate",
-            ranking=_load_ranking(path / "ranking"),
+            ranking=_load_ranking(path / "ranking") if "ranking" in description.get("stages", []) else None,
         )
 
     def top(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

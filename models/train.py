@@ -103,7 +103,8 @@ def train_region(
         served = lambda scorer: _served(window, scorer, tower_val, selection.popularity, config.exclude_purchased)  # noqa: E731
         scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
                                            validation=lambda s: val.measure(served(s))["all"].get(compare.SELECT_ON, 0.0))
-        validation[compare.SERVED] = val.measure(served(scorer))
+        validation[compare.RANKED] = val.measure(served(scorer))
+    choice = compare.choose_served(validation, config.serve)
 
     # 2. Refit on train + validation with the chosen epochs.
     data = ds.build(settings, region, cutoff=windows.test_cutoff, end=windows.end, **common)
@@ -128,7 +129,7 @@ def train_region(
     test = compare.table(test_contenders, tower_test, lam)
     if config.ranking:
         window = ds.ranking_window(settings, region, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids, user=user)
-        test[compare.SERVED] = test_contenders.measure(_served(window, scorer, tower_test, data.popularity, config.exclude_purchased))
+        test[compare.RANKED] = test_contenders.measure(_served(window, scorer, tower_test, data.popularity, config.exclude_purchased))
     queries = embed(model.query_tower, data.eval.query)
     # What serves: product features as of the last day, not the test cut-off.
     products, candidate_inputs = ds.catalog_as_of(settings, region, data.candidate_specs, windows.end, user)
@@ -141,9 +142,9 @@ def train_region(
                     "validation_by_epoch": history["validation"], "selected_on": compare.SELECT_ON, "refit": config.refit,
                     "ranking_epochs": rank_history["best_epochs"] if rank_history else None,
                     "ranking_validation_by_epoch": rank_history["validation"] if rank_history else None},
-        "served": compare.SERVED if config.ranking else compare.MODEL,
+        "served": choice,
         # headline figures (all clients, test weeks), kept flat for the model's metadata and the benchmarks
-        "model": test[compare.SERVED if config.ranking else compare.MODEL]["all"],
+        "model": test[choice]["all"],
         "two_tower": test[compare.MODEL]["all"],
         "popularity": test["recent popularity"]["all"],
         "training": refit_history or history,
@@ -193,6 +194,7 @@ def train_region(
             popularity=data.popularity,
             info=info,
             ranking_stage=(scorer, context) if config.ranking else None,
+            serve=choice,
         )
         metrics["bentoml_tag"] = tag
         write_json_atomic(run_dir / "metrics.json", metrics)
@@ -272,12 +274,12 @@ def summary(result: RunResult):
     for group, metric in columns:
         table.add_column(f"{metric}\n{group}", justify="right")
     for name, res in test.items():
-        style = "bold" if name == compare.MODEL else None
-        table.add_row(name, *(f"{res[g].get(k, 0):.3f}" if res[g].get("clients") else "-" for g, k in columns), style=style)
+        style = "bold" if name == m["served"] else None
+        table.add_row(name + (" (served)" if name == m["served"] else ""), *(f"{res[g].get(k, 0):.3f}" if res[g].get("clients") else "-" for g, k in columns), style=style)
     t, c = m["training"], m["choices"]
     lam = f"EASE λ {c['ease_lambda']:g}, " if c["ease_lambda"] is not None else ""
     facts = [
-        f"chosen on the validation weeks: {lam}{c['epochs']} epoch(s){'; refit on train + validation' if c['refit'] else ''}",
+        f"chosen on the validation weeks: {m['served']} serves; {lam}{c['epochs']} epoch(s){'; refit on train + validation' if c['refit'] else ''}",
         f"training: {t['examples']:,} examples, {t['examples_per_second']:,.0f} examples/s; index recall@10 vs exact {m['index']['recall@10_vs_exact']:.3f}",
         f"run: {result.run_dir}" + (f"; model {result.tag}" if result.tag else ""),
     ]

@@ -15,6 +15,7 @@ most-popular list at all:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import tensorflow as tf
@@ -45,6 +46,7 @@ class TrainConfig(BaseModel):
     eval_weeks: int = Field(4, ge=1)  # the validation window, and the test window after it
     refit: bool = True  # retrain on train + validation with the chosen epochs before the test and export
     ranking: bool = True  # the ranking stage over several candidate sources (models/ranking.py)
+    serve: Literal["auto", "ranked", "two-tower"] = "auto"  # auto: whichever does best on validation
     ranking_windows: int = Field(3, ge=1)  # label windows (of eval_weeks each) the ranker learns from
     ranking_epochs: int = Field(12, ge=1)  # at most; the best on the validation weeks is kept
     exclude_purchased: bool = True

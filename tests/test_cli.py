@@ -51,3 +51,19 @@ def test_data_to_online_features_from_the_command_line(tmp_path):
     assert "v2 ENABLED (primary)" in r.stdout and "v1 DESTROYED" in r.stdout
     config = run(["features", "config", "-r", "us"], tmp_path)
     assert config.stdout.strip().endswith("feast/us/feature_store.yaml")
+
+
+def test_train_no_export_trains_and_reports_but_exports_nothing(tmp_path):
+    """`--no-export` used to be accepted and ignored: the model went to the store all the same."""
+    for args in (["keys", "init"], ["data", "generate", "--size", "tiny", "--clients", "300"], ["features", "compute", "-r", "us"], ["features", "apply", "-r", "us"]):
+        r = run(args, tmp_path)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    r = run(["train", "-r", "us", "--epochs", "1", "--embedding-dim", "8", "--eval-weeks", "8", "--no-export"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "(served)" in r.stdout and "ranked" in r.stdout and "EASE" in r.stdout and "model atelier-retrieval" not in r.stdout
+    store = tmp_path / "bentoml" / "models"
+    assert not store.exists() or not any(store.rglob("model.json"))
+    runs = list((tmp_path / "runs" / "us").glob("*/metrics.json"))
+    assert len(runs) == 1 and "bentoml_tag" not in runs[0].read_text()
+    assert "Traceback" not in r.stderr and "WARNING" not in r.stderr  # quiet: library logs went to the log file
+    assert (tmp_path / "logs" / "atelier.log").stat().st_size > 0

@@ -32,7 +32,7 @@ class RecommendRequest(IODescriptor):
     """POST /recommend. Unknown fields are refused, so a typo never passes silently."""
 
     model_config = ConfigDict(extra="forbid")
-    client_id: str = Field(..., min_length=1, max_length=64, description="The client, of this service's region.")
+    client_id: str = Field(..., min_length=1, max_length=128, description="The client's id, as the client systems write it. A client this region does not hold (new, or of another region) gets the region's most popular products, flagged `fallback`.")
     k: int = Field(10, ge=1, le=100, description="How many products to return.")
     maison: str | None = Field(None, description="Only this maison's products.")
     country: str | None = Field(None, min_length=2, max_length=2, description="Only products sold in this country (ISO code).")
@@ -65,6 +65,27 @@ class SimilarResponse(BaseModel):
     region: str
     model: str
     items: list[Item]
+
+
+class JsonOnly:
+    """ASGI middleware: the API routes read JSON only; any other body type is a 415 with a JSON reason.
+
+    Without it a `multipart/form-data` request with no boundary reached the framework's form
+    parser and came back as a 500: a client's mistake must never look like the server's.
+    """
+
+    def __init__(self, app, routes: tuple[str, ...] = ("/recommend", "/similar")):
+        self.app, self.routes = app, routes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in self.routes and scope.get("method") == "POST":
+            ctype = dict(scope.get("headers") or []).get(b"content-type", b"application/json")
+            if ctype.split(b";")[0].strip().lower() != b"application/json":
+                body = json.dumps({"error": f"the body must be JSON (content-type application/json), not {ctype.decode(errors='replace')!r}", "code": "unsupported_media_type"}).encode()
+                await send({"type": "http.response.start", "status": 415, "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        return await self.app(scope, receive, send)
 
 
 class BearerAuth:

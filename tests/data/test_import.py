@@ -1,6 +1,5 @@
 """Bring your own data: valid files import; every class of bad input is refused, nothing written."""
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+
+from worlds import lake_digest
 
 from atelier.data.generate import world_tables
 from atelier.data.importer import ImportProblems, import_files
@@ -38,14 +39,6 @@ def _write(d: Path, world, *, clients=None, products=None, events=None, fmt="csv
             pq.write_table(t, p)
         paths[name] = p
     return paths
-
-
-def _lake_digest(settings) -> str:
-    h = hashlib.sha256()
-    for p in sorted(settings.paths.lake.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(settings.paths.lake)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 def test_import_csv_with_extra_attributes_becomes_features(settings, tmp_path, world):
@@ -96,7 +89,7 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_refused_with_a_clear_message_and_nothing_written(settings, tmp_path, world, case):
     change, message = BAD[case]
-    before = _lake_digest(settings)
+    before = lake_digest(settings)
     paths = _write(tmp_path, world, **change(world))
     with pytest.raises(ImportProblems) as e:
         import_files(settings, paths["clients"], paths["products"], paths["events"])
@@ -104,7 +97,7 @@ def test_bad_input_is_refused_with_a_clear_message_and_nothing_written(settings,
     assert message in text, text
     assert "nothing was written" in text
     assert "row " in text or "column" in text
-    assert _lake_digest(settings) == before
+    assert lake_digest(settings) == before
 
 
 def test_all_problems_reported_at_once(settings, tmp_path, world):
@@ -164,14 +157,14 @@ def _atelier(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_import_command_line_refuses_bad_input_and_writes_nothing(settings, tmp_path, world):
-    before = _lake_digest(settings)
+    before = lake_digest(settings)
     change, _ = BAD["unknown country"]
     paths = _write(tmp_path, world, **change(world))
     files = ["--clients", str(paths["clients"]), "--products", str(paths["products"]), "--events", str(paths["events"])]
     bad = _atelier("data", "import", *files)
     assert bad.returncode == 1, bad.stderr
     assert "match no ISO 3166 code" in bad.stderr and "--unknown-country drop" in bad.stderr and "Traceback" not in bad.stderr
-    assert _lake_digest(settings) == before
+    assert lake_digest(settings) == before
     ok = _atelier("data", "import", *files, "--unknown-country", "drop")
     assert ok.returncode == 0, ok.stderr
-    assert "clients dropped: unknown country" in ok.stdout and _lake_digest(settings) != before
+    assert "clients dropped: unknown country" in ok.stdout and lake_digest(settings) != before

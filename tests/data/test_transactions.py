@@ -6,7 +6,6 @@ is kept beside the mapping in examples/online_retail/.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +13,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
+from worlds import lake_digest
 
 from atelier.data.importer import ImportProblems
 from atelier.data.transactions import import_transactions
@@ -37,14 +38,6 @@ def lines(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("online-retail") / "slice.parquet"
     pq.write_table(pa.concat_tables([head, others]), path)
     return path
-
-
-def _lake_digest(settings) -> str:
-    h = hashlib.sha256()
-    for p in sorted(settings.paths.lake.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(settings.paths.lake)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 def _mapping(tmp_path: Path, **changes) -> Path:
@@ -112,11 +105,11 @@ STRICT = {
 @pytest.mark.parametrize("case", list(STRICT))
 def test_bad_input_under_strict_rules_is_refused_with_nothing_written(settings, lines, tmp_path, case):
     changes, message = STRICT[case]
-    before = _lake_digest(settings)
+    before = lake_digest(settings)
     with pytest.raises(AtelierError) as e:
         import_transactions(settings, lines, _mapping(tmp_path, **changes))
     text = e.value.render()
     assert message in text, text
     if isinstance(e.value, ImportProblems):
         assert "nothing was written" in text and "row " in text
-    assert _lake_digest(settings) == before
+    assert lake_digest(settings) == before

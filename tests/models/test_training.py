@@ -12,8 +12,12 @@ from atelier.settings import Settings
 
 
 def test_beats_most_popular_by_a_clear_margin(model_world):
+    """What serves (chosen on validation: the two-tower in this taste-driven world) beats recent popularity."""
     _, result = model_world
     m, b = result.metrics["model"], result.metrics["popularity"]
+    assert result.metrics["served"] in ("two-tower", "ranked")
+    validation = result.metrics["validation"]
+    assert validation[result.metrics["served"]]["all"]["recall@10"] == max(validation[n]["all"]["recall@10"] for n in ("two-tower", "ranked"))
     assert m["clients"] > 100, "enough held-out clients to mean something"
     # 200 products: top-10 and NDCG@10 are where personalization shows.
     assert m["recall@10"] >= 1.5 * b["recall@10"], (m, b)

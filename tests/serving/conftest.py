@@ -52,7 +52,8 @@ def served_world(model_world):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ATELIER_HOME", str(home))
         for r in ("us", "apac"):
-            train_region(s, r, TrainConfig(epochs=1, **FAST))
+            # us serves its ranking stage whatever validation says, so HTTP tests cover both paths (eu: auto)
+            train_region(s, r, TrainConfig(epochs=1, serve="ranked" if r == "us" else "auto", **FAST))
     return home
 
 

@@ -91,6 +91,18 @@ BAD = [
 ]
 
 
+@pytest.mark.parametrize("route", ["/recommend", "/similar"])
+def test_a_body_that_is_not_json_is_a_415_not_a_500(servers, route):
+    """Found by a contract fuzzer: multipart/form-data without a boundary answered 500."""
+    server = servers["servers"]["us"]
+    for ctype in ("multipart/form-data", "application/x-www-form-urlencoded", "text/plain"):
+        r = httpx.post(f"{server.url}{route}", content=b'{"client_id": "x"}', headers={"content-type": ctype}, timeout=30)
+        assert r.status_code == 415, (ctype, r.status_code, r.text)
+        assert r.json()["code"] == "unsupported_media_type"
+    ok = httpx.post(f"{server.url}{route}", content=b'{"product_id": "x", "client_id": "x"}', headers={"content-type": "application/json; charset=utf-8"}, timeout=30)
+    assert ok.status_code in (200, 400, 404), ok.text  # reaches the API (which judges the body itself)
+
+
 @pytest.mark.parametrize("route,body,status,code", BAD, ids=[b[3] or "malformed" for b in BAD])
 def test_bad_requests_get_a_4xx_with_a_json_reason(servers, route, body, status, code):
     r = servers["servers"]["us"].post(route, body)

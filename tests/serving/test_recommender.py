@@ -153,7 +153,7 @@ def test_plain_ids_and_country_names_work_end_to_end(settings, tmp_path):
     for r in ("eu", "us"):
         compute_features(settings, r)
         repo.apply(settings, r)
-    result = train_region(settings, "eu", TrainConfig(epochs=2, embedding_dim=16, batch_size=128, eval_weeks=4, ranking_windows=2, ranking_epochs=2))
+    result = train_region(settings, "eu", TrainConfig(epochs=2, embedding_dim=16, batch_size=128, eval_weeks=4, ranking_windows=2, ranking_epochs=2, serve="ranked"))
     repo.materialize(settings, "eu", end=NOW, incremental=False)
     use_bentoml_home(settings)
     import bentoml
