@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import typer
 
 from atelier.cli.common import console, out, regions_of
@@ -31,9 +29,12 @@ def serve(
     workers: int | None = typer.Option(None, help="Worker processes (default 2)."),
 ) -> None:
     """Serve the region's latest bento locally (POST /recommend, /similar; /metrics, /readyz)."""
-    from atelier.serving.bento import serve_command
+    from atelier.errors import AtelierError
+    from atelier.serving.bento import port_taken, run_foreground, serve_command
     from atelier.settings import get_settings
 
     cmd, env = serve_command(get_settings(), region, port, gpu=gpu, workers=workers)
+    if port_taken(port):
+        raise AtelierError(f"port {port} is taken: another server listens there", fix="stop it, or choose another --port")
     console.print(f"serving {cmd[2]} on http://localhost:{port} (Ctrl-C to stop)")
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    raise typer.Exit(run_foreground(cmd, env))

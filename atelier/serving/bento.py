@@ -9,6 +9,7 @@ everything up to the Dockerfile is built and checked here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -177,3 +178,48 @@ def wait_until_ready(url: str, proc: subprocess.Popen, timeout: float = 180, log
             pass
         time.sleep(0.5)
     raise AtelierError(f"the service was not ready after {timeout:.0f}s", where=url, details=[log.read_text()[-3000:]] if log else None)
+
+
+def port_taken(port: int) -> bool:
+    """Whether something already listens on `port` (on any address)."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
+def run_foreground(cmd: list[str], env: dict, grace_s: float = 30.0) -> int:
+    """Run a server in its own process group until it exits or this process is told to stop.
+
+    SIGTERM and SIGINT are forwarded to the whole group (bentoml's supervisor and workers), which
+    stop taking requests and finish those in flight; whatever is left after `grace_s` is killed,
+    so no worker outlives the command or keeps the port.
+    """
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    stopping: list[float] = []
+
+    def forward(sig, _frame):
+        stopping.append(time.monotonic())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while proc.poll() is None:
+            if stopping and time.monotonic() - stopping[0] > grace_s:
+                break
+            time.sleep(0.1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group, if any
+        proc.wait()
+    return 0 if stopping else proc.returncode

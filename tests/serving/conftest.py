@@ -101,7 +101,7 @@ def servers(served_world, serving_redis, tmp_path_factory):
     try:
         for server in started.values():
             wait_until_ready(server.url, server.proc, log=server.log)
-        yield {"servers": started, "settings": settings, "bento": built}
+        yield {"servers": started, "settings": settings, "bento": built, "env": env}
     finally:
         for server in started.values():
             server.proc.terminate()

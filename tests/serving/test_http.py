@@ -291,3 +291,50 @@ def test_training_and_serving_agree_on_what_to_recommend(servers):
         r = servers["servers"]["us"].post("/recommend", {"client_id": cid, "k": 10})
         assert r.status_code == 200 and r.json()["fallback"] is False, r.text
         assert [i["product_id"] for i in r.json()["items"]] == want, cid
+
+
+def _group_alive(pgid: int) -> bool:
+    import os
+
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_atelier_serve_stops_its_whole_tree_on_sigterm_and_refuses_a_taken_port(servers):
+    """SIGTERM used to stop `atelier serve` alone: bentoml's workers kept the port and answered."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from atelier.local_redis import free_port
+    from atelier.serving.bento import port_taken, wait_until_ready
+
+    atelier = str(Path(sys.executable).with_name("atelier"))
+    port = free_port()
+    env = {**servers["env"], "ATELIER_WORKERS": "1"}
+    proc = subprocess.Popen([atelier, "serve", "-r", "eu", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", proc)
+        taken = subprocess.run([atelier, "serve", "-r", "eu", "--port", str(port)], env=env, capture_output=True, text=True, timeout=120)
+        assert taken.returncode == 1 and f"port {port} is taken" in taken.stderr
+        # the server's own process group (bentoml and its workers) is what SIGTERM must end
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "atelier serve runs bentoml as a child"
+        server_group = os.getpgid(int(children[0]))
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        deadline = time.time() + 15
+        while time.time() < deadline and (_group_alive(server_group) or port_taken(port)):
+            time.sleep(0.2)
+        assert not _group_alive(server_group), "a bentoml process outlived atelier serve"
+        assert not port_taken(port), "the port is still held"
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
