@@ -14,7 +14,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	@# the install's own chatter (build-backend warnings) goes to a log, shown only if it fails
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]' > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -269,10 +269,11 @@ def summary(result: RunResult):
         f"({groups['all']:,} clients: {groups['warm']:,} warm, {groups['cold']:,} cold)",
         title_justify="left",
     )
-    table.add_column("recommender")
+    table.add_column("recommender", no_wrap=True)
     columns = [("all", "recall@10"), ("all", "recall@100"), ("all", "ndcg@10"), ("warm", "recall@10"), ("cold", "recall@10"), ("all", "coverage@10")]
+    short = {"recall@10": "r@10", "recall@100": "r@100", "ndcg@10": "ndcg@10", "coverage@10": "cov@10"}
     for group, metric in columns:
-        table.add_column(f"{metric}\n{group}", justify="right")
+        table.add_column(f"{short[metric]}\n{group}", justify="right", no_wrap=True)
     for name, res in test.items():
         style = "bold" if name == m["served"] else None
         table.add_row(name + (" (served)" if name == m["served"] else ""), *(f"{res[g].get(k, 0):.3f}" if res[g].get("clients") else "-" for g, k in columns), style=style)
