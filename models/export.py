@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,8 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 import atelier
+from atelier import crash
+from atelier.io import leftovers, write_bytes_atomic
 from atelier.models.index import AnnIndex, ExactIndex
 from atelier.models.inputs import BAG, BAG_LENGTH, CATEGORICAL, NUMERIC, FeatureSpec
 from atelier.models.towers import Tower
@@ -40,9 +44,33 @@ def model_name(region: str) -> str:
     return f"atelier-retrieval-{region}"
 
 
+# BentoML's providers that remember the home: its store folders and the stores opened on them.
+_HOME_PROVIDERS = ("bentoml_home", "result_store_file", "tmp_bento_store_dir", "bento_store_dir", "model_store_dir",
+                   "env_store_dir", "bento_store", "tmp_bento_store", "model_store")
+
+
 def use_bentoml_home(settings) -> None:
-    """Point BentoML at the data home's store before bentoml is imported."""
-    os.environ["BENTOML_HOME"] = str(settings.paths.bentoml_home)
+    """Point BentoML's model and bento stores at the data home's.
+
+    BentoML reads BENTOML_HOME once, the first time a store is used, and keeps it for the life of
+    the process (simple_di singletons). A process that works on two data homes (the tests, a
+    benchmark) would otherwise export a model into the first home and look it up there, while a
+    `bentoml` subprocess given the second home cannot find it. So when the home changes, those
+    cached providers are cleared: a private API, used here alone and pinned by a test
+    (tests/models/test_bentoml_home.py).
+    """
+    home = str(settings.paths.bentoml_home)
+    os.environ["BENTOML_HOME"] = home
+    containers = sys.modules.get("bentoml._internal.configuration.containers")
+    if containers is None:
+        return  # not imported yet: BentoML will read the variable
+    import simple_di
+
+    container = containers.BentoMLContainer
+    if container.bentoml_home.get() == home:
+        return
+    for name in _HOME_PROVIDERS:
+        getattr(container, name)._cache = simple_di.sentinel
 
 
 class TowerModule(tf.Module):
@@ -120,13 +148,46 @@ def export(
         "index": info["index"],
         "code_version": code_version(),
     }
-    with bentoml.models.create(model_name(region), labels={"region": region, "task": "retrieval", "framework": "tensorflow-recommenders"}, metadata=metadata) as model:
+    from bentoml._internal.models import ModelStore
+
+    store = _store_path()
+    for left in leftovers(store.parent, ".models-staging-"):  # a crashed export's, never part of the store
+        shutil.rmtree(left, ignore_errors=True)
+    staging = store.parent / f".models-staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    labels = {"region": region, "task": "retrieval", "framework": "tensorflow-recommenders"}
+    with bentoml.models.create(model_name(region), labels=labels, metadata=metadata, _model_store=ModelStore(str(staging))) as model:
         for item in workdir.iterdir():
             if item.name == "training_set":
                 continue  # client-level training data stays in the run directory, never in a model
             dest = Path(model.path) / item.name
             shutil.copytree(item, dest) if item.is_dir() else shutil.copy2(item, dest)
+            crash.point("export.copy")
+    publish(staging, store, model.tag.name, model.tag.version)
     return str(model.tag)
+
+
+def _store_path() -> Path:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.model_store_dir.get())
+
+
+def publish(staging: Path, store: Path, name: str, version: str) -> None:
+    """Move a complete model from a staging store into the real one, then point `latest` at it.
+
+    BentoML's own save copies the files into the store in place and rewrites `latest` by
+    truncating it: a kill half-way leaves a model without its model.yaml (which breaks
+    `bentoml models list`) or an empty `latest` (which breaks every `:latest`). Here the version
+    folder arrives with one rename, and `latest` is replaced atomically after it, so a crash
+    leaves the store as it was, or with the new model complete (and `latest` on the old one, which
+    is still a whole model).
+    """
+    target = store / name / version
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging / name / version, target)
+    crash.point("export.published")
+    write_bytes_atomic(store / name / "latest", version.encode())
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 @dataclass

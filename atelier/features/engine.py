@@ -32,6 +32,7 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import _convert_arrow_to_proto
 
+from atelier import crash
 from atelier.features import redis_codec as rc
 from atelier.features.offline_store import settings_of
 from atelier.protect.residency import assert_region_clients
@@ -50,6 +51,7 @@ def reporting(callback: Callable[[str, int], None]) -> Iterator[None]:
 
 
 def _progress(view: str, n: int) -> None:
+    crash.point("materialize.chunk")  # after each chunk is in the store (tests: a kill mid-materialize)
     cb = _report.get()
     if cb:
         cb(view, n)

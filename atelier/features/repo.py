@@ -54,7 +54,11 @@ def config_dict(settings: Settings, region: str, *, inline_secrets: bool) -> dic
     return {
         "project": project_name(region),
         "provider": "local",
-        "registry": {"registry_type": "file", "path": str(feast_dir / "registry.db"), "cache_ttl_seconds": 60},
+        "registry": {
+            "registry_type": "file", "path": str(feast_dir / "registry.db"), "cache_ttl_seconds": 60,
+            # written atomically: a kill during apply or materialize leaves the previous registry
+            "registry_store_type": "atelier.features.registry_store.AtomicFileRegistryStore",
+        },
         "online_store": online,
         "offline_store": {
             "type": "atelier.features.offline_store.AtelierOfflineStore",

@@ -25,6 +25,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pyarrow.parquet.encryption as pe
 
+from atelier import crash
 from atelier.errors import AtelierError
 from atelier.io import swap_in, write_json_atomic
 from atelier.protect.keys import KeyStore, master_key_id
@@ -89,6 +90,7 @@ class DatasetWriter:
         pq.write_table(table, path, encryption_properties=props, compression="zstd")
         self.parts += 1
         self.rows += table.num_rows
+        crash.point("dataset.part")
 
     def commit(self, schema: pa.Schema | None = None) -> None:
         schema = self.schema or schema

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from atelier import crash
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import MARKER, dataset_info, rotate_dataset
 from atelier.settings import Settings
@@ -36,5 +37,6 @@ def rotate_region(settings: Settings, region: str, progress: Callable[[int], Non
     for dataset in region_datasets(settings, region):
         files += rotate_dataset(dataset, keys)
         progress(1)
+        crash.point("rotate.dataset")
     retired = keys.retire_old_versions()
     return {"version": version, "files": files, "retired": retired}
