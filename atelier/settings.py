@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     gcp_key_ring: str = "atelier"
     # Bearer tokens per calling app for the recommendation service; empty means no auth (demo only).
     api_tokens: dict[str, SecretStr] = {}
+    # A service without API tokens is refused, unless it is a local one (`atelier serve
+    # --insecure-local`), which answers callers on this machine only.
+    insecure_local: bool = False
     # Who the CLI acts as, judged by the Feast permissions in feature_repo/ (roles: ml-engineer,
     # maison:<slug>, service:recommender).
     user: str = Field(default_factory=getpass.getuser)
@@ -96,6 +99,19 @@ class Settings(BaseSettings):
     @cached_property
     def paths(self) -> "Paths":
         return Paths(self.home)
+
+    def service_tokens(self) -> dict[str, str]:
+        """The bearer tokens a regional service checks, by calling app.
+
+        None configured is refused (a service without them would answer anyone), unless
+        `insecure_local` is set: then the service answers loopback callers only.
+        """
+        if not self.api_tokens and not self.insecure_local:
+            raise AtelierError(
+                "no API tokens: a service without them would answer anyone",
+                fix="set ATELIER_API_TOKENS='{\"app\": \"<token>\"}', or serve on this machine only with --insecure-local",
+            )
+        return {app: token.get_secret_value() for app, token in self.api_tokens.items()}
 
     def redis_for(self, region: str) -> RedisEndpoint:
         get_region(region)

@@ -123,7 +123,9 @@ def main() -> None:
         for name, target, cwd in (("recommend", "bentos.service:Recommender", ROOT), ("empty", "empty_service:Empty", ROOT / "benchmarks" / "support")):
             port = free_port()
             log_file = home / f"{name}.log"
-            proc = subprocess.Popen([bentoml_cli, "serve", target, "--port", str(port)], cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, stdout=open(log_file, "w"), stderr=subprocess.STDOUT)
+            # loopback only and without tokens, as `atelier serve --insecure-local` (wrk sends none)
+            proc = subprocess.Popen([bentoml_cli, "serve", target, "--port", str(port), "--host", "127.0.0.1"], cwd=cwd,
+                                    env={**env, "PYTHONPATH": str(ROOT), "ATELIER_INSECURE_LOCAL": "1"}, stdout=open(log_file, "w"), stderr=subprocess.STDOUT)
             procs.append(proc)
             urls[name] = f"http://127.0.0.1:{port}"
             wait_until_ready(urls[name], proc, log=log_file)

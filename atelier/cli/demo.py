@@ -8,6 +8,7 @@ HTTP. No server to start by hand; the demo starts and stops its own.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 
 import httpx
@@ -64,7 +65,10 @@ def demo(
     out.print(f"   bento {built['bento']}")
 
     port = port or free_port()
-    cmd, env = serve_command(s, serve_region, port, workers=1)
+    token = secrets.token_urlsafe(24)  # the service is never open: the demo gets a token of its own
+    cmd, env = serve_command(s.model_copy(update={"api_tokens": {"demo": token}}), serve_region, port, workers=1)
+    env["ATELIER_API_TOKENS"] = json.dumps({"demo": token})
+    auth = {"authorization": f"Bearer {token}"}
     with console.status(f"6/6 {serve_region}: serving on http://localhost:{port}"):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -72,8 +76,8 @@ def demo(
             wait_until_ready(url, proc)
             reader = OnlineFeatures(repo.feature_store(s, serve_region), ["client_activity:purchases_365d"])
             client = next(c for c in roster(s, serve_region).to_pylist() if (reader.get_one(c) or {}).get("purchases_365d"))
-            answer = httpx.post(f"{url}/recommend", json={"client_id": client, "k": 5}, timeout=30)
-            similar = httpx.post(f"{url}/similar", json={"product_id": answer.json()["items"][0]["product_id"], "k": 3}, timeout=30)
+            answer = httpx.post(f"{url}/recommend", json={"client_id": client, "k": 5}, headers=auth, timeout=30)
+            similar = httpx.post(f"{url}/similar", json={"product_id": answer.json()["items"][0]["product_id"], "k": 3}, headers=auth, timeout=30)
         finally:
             proc.terminate()
             proc.wait(30)

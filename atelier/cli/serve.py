@@ -27,13 +27,14 @@ def serve(
     port: int = typer.Option(3000, help="HTTP port."),
     gpu: bool = typer.Option(False, "--gpu", help="Serve the GPU bento."),
     workers: int | None = typer.Option(None, help="Worker processes (default 2)."),
+    insecure_local: bool = typer.Option(False, "--insecure-local", help="Serve without API tokens, on 127.0.0.1 only (a demo, a developer's machine)."),
 ) -> None:
     """Serve the region's latest bento locally (POST /recommend, /similar; /metrics, /readyz)."""
     from atelier.errors import AtelierError
     from atelier.serving.bento import port_taken, run_foreground, serve_command
     from atelier.settings import get_settings
 
-    cmd, env = serve_command(get_settings(), region, port, gpu=gpu, workers=workers)
+    cmd, env = serve_command(get_settings(), region, port, gpu=gpu, workers=workers, insecure_local=insecure_local)
     if port_taken(port):
         raise AtelierError(f"port {port} is taken: another server listens there", fix="stop it, or choose another --port")
     console.print(f"serving {cmd[2]} on http://localhost:{port} (Ctrl-C to stop)")

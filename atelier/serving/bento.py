@@ -137,8 +137,18 @@ def bento_path(settings: Settings, tag: str) -> Path:
     return settings.paths.bentoml_home / "bentos" / name / version
 
 
-def serve_command(settings: Settings, region: str, port: int, *, gpu: bool = False, bento: str | None = None, workers: int | None = None) -> tuple[list[str], dict]:
-    """The `bentoml serve` command line and environment for a region's latest bento."""
+INSECURE_LOCAL = "ATELIER_INSECURE_LOCAL"  # Settings.insecure_local, for the service
+
+
+def serve_command(
+    settings: Settings, region: str, port: int, *, gpu: bool = False, bento: str | None = None, workers: int | None = None,
+    insecure_local: bool = False,
+) -> tuple[list[str], dict]:
+    """The `bentoml serve` command line and environment for a region's latest bento.
+
+    A service needs API tokens (settings.api_tokens); `insecure_local` serves without them, and
+    then only on 127.0.0.1, for a demo or a developer's machine.
+    """
     region = get_region(region).code
     use_bentoml_home(settings)
     import bentoml
@@ -148,6 +158,8 @@ def serve_command(settings: Settings, region: str, port: int, *, gpu: bool = Fal
         info = bentoml.bentos.get(name)
     except bentoml.exceptions.NotFound:
         raise AtelierError(f"no bento {name!r}", fix=f"run `atelier build --region {region}` first") from None
+    insecure_local = insecure_local or settings.insecure_local
+    settings.model_copy(update={"insecure_local": insecure_local}).service_tokens()  # refuses an open service
     env = {
         **os.environ,
         "BENTOML_HOME": str(settings.paths.bentoml_home),
@@ -158,7 +170,13 @@ def serve_command(settings: Settings, region: str, port: int, *, gpu: bool = Fal
     }
     if workers:
         env["ATELIER_WORKERS"] = str(workers)
-    return [str(Path(sys.executable).with_name("bentoml")), "serve", str(info.tag), "--port", str(port)], env
+    cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", str(info.tag), "--port", str(port)]
+    if insecure_local:
+        env[INSECURE_LOCAL] = "1"
+        cmd += ["--host", "127.0.0.1"]
+    else:
+        env.pop(INSECURE_LOCAL, None)
+    return cmd, env
 
 
 def wait_until_ready(url: str, proc: subprocess.Popen, timeout: float = 180, log: Path | None = None) -> None:
