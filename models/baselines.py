@@ -25,6 +25,24 @@ import numpy as np
 import pandas as pd
 
 POPULARITY_DAYS = 30
+# The fallback's order (cold clients, an unreachable store): purchases over the last 30 days; ties,
+# and a quiet month in which nothing sold, broken by the last 90 and 365 days, then by views.
+FALLBACK_POPULARITY = (("purchases_30d", 1.0), ("purchases_90d", 1e-3), ("purchases_365d", 1e-6), ("views_30d", 1e-9))
+
+
+def fallback_popularity(columns) -> np.ndarray:
+    """The region's most-popular score per product from its product_popularity features.
+
+    `columns` maps feature names to per-product values (None or NaN where the store has none).
+    One formula for the exported snapshot, the offline evaluation and the live service.
+    """
+    n = len(next(iter(columns.values())))
+    score = np.zeros(n, np.float64)
+    for name, weight in FALLBACK_POPULARITY:
+        values = columns.get(name)
+        if values is not None:
+            score += weight * np.nan_to_num(np.array([np.nan if v is None else v for v in values], np.float64))
+    return score
 KNN_NEIGHBOURS = 100
 EASE_MAX_PRODUCTS = 20_000  # the inverse of a products x products matrix: beyond this, not run
 PRIOR = 1e-6  # weight of the popularity tie-break

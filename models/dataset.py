@@ -25,6 +25,7 @@ from feast.permissions.user import User
 
 from atelier.errors import AtelierError
 from atelier.features import repo
+from atelier.models import baselines as bl
 from atelier.models.inputs import FeatureSpec, specs_from_service, to_inputs
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset, write_dataset
@@ -191,10 +192,10 @@ def build(
         warm=np.array([c in seen for c in eval_ids], bool), country=country.reindex(eval_ids).to_numpy(object),
     )
 
-    # Most popular in the region as of the cutoff: purchases over 30 days, then views.
+    # Most popular in the region as of the cutoff (what the service falls back on)
     pop_entity = pd.DataFrame({"product_id": products["product_id"], "event_timestamp": cutoff})
     pop = repo.historical_features(settings, region, pop_entity, POPULARITY_SERVICE, user=user).set_index("product_id").reindex(products["product_id"])
-    popularity = pop["purchases_30d"].fillna(0).to_numpy(float) + 1e-3 * pop["views_30d"].fillna(0).to_numpy(float)
+    popularity = bl.fallback_popularity({name: pop[name].to_numpy(float) for name, _ in bl.FALLBACK_POPULARITY})
 
     candidate = to_inputs({s.name: products[s.name].to_numpy() for s in candidate_specs}, candidate_specs, "product_id", products["product_id"].to_numpy())
     return RegionData(
@@ -272,7 +273,6 @@ def ranking_window(
 ) -> RankingWindow:
     """The ranking stage's inputs as of `start` (features from the store, co-purchase fitted on the
     purchases before `start`) for the clients who bought in [start, end), or for `client_ids`."""
-    from atelier.models import baselines as bl
     from atelier.models import ranking
     from atelier.models.copurchase import CoPurchase
 
