@@ -101,7 +101,8 @@ def _as_string(table: pa.Table, name: str, where: str, problems: _Problems, allo
         problems.add(where, f"column {name!r} must hold text, found {col.type}")
         return None
     col = pc.cast(col, pa.string()).combine_chunks()
-    empty = pc.or_(pc.is_null(col), pc.equal(pc.utf8_trim_whitespace(col), ""))
+    # is_null OR blank; or_ of a null is null (never true), so a missing id would pass
+    empty = pc.or_(pc.is_null(col), pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), ""), False))
     if allow_empty:
         return pc.if_else(empty, pa.scalar(None, pa.string()), col)
     if pc.any(empty).as_py():

@@ -83,7 +83,18 @@ BAD = {
     "unknown product": (lambda w: {"events": w["events"].set_column(1, "product_id", pa.array(["P9999999"] + w["events"].column("product_id").to_pylist()[1:]))}, "events point at products missing"),
     "bad timestamp": (lambda w: {"events": w["events"].set_column(3, "event_timestamp", pa.array(["not a date"] + [str(t) for t in w["events"].column("event_timestamp").to_pylist()[1:]]))}, "not timestamps"),
     "id too long": (lambda w: _rename_clients(w, lambda c: c * 13), "client_id longer than 128 characters"),
+    "empty id": (lambda w: {"clients": w["clients"].drop(["join_date"]).set_column(0, "client_id", pa.array([""] + w["clients"].column("client_id").to_pylist()[1:]))}, "column 'client_id' has empty values — row 1"),
+    "attribute name": (lambda w: {"clients": w["clients"].drop(["join_date"]).append_column("vip since", pa.array(["x"] * w["clients"].num_rows))}, "column name 'vip since' cannot become a feature name"),
+    "bad launch date": (lambda w: {"products": _products(w).append_column("launch_date", pa.array(["soon"] + ["2025-01-01"] * (w["products"].num_rows - 1)))}, "column 'launch_date' has values that are not timestamps (use ISO-8601, e.g. 2025-03-01T14:30:00Z) — row 1: 'soon'"),
+    "unknown product country": (lambda w: {"products": _products(w).append_column("countries", pa.array(["FR|Narnia"] + ["FR|IT"] * (w["products"].num_rows - 1)))}, "column 'countries' names unknown countries"),
+    "mistyped product countries": (lambda w: {"products": _products(w).append_column("countries", pa.array([3] * w["products"].num_rows))}, "column 'countries' must be a list or 'FR|IT' text"),
+    "unknown event country": (lambda w: {"events": w["events"].append_column("country", pa.array(["Atlantis"] + ["FR"] * (w["events"].num_rows - 1)))}, "column 'country' has values that match no ISO 3166 code or English name — row 1: 'Atlantis'"),
+    "non-numeric quantity": (lambda w: {"events": w["events"].set_column(w["events"].schema.get_field_index("quantity"), "quantity", pa.array(["many"] * w["events"].num_rows))}, "column 'quantity' must be numeric, found string"),
 }
+
+
+def _products(w) -> pa.Table:
+    return w["products"].drop(["countries", "launch_date"])
 
 
 @pytest.mark.parametrize("case", list(BAD))
