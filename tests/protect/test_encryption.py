@@ -40,6 +40,23 @@ def test_another_regions_key_cannot_read(settings):
         read_dataset(path, key_store(settings, "us"))
 
 
+def test_another_regions_master_key_cannot_decrypt(settings):
+    """Past the label check: us's real master key, copied into eu's key file, decrypts nothing."""
+    import pyarrow.parquet as pq
+
+    path = _plant(settings, "eu")
+    with pytest.raises(OSError):  # and without any key, the bytes are no Parquet anyone can read
+        pq.read_table(next(path.glob("part-*.parquet")))
+    us = json.loads((settings.paths.keys / "us.json").read_text())
+    eu_file = settings.paths.keys / "eu.json"
+    state = json.loads(eu_file.read_text())
+    assert state["versions"]["1"]["key"] != us["versions"][str(us["primary"])]["key"]
+    state["versions"]["1"]["key"] = us["versions"][str(us["primary"])]["key"]
+    eu_file.write_text(json.dumps(state))
+    with pytest.raises(AtelierError, match="wrong master key for region 'eu'"):
+        read_dataset(path, key_store(settings, "eu"))
+
+
 def test_wrong_key_file_and_missing_key_fail_clearly(settings):
     path = _plant(settings)
     key_file = settings.paths.keys / "eu.json"
@@ -92,7 +109,10 @@ def test_rotation_interrupted_midway_leaves_everything_readable(settings, monkey
         return real(path, keys)
 
     monkeypatch.setattr(rotation, "rotate_dataset", fail_after_one)
+    expected = {d: read_dataset(d, key_store(settings, "eu")).num_rows for d in datasets}
+    assert len(datasets) >= 2 and sum(expected.values()) > 0
     with pytest.raises(RuntimeError, match="power cut"):
         rotate_region(settings, "eu")
+    assert calls["n"] == 2, "one dataset re-wrapped, the next one interrupted"
     for d in datasets:
-        assert read_dataset(d, key_store(settings, "eu")).num_rows >= 0
+        assert read_dataset(d, key_store(settings, "eu")).num_rows == expected[d] == json.loads((d / "_dataset.json").read_text())["rows"]

@@ -35,15 +35,36 @@ OWN_PRIVATE = ["lumiere_de_grasse_engagement:maison_spend_365d"]
 OTHER_PRIVATE = ["horlogerie_vauclair_engagement:maison_spend_365d"]
 
 
+def _a_client(settings) -> str:
+    from atelier.protect.residency import roster
+
+    return roster(settings, "eu").to_pylist()[0]
+
+
+def _read(store, refs, user, client) -> dict:
+    """Values actually read through the platform's online path, as `user`."""
+    row = OnlineFeatures(store, refs, user=user).get_one(client)
+    assert row is not None, (refs, client)
+    return row
+
+
 def test_a_maison_reads_shared_features_online_and_offline(settings, store):
-    OnlineFeatures(store, SHARED, user=LUMIERE)
-    assert len(_offline(settings, LUMIERE, SHARED)) == 1
-    assert len(_offline(settings, LUMIERE, "query_tower_v1")) == 1
+    client = _a_client(settings)
+    row = _read(store, SHARED, LUMIERE, client)
+    assert set(row) == {"spend_90d", "country"} and isinstance(row["country"], str) and len(row["country"]) == 2
+    assert row["spend_90d"] >= 0
+    offline = _offline(settings, LUMIERE, SHARED)
+    assert len(offline) == 1 and offline["country"].notna().all()
+    tower = _offline(settings, LUMIERE, "query_tower_v1")
+    assert len(tower) == 1 and {"country", "purchases_365d"} <= set(tower.columns)
 
 
 def test_a_maison_reads_its_own_private_view_and_service(settings, store):
-    OnlineFeatures(store, OWN_PRIVATE + SHARED, user=LUMIERE)
-    assert {"maison_spend_365d", "spend_365d"} <= set(_offline(settings, LUMIERE, "lumiere_clienteling_v1").columns)
+    client = _a_client(settings)
+    row = _read(store, OWN_PRIVATE + SHARED, LUMIERE, client)
+    assert set(row) == {"maison_spend_365d", "spend_90d", "country"} and row["country"]
+    offline = _offline(settings, LUMIERE, "lumiere_clienteling_v1")
+    assert {"maison_spend_365d", "spend_365d"} <= set(offline.columns) and len(offline) == 1
 
 
 def test_a_maison_cannot_read_another_maisons_private_view(settings, store):
@@ -54,7 +75,8 @@ def test_a_maison_cannot_read_another_maisons_private_view(settings, store):
         _offline(settings, LUMIERE, OTHER_PRIVATE)
     with pytest.raises(PermissionDenied):
         _offline(settings, VAUCLAIR, "lumiere_clienteling_v1")
-    OnlineFeatures(store, OTHER_PRIVATE, user=VAUCLAIR)  # its owner can
+    cols, _ = OnlineFeatures(store, OTHER_PRIVATE, user=VAUCLAIR).get([_a_client(settings)])  # its owner can
+    assert list(cols) == ["maison_spend_365d"]
 
 
 def test_a_maison_cannot_apply_or_write(settings, store):
@@ -65,7 +87,7 @@ def test_a_maison_cannot_apply_or_write(settings, store):
 
 
 def test_the_service_reads_shared_but_not_private_and_strangers_nothing(settings, store):
-    OnlineFeatures(store, SHARED, user=SERVICE)
+    assert _read(store, SHARED, SERVICE, _a_client(settings))["country"]
     with pytest.raises(PermissionDenied):
         OnlineFeatures(store, OWN_PRIVATE, user=SERVICE)
     with pytest.raises(PermissionDenied):
