@@ -21,6 +21,8 @@ import bentoml
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from starlette.responses import JSONResponse
 
+from atelier.regions import country_to_region
+from atelier.serving import contract
 from atelier.serving.image import bento_image, resources, service_envs
 from atelier.serving.recommender import Query, RequestError
 from atelier.serving.runtime import BearerAuth, JsonOnly, RecommendRequest, RecommendResponse, SimilarRequest, SimilarResponse, start
@@ -55,9 +57,15 @@ GPU = os.environ.get("ATELIER_BENTO_GPU") == "1"
 class Recommender:
     model = bentoml.models.BentoModel(MODEL_TAG)
 
+    @bentoml.on_deployment
+    def refuse_to_start_open() -> None:
+        """Before any worker starts: no API tokens, no service (unless it is a local one)."""
+        get_settings().service_tokens()
+
     def __init__(self) -> None:
         threads = int(os.environ.get("ATELIER_SERVING_THREADS", "1"))  # per worker; workers fill the cores
         self.engine = start(get_settings(), Path(self.model.path), REGION, str(self.model.tag), threads=threads)
+        ENGINE.append(self.engine)
         dispatcher = CorkDispatcher(max_latency_in_ms=2000, max_batch_size=64, fallback=lambda: None, get_batch_size=lambda _: 1)
         self.batched = dispatcher(self._answer_batch)
         self.arrived = 0
@@ -100,5 +108,30 @@ class Recommender:
         return SimilarResponse(product_id=product_id, region=REGION, model=self.engine.tag, items=items)
 
 
+_settings = get_settings()
+ENGINE: list = []  # the worker's engine, once started (for the document and /readyz)
+ROUTES = {"/recommend": (RecommendRequest, RecommendResponse), "/similar": (SimilarRequest, SimilarResponse)}
+
+
+def _document() -> dict:
+    undocumented = {api.route for api in Recommender.apis.values()} - set(ROUTES)
+    if undocumented:  # every route is in the contract, or the service does not describe itself
+        raise RuntimeError(f"routes without a contract: {sorted(undocumented)} (add them to ROUTES and contract.ROUTE_ERRORS)")
+    engine = ENGINE[0] if ENGINE else None
+    maisons = engine.catalog.maisons if engine else []
+    first = str(engine.catalog.ids[0]) if engine and len(engine.catalog.ids) else "P0001"
+    return contract.document(
+        Recommender.openapi_spec.asdict(), {r: m[0] for r, m in ROUTES.items()}, {r: m[1] for r, m in ROUTES.items()},
+        maisons=maisons, countries=sorted(country_to_region()), secured=bool(_settings.api_tokens),
+        examples={"/recommend": {"client_id": "C-10042", "k": 10}, "/similar": {"product_id": first, "k": 10}},
+        description=f"Recommendations for the clients of region {REGION}, answered in the region. " + (__doc__ or "").split("\n\n", 1)[-1],
+    )
+
+
+def _readiness() -> dict:
+    return ENGINE[0].readiness() if ENGINE else {"status": "ready", "online_store": "ok"}
+
+
+Recommender.add_asgi_middleware(contract.ErrorShape, routes=tuple(ROUTES), document_fn=_document, readiness_fn=_readiness)
 Recommender.add_asgi_middleware(JsonOnly)
-Recommender.add_asgi_middleware(BearerAuth, tokens={app: t.get_secret_value() for app, t in get_settings().api_tokens.items()})
+Recommender.add_asgi_middleware(BearerAuth, tokens={app: t.get_secret_value() for app, t in _settings.api_tokens.items()}, local_only=_settings.insecure_local)

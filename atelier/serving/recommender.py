@@ -33,6 +33,7 @@ import pandas as pd
 from atelier.features.online import OnlineFeatures
 from atelier.models.export import LoadedModel
 from atelier.models import ranking
+from atelier.models.baselines import fallback_popularity
 from atelier.models.inputs import to_inputs
 from atelier.regions import country_to_region, get_region
 
@@ -131,9 +132,7 @@ class Popularity:
             self._last = time.monotonic()
         if not any(found):
             return False
-        purchases = np.array([v or 0 for v in cols.get("purchases_30d", [0] * len(found))], float)
-        views = np.array([v or 0 for v in cols.get("views_30d", [0] * len(found))], float)
-        scores = purchases + 1e-3 * views
+        scores = fallback_popularity(cols)
         features = {name: np.array([v or 0 for v in values], np.float32) for name, values in cols.items() if name in ranking.POPULARITY}
         with self._lock:
             self.scores, self._order, self.source = scores, np.argsort(-scores, kind="stable"), "online store"
@@ -153,6 +152,10 @@ class Popularity:
             threading.Thread(target=self.refresh, daemon=True).start()
             self._last = time.monotonic()
 
+    def top_ids(self, n: int) -> np.ndarray:
+        """The catalog positions of the `n` most popular products."""
+        return self._order[:n]
+
     def top(self, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         order = self._order if allowed is None else allowed[np.argsort(-self.scores[allowed], kind="stable")]
         return [(int(i), float(self.scores[i])) for i in order[:k]]
@@ -168,10 +171,36 @@ class Recommender:
         self.popularity = Popularity(model.popularity, self.catalog, popularity)
         self.popularity.refresh()
         self.countries = set(country_to_region())
+        self._probe = (0.0, {"status": "ready", "online_store": "ok"})
         # The ranking stage needs the client's purchases, yearly count, last purchase and country.
         self.ranking = model.ranking if model.ranking is not None and RANKING_INPUTS <= {r.split(":")[1] for r in model.feature_refs} else None
         if model.ranking is not None and self.ranking is None:
             log.warning("model %s has a ranking stage but its feature list lacks %s: serving retrieval only", tag, sorted(RANKING_INPUTS))
+
+    # -- health ---------------------------------------------------------------------------------
+    def readiness(self, every_s: float = 1.0) -> dict:
+        """Whether the online store can answer: `degraded` while it is unreachable, or reachable
+        but empty (a Redis restarted without its data), when every client gets the fallback.
+
+        Probes the popularity of the best-selling products at most once every `every_s`; on the way
+        back to `ok` the popularity is read again at once, so answers are personal and fresh again.
+        """
+        at, state = self._probe
+        if time.monotonic() - at < every_s or self.popularity.reader is None:
+            return state
+        try:
+            _, found = self.popularity.reader.get(list(self.catalog.ids[self.popularity.top_ids(20)]))
+            store = "ok" if any(found) else "empty"
+        except Exception as e:  # unreachable: the requests fall back on their own
+            log.warning("online store probe failed: %s", e)
+            store = "unreachable"
+        if store == "ok" and state["online_store"] != "ok":
+            self.popularity.refresh()
+        fix = {"empty": f"atelier features materialize --full -r {self.region.code}",
+               "unreachable": f"check the region's Redis (ATELIER_REDIS__{self.region.code.upper()}__HOST/PORT)"}.get(store)
+        state = {"status": "ready" if store == "ok" else "degraded", "online_store": store, **({"fix": fix} if fix else {})}
+        self._probe = (time.monotonic(), state)
+        return state
 
     # -- validation -------------------------------------------------------------------------
     def check(self, q: Query) -> RequestError | None:

@@ -13,13 +13,16 @@ from pathlib import Path
 
 from _bentoml_sdk.io_models import IODescriptor
 from feast.permissions.user import User
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from atelier.errors import AtelierError
 from atelier.features.definitions import SERVING
 from atelier.features.online import OnlineFeatures
 from atelier.features.repo import feature_store
 from atelier.models.export import LoadedModel
+from atelier.models.baselines import FALLBACK_POPULARITY
 from atelier.models.ranking import POPULARITY
 from atelier.serving.recommender import PURCHASED, Recommender
 from atelier.settings import Settings
@@ -28,21 +31,34 @@ log = logging.getLogger(__name__)
 OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/docs", "/", "/schema.json")
 
 
-class RecommendRequest(IODescriptor):
-    """POST /recommend. Unknown fields are refused, so a typo never passes silently."""
+def _whole(value):
+    """JSON Schema's integer: 23 and 23.0 alike, never "23", true or 23.5."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be a whole number")
+    return int(value)
 
-    model_config = ConfigDict(extra="forbid")
+
+Count = Annotated[int, BeforeValidator(_whole)]
+
+
+class RecommendRequest(IODescriptor):
+    """POST /recommend. Unknown fields are refused, so a typo never passes silently; types are
+    strict (`"10"` is no integer, `0` no boolean), as the OpenAPI document says."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
     client_id: str = Field(..., min_length=1, max_length=128, description="The client's id, as the client systems write it. A client this region does not hold (new, or of another region) gets the region's most popular products, flagged `fallback`.")
-    k: int = Field(10, ge=1, le=100, description="How many products to return.")
+    k: Count = Field(10, ge=1, le=100, description="How many products to return.")
     maison: str | None = Field(None, description="Only this maison's products.")
     country: str | None = Field(None, min_length=2, max_length=2, description="Only products sold in this country (ISO code).")
     exclude_purchased: bool = Field(True, description="Leave out what the client already bought.")
 
 
 class SimilarRequest(IODescriptor):
-    model_config = ConfigDict(extra="forbid")
+    """POST /similar: the products closest to one product, by the two-tower's product vectors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
     product_id: str = Field(..., min_length=1, max_length=64)
-    k: int = Field(10, ge=1, le=100)
+    k: Count = Field(10, ge=1, le=100, description="How many products to return.")
 
 
 class Item(BaseModel):
@@ -81,34 +97,45 @@ class JsonOnly:
         if scope["type"] == "http" and scope["path"] in self.routes and scope.get("method") == "POST":
             ctype = dict(scope.get("headers") or []).get(b"content-type", b"application/json")
             if ctype.split(b";")[0].strip().lower() != b"application/json":
-                body = json.dumps({"error": f"the body must be JSON (content-type application/json), not {ctype.decode(errors='replace')!r}", "code": "unsupported_media_type"}).encode()
-                await send({"type": "http.response.start", "status": 415, "headers": [(b"content-type", b"application/json")]})
-                await send({"type": "http.response.body", "body": body})
-                return
+                return await _error(send, 415, "unsupported_media_type", f"the body must be JSON (content-type application/json), not {ctype.decode(errors='replace')!r}")
         return await self.app(scope, receive, send)
 
 
-class BearerAuth:
-    """ASGI middleware: a token per calling app (settings.api_tokens); 401 without a valid one.
+LOOPBACK = ("127.0.0.1", "::1")
 
-    Health, metrics and the OpenAPI page stay open. With no tokens configured (the demo) every
-    request passes.
+
+class BearerAuth:
+    """ASGI middleware: a token per calling app (Settings.service_tokens); 401 without a valid one.
+
+    Health, metrics and the OpenAPI page stay open. A service started without tokens is a local
+    one (`--insecure-local`, refused otherwise, see `Settings.service_tokens`): it answers callers
+    on the loopback only, whatever address it was bound to, and any other caller gets a 403.
     """
 
-    def __init__(self, app, tokens: dict[str, str]):
+    def __init__(self, app, tokens: dict[str, str], local_only: bool = False):
         self.app = app
         self.tokens = {name: token.encode() for name, token in tokens.items()}
+        self.local_only = local_only and not self.tokens
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self.tokens or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
+        if self.local_only:
+            if (scope.get("client") or ("",))[0] in LOOPBACK:
+                return await self.app(scope, receive, send)
+            return await _error(send, 403, "local_only", "this service runs without API tokens (--insecure-local) and answers this machine only")
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
         if scheme.lower() == b"bearer" and any(hmac.compare_digest(token, t) for t in self.tokens.values()):
             return await self.app(scope, receive, send)
-        body = json.dumps({"error": "missing or invalid bearer token", "code": "unauthorized"}).encode()
-        await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="atelier"')]})
-        await send({"type": "http.response.body", "body": body})
+        await _error(send, 401, "unauthorized", "missing or invalid bearer token", [(b"www-authenticate", b'Bearer realm="atelier"')])
+
+
+async def _error(send, status: int, code: str, message: str, headers: list | None = None) -> None:
+    """Send an error in the service's one error shape (`ErrorBody`)."""
+    body = json.dumps({"error": message, "code": code}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def limit_threads(threads: int) -> None:
@@ -135,7 +162,7 @@ def start(settings: Settings, model_path: Path, region: str, tag: str, threads: 
     user = User(f"recommender-{region}", [SERVING])
     store = feature_store(settings, region)
     features = OnlineFeatures(store, model.feature_refs + [PURCHASED], user=user)
-    names = sorted({"purchases_30d", "views_30d", *POPULARITY})
+    names = sorted({*(name for name, _ in FALLBACK_POPULARITY), *POPULARITY})
     popularity = OnlineFeatures(store, [f"product_popularity:{n}" for n in names], user=user)
     log.info("region %s: model %s on %s; %d features from %s", region, tag, model.device, len(model.feature_refs), type(store._get_provider().online_store).__name__)
     return Recommender(model, features, popularity, tag=tag)

@@ -69,6 +69,7 @@ def serving_redis(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def servers(served_world, serving_redis, tmp_path_factory):
+    from atelier.errors import AtelierError
     from atelier.features import repo
     from atelier.local_redis import free_port
     from atelier.serving.bento import build, serve_command, wait_until_ready
@@ -86,21 +87,30 @@ def servers(served_world, serving_redis, tmp_path_factory):
             repo.materialize(settings, r, incremental=False)
         built = build(settings, "eu")
     logs = tmp_path_factory.mktemp("serve-logs")
-    started = {}
-    for r in region_codes():
-        port = free_port()
+    def launch(r: str) -> Server:
+        port = free_port()  # free now; another process may take it before bentoml binds it (see below)
         if r == "eu":
-            cmd, run_env = serve_command(settings, "eu", port, workers=1)
-            run_env = {**env, **{k: v for k, v in run_env.items() if k.startswith(("ATELIER_REGION", "ATELIER_MODEL", "ATELIER_BENTO"))}}
+            cmd, run_env = serve_command(settings, "eu", port, workers=1, insecure_local=True)
+            run_env = {**env, **{k: v for k, v in run_env.items() if k.startswith(("ATELIER_REGION", "ATELIER_MODEL", "ATELIER_BENTO", "ATELIER_INSECURE"))}}
         else:
-            cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "bentos.service:Recommender", "--port", str(port)]
-            run_env = {**env, "ATELIER_REGION": r, **({"ATELIER_API_TOKENS": TOKENS} if r == "apac" else {})}
+            cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"]
+            # apac is served as in production, with tokens; us without, as a local service may be
+            run_env = {**env, "ATELIER_REGION": r, **({"ATELIER_API_TOKENS": TOKENS} if r == "apac" else {"ATELIER_INSECURE_LOCAL": "1"})}
         log = logs / f"{r}.log"
         proc = subprocess.Popen(cmd, cwd=REPO, env=run_env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-        started[r] = Server(r, f"http://127.0.0.1:{port}", proc, serving_redis[r], log)
+        return Server(r, f"http://127.0.0.1:{port}", proc, serving_redis[r], log)
+
+    started = {r: launch(r) for r in region_codes()}
     try:
-        for server in started.values():
-            wait_until_ready(server.url, server.proc, log=server.log)
+        for r in list(started):
+            for attempt in range(3):
+                try:
+                    wait_until_ready(started[r].url, started[r].proc, log=started[r].log)
+                    break
+                except AtelierError:
+                    if attempt == 2 or "address already in use" not in started[r].log.read_text().lower():
+                        raise
+                    started[r] = launch(r)  # the port was taken meanwhile: a fresh one
         yield {"servers": started, "settings": settings, "bento": built, "env": env}
     finally:
         for server in started.values():

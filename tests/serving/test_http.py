@@ -79,15 +79,17 @@ def test_similar_products(servers):
     assert len(items) == 4 and "P0000001" not in {i["product_id"] for i in items}
 
 
-BAD = [
-    ("/recommend", '{"client_id": "US00000001", ', 400, None),
-    ("/recommend", {"client_id": "US00000001", "kk": 3}, 400, "extra_forbidden"),
-    ("/recommend", {"client_id": "US00000001", "k": 0}, 400, "greater_than_equal"),
-    ("/recommend", {"client_id": "US00000001", "k": 101}, 400, "less_than_equal"),
-    ("/recommend", {"k": 3}, 400, "missing"),
-    ("/recommend", {"client_id": "US00000001", "maison": "maison-inconnue"}, 422, "unknown_maison"),
-    ("/recommend", {"client_id": "US00000001", "country": "ZZ"}, 422, "unknown_country"),
-    ("/similar", {"product_id": "P9999999"}, 404, "unknown_product"),
+BAD = [  # route, body, status, code, the kind of the field problem (invalid_request only)
+    ("/recommend", '{"client_id": "US00000001", ', 400, "invalid_request", "json_invalid"),
+    ("/recommend", {"client_id": "US00000001", "kk": 3}, 400, "invalid_request", "extra_forbidden"),
+    ("/recommend", {"client_id": "US00000001", "k": 0}, 400, "invalid_request", "greater_than_equal"),
+    ("/recommend", {"client_id": "US00000001", "k": 101}, 400, "invalid_request", "less_than_equal"),
+    ("/recommend", {"client_id": "US00000001", "k": "3"}, 400, "invalid_request", "value_error"),
+    ("/recommend", {"client_id": "US00000001", "exclude_purchased": 0}, 400, "invalid_request", "bool_type"),
+    ("/recommend", {"k": 3}, 400, "invalid_request", "missing"),
+    ("/recommend", {"client_id": "US00000001", "maison": "maison-inconnue"}, 422, "unknown_maison", None),
+    ("/recommend", {"client_id": "US00000001", "country": "ZZ"}, 422, "unknown_country", None),
+    ("/similar", {"product_id": "P9999999"}, 404, "unknown_product", None),
 ]
 
 
@@ -103,15 +105,15 @@ def test_a_body_that_is_not_json_is_a_415_not_a_500(servers, route):
     assert ok.status_code in (200, 400, 404), ok.text  # reaches the API (which judges the body itself)
 
 
-@pytest.mark.parametrize("route,body,status,code", BAD, ids=[b[3] or "malformed" for b in BAD])
-def test_bad_requests_get_a_4xx_with_a_json_reason(servers, route, body, status, code):
+@pytest.mark.parametrize("route,body,status,code,kind", BAD, ids=[b[4] or b[3] for b in BAD])
+def test_bad_requests_get_a_4xx_in_the_documented_error_shape(servers, route, body, status, code, kind):
     r = servers["servers"]["us"].post(route, body)
     assert r.status_code == status, r.text
     data = r.json()
-    text = str(data)
-    assert "error" in text
-    if code:
-        assert code in text
+    assert isinstance(data, dict) and isinstance(data["error"], str) and data["error"], data
+    assert data["code"] == code, data
+    if kind:
+        assert [d["type"] for d in data["detail"]] == [kind], data
 
 
 def test_a_client_of_another_region_gets_the_cold_start_answer(servers):
@@ -243,6 +245,39 @@ def test_store_outage_answers_with_fallback_then_recovers(servers):
     assert r.status_code == 200 and r.json()["fallback"] is False, "normal answers resume"
 
 
+def test_a_store_restarted_empty_is_degraded_until_materialize_full_restores_it(servers):
+    """Redis comes back without its data: answers fall back (never a 5xx), /readyz says degraded
+    and what to run, and `atelier features materialize --full` makes the service whole again."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    server = servers["servers"]["us"]
+    cid, _ = _clients_with_features(servers, "us", 1)[0]
+    assert server.post("/recommend", {"client_id": cid, "k": 5}).json()["fallback"] is False
+    assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready", "online_store": "ok"}
+    server.redis.client().flushall()
+    server.redis.stop()  # saves the empty data set: the restart comes back empty
+    server.redis.start()
+    assert server.redis.client().dbsize() == 0
+    time.sleep(1.1)  # the readiness probe runs at most once a second
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded" and ready.json()["online_store"] == "empty"
+    assert ready.json()["fix"] == "atelier features materialize --full -r us"
+    r = server.post("/recommend", {"client_id": cid, "k": 5})
+    assert r.status_code == 200 and r.json()["fallback"] is True and len(r.json()["items"]) == 5
+
+    env = {k: v for k, v in servers["env"].items()}
+    restore = subprocess.run([str(Path(sys.executable).with_name("atelier")), "features", "materialize", "--full", "-r", "us"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert restore.returncode == 0, restore.stderr[-2000:]
+    time.sleep(1.1)
+    assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready", "online_store": "ok"}
+    r = server.post("/recommend", {"client_id": cid, "k": 5})
+    assert r.status_code == 200 and r.json()["fallback"] is False
+
+
 def test_training_and_serving_agree_on_what_to_recommend(servers):
     """For sample clients, /recommend over HTTP returns what the exported model computes offline
     from the same feature values, through the code training evaluates with (models/ranking.py).
@@ -293,6 +328,20 @@ def test_training_and_serving_agree_on_what_to_recommend(servers):
         assert [i["product_id"] for i in r.json()["items"]] == want, cid
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a socket listening on `port` (from /proc/net/tcp)."""
+    import socket
+    import struct
+
+    found = set()
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(socket.inet_ntoa(struct.pack("<I", int(address, 16))))
+    return found
+
+
 def _group_alive(pgid: int) -> bool:
     import os
 
@@ -313,15 +362,24 @@ def test_atelier_serve_stops_its_whole_tree_on_sigterm_and_refuses_a_taken_port(
     from pathlib import Path
 
     from atelier.local_redis import free_port
-    from atelier.serving.bento import port_taken, wait_until_ready
+    from atelier.serving.bento import port_taken, serve_command, wait_until_ready
 
     atelier = str(Path(sys.executable).with_name("atelier"))
     port = free_port()
     env = {**servers["env"], "ATELIER_WORKERS": "1"}
-    proc = subprocess.Popen([atelier, "serve", "-r", "eu", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # secure by default: no tokens, no service, unless asked for a loopback-only one
+    refused = subprocess.run([atelier, "serve", "-r", "eu", "--port", str(port)], env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "no API tokens" in refused.stderr and "--insecure-local" in refused.stderr
+    # and the bento itself, as a container starts it (plain `bentoml serve`), refuses before any worker starts
+    cmd, _ = serve_command(servers["settings"], "eu", port, insecure_local=True)
+    bare = subprocess.run(cmd[: cmd.index("--host")], env=env, capture_output=True, text=True, timeout=180)
+    assert bare.returncode != 0 and "no API tokens" in bare.stdout + bare.stderr, (bare.stdout + bare.stderr)[-2000:]
+    assert not port_taken(port)
+    proc = subprocess.Popen([atelier, "serve", "-r", "eu", "--port", str(port), "--insecure-local"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", proc)
-        taken = subprocess.run([atelier, "serve", "-r", "eu", "--port", str(port)], env=env, capture_output=True, text=True, timeout=120)
+        assert _listening_addresses(port) == {"127.0.0.1"}
+        taken = subprocess.run([atelier, "serve", "-r", "eu", "--port", str(port), "--insecure-local"], env=env, capture_output=True, text=True, timeout=120)
         assert taken.returncode == 1 and f"port {port} is taken" in taken.stderr
         # the server's own process group (bentoml and its workers) is what SIGTERM must end
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
