@@ -17,14 +17,13 @@ import argparse
 import logging
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
-from common import ROOT, Timer, bench_home, log, make_world, mark_ready, percentiles, save, table
+from common import ROOT, Timer, bench_home, log, make_world, mark_ready, parse_wrk, percentiles, save, table
 
 CONCURRENCY = (1, 8, 32)
 
@@ -33,16 +32,7 @@ def wrk(url: str, ids_file: Path, concurrency: int, seconds: int) -> dict:
     threads = min(2, concurrency)
     env = {**os.environ, "WRK_IDS": str(ids_file)}
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--latency", "-s", str(ROOT / "benchmarks" / "support" / "post.lua"), f"{url}/recommend"], capture_output=True, text=True, env=env).stdout
-
-    def ms(label):
-        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"p50_ms": ms("50"), "p99_ms": ms("99"), "rps": rps, "errors": int(errors.group(1)) if errors else 0, "socket_errors": sum(map(int, socket.groups())) if socket else 0}
+    return parse_wrk(out)
 
 
 def _model_of_this_code(settings) -> bool:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from common import ROOT, bench_home, log, make_world, mark_ready, save, table
+from common import ROOT, bench_home, log, make_world, mark_ready, parse_wrk, save, table
 
 TOKEN = "soak-benchmark-token"
 
@@ -30,17 +30,9 @@ TOKEN = "soak-benchmark-token"
 def wrk_minute(url: str, env: dict, seconds: int) -> dict:
     out = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", f"{seconds}s", "--latency", "--timeout", "10s",
                           "-s", str(ROOT / "benchmarks" / "support" / "mixed.lua"), url], capture_output=True, text=True, env=env).stdout
-
-    def ms(label):
-        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"p50_ms": ms("50"), "p99_ms": ms("99"), "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, socket.groups())) if socket else 0)}
+    r = parse_wrk(out)
+    r["errors"] += r.pop("socket_errors")
+    return r
 
 
 def worker_rss(server_pid: int) -> dict[int, int]:
