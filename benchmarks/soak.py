@@ -1,6 +1,6 @@
 """Soak: ten minutes at c=32 of mixed /recommend and /similar; errors, memory and latency drift.
 
-    .venv/bin/python benchmarks/soak.py [--minutes 10] [--products 20000] [--clients 20000]
+    .venv/bin/python benchmarks/soak.py [--minutes 10] [--products 5000] [--clients 20000]
 
 The eu service (its ranking stage, 2 workers, bearer tokens on, as in production) answers wrk at
 concurrency 32, 80% /recommend and 20% /similar over known clients and products, in one-minute
@@ -65,7 +65,7 @@ def _descends(pid: int, ancestor: int) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=int, default=10)
-    ap.add_argument("--products", type=int, default=20_000)
+    ap.add_argument("--products", type=int, default=5_000)
     ap.add_argument("--clients", type=int, default=20_000)
     ap.add_argument("--slice", type=int, default=60, help="seconds per measured slice")
     args = ap.parse_args()

@@ -110,10 +110,18 @@ class Recommender:
 
 _settings = get_settings()
 ENGINE: list = []  # the worker's engine, once started (for the document and /readyz)
+DOCUMENT: list = []
 ROUTES = {"/recommend": (RecommendRequest, RecommendResponse), "/similar": (SimilarRequest, SimilarResponse)}
 
 
 def _document() -> dict:
+    """The OpenAPI document, built once the worker's engine (its catalog's maisons) is up."""
+    if not DOCUMENT and ENGINE:
+        DOCUMENT.append(_build_document())
+    return DOCUMENT[0] if DOCUMENT else _build_document()
+
+
+def _build_document() -> dict:
     undocumented = {api.route for api in Recommender.apis.values()} - set(ROUTES)
     if undocumented:  # every route is in the contract, or the service does not describe itself
         raise RuntimeError(f"routes without a contract: {sorted(undocumented)} (add them to ROUTES and contract.ROUTE_ERRORS)")
