@@ -99,3 +99,19 @@ def test_group_metrics_split_warm_and_cold():
     m = group_metrics(ranked, truth, warm, products=4, ks=(1, 2))
     assert m["warm"]["recall@2"] == 0.5 and m["cold"]["recall@1"] == 0.5 and m["all"]["recall@2"] == pytest.approx(2 / 3)
     assert m["all"]["coverage@10"] == 3 / 4 and m["cold"]["coverage@10"] == 2 / 4
+
+
+def test_fallback_popularity_orders_by_the_last_30_days_then_longer_windows():
+    from atelier.models.baselines import fallback_popularity
+
+    cols = {  # 4 products; the store may hold nothing (None) for some
+        "purchases_30d": [2, 2, 0, None],
+        "purchases_90d": [2, 5, 9, None],
+        "purchases_365d": [4, 5, 9, 30],
+        "views_30d": [0, 0, 0, 1],
+    }
+    score = fallback_popularity(cols)
+    # 30 days first (products 0 and 1 tie there, 90 days breaks it), then a quiet month is ordered by 90 and 365 days
+    assert list(np.argsort(-score, kind="stable")) == [1, 0, 2, 3]
+    assert score[3] > 0  # a product that sold only long ago still has an order
+    assert fallback_popularity({"purchases_30d": [0, 0]}).tolist() == [0.0, 0.0]
