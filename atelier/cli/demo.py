@@ -12,6 +12,7 @@ import secrets
 import subprocess
 
 import httpx
+from pydantic import SecretStr
 import typer
 
 from atelier.cli.common import console, out, progress_bar
@@ -66,7 +67,8 @@ def demo(
 
     port = port or free_port()
     token = secrets.token_urlsafe(24)  # the service is never open: the demo gets a token of its own
-    cmd, env = serve_command(s.model_copy(update={"api_tokens": {"demo": token}}), serve_region, port, workers=1)
+    # model_copy does not validate: the token goes in as the SecretStr that settings hold
+    cmd, env = serve_command(s.model_copy(update={"api_tokens": {"demo": SecretStr(token)}}), serve_region, port, workers=1)
     env["ATELIER_API_TOKENS"] = json.dumps({"demo": token})
     auth = {"authorization": f"Bearer {token}"}
     with console.status(f"6/6 {serve_region}: serving on http://localhost:{port}"):
