@@ -7,7 +7,8 @@ import os
 
 import bentoml
 
-from atelier.serving.runtime import BearerAuth
+from atelier.serving import contract
+from atelier.serving.runtime import BearerAuth, JsonOnly
 
 
 @bentoml.service(name="atelier-empty", workers=int(os.environ.get("ATELIER_WORKERS", "2")), traffic={"timeout": 10})
@@ -17,4 +18,7 @@ class Empty:
         return {}
 
 
-Empty.add_asgi_middleware(BearerAuth, tokens={})
+# the recommender's stack as the benchmark serves it (`--insecure-local`: no tokens, loopback only)
+Empty.add_asgi_middleware(contract.ErrorShape, routes=("/recommend",), document_fn=dict, readiness_fn=lambda: {"status": "ready", "online_store": "ok"})
+Empty.add_asgi_middleware(JsonOnly)
+Empty.add_asgi_middleware(BearerAuth, tokens={}, local_only=True)
