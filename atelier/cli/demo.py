@@ -12,8 +12,8 @@ import secrets
 import subprocess
 
 import httpx
-from pydantic import SecretStr
 import typer
+from pydantic import SecretStr
 
 from atelier.cli.common import console, out, progress_bar
 
@@ -37,7 +37,7 @@ def demo(
     from atelier.protect.keys import LocalKeyStore
     from atelier.protect.residency import roster
     from atelier.regions import get_region, region_codes
-    from atelier.serving.bento import build, serve_command, wait_until_ready
+    from atelier.serving.bento import build, wait_until_ready
     from atelier.settings import get_settings
 
     spec = preset(size)  # both checked before any work, not after an hour of it
@@ -67,9 +67,7 @@ def demo(
 
     port = port or free_port()
     token = secrets.token_urlsafe(24)  # the service is never open: the demo gets a token of its own
-    # model_copy does not validate: the token goes in as the SecretStr that settings hold
-    cmd, env = serve_command(s.model_copy(update={"api_tokens": {"demo": SecretStr(token)}}), serve_region, port, workers=1)
-    env["ATELIER_API_TOKENS"] = json.dumps({"demo": token})
+    cmd, env = demo_service(s, serve_region, port, token)
     auth = {"authorization": f"Bearer {token}"}
     with console.status(f"6/6 {serve_region}: serving on http://localhost:{port}"):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -88,3 +86,13 @@ def demo(
     out.print(f"POST {url}/similar {{\"product_id\": \"{answer.json()['items'][0]['product_id']}\", \"k\": 3}}  ->  {similar.status_code}")
     out.print_json(json.dumps(similar.json()))
     console.rule("[bold green]demo complete[/]")
+
+
+def demo_service(settings, region: str, port: int, token: str) -> tuple[list[str], dict]:
+    """The `bentoml serve` command and environment of the demo's service, with its own token."""
+    from atelier.serving.bento import serve_command
+
+    # model_copy does not validate: the token goes in as the SecretStr that settings hold
+    cmd, env = serve_command(settings.model_copy(update={"api_tokens": {"demo": SecretStr(token)}}), region, port, workers=1)
+    env["ATELIER_API_TOKENS"] = json.dumps({"demo": token})
+    return cmd, env

@@ -396,3 +396,12 @@ def test_atelier_serve_stops_its_whole_tree_on_sigterm_and_refuses_a_taken_port(
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_the_demo_serves_its_bento_with_a_token_of_its_own(servers):
+    """`make demo` failed here once: its settings copy held the token as a plain string."""
+    from atelier.cli.demo import demo_service
+
+    cmd, env = demo_service(servers["settings"], "eu", 3999, "demo-secret")
+    assert cmd[1:4] == ["serve", servers["bento"]["bento"], "--port"] and "--host" not in cmd
+    assert json.loads(env["ATELIER_API_TOKENS"]) == {"demo": "demo-secret"} and "ATELIER_INSECURE_LOCAL" not in env
