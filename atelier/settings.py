@@ -111,6 +111,10 @@ class Settings(BaseSettings):
                 "no API tokens: a service without them would answer anyone",
                 fix="set ATELIER_API_TOKENS='{\"app\": \"<token>\"}', or serve on this machine only with --insecure-local",
             )
+        return self.tokens()
+
+    def tokens(self) -> dict[str, str]:
+        """The configured bearer tokens by calling app, unsealed (no policy: see service_tokens)."""
         return {app: token.get_secret_value() for app, token in self.api_tokens.items()}
 
     def redis_for(self, region: str) -> RedisEndpoint:

@@ -142,4 +142,5 @@ def _readiness() -> dict:
 
 Recommender.add_asgi_middleware(contract.ErrorShape, routes=tuple(ROUTES), document_fn=_document, readiness_fn=_readiness)
 Recommender.add_asgi_middleware(JsonOnly)
-Recommender.add_asgi_middleware(BearerAuth, tokens={app: t.get_secret_value() for app, t in _settings.api_tokens.items()}, local_only=_settings.insecure_local)
+# the refusal of an open service is the on_deployment hook's: this file is also imported by `bentoml build`
+Recommender.add_asgi_middleware(BearerAuth, tokens=_settings.tokens(), local_only=_settings.insecure_local)
