@@ -154,7 +154,9 @@ def materialize(
     """
     store = feature_store(settings, region)
     end = end or dt.datetime.now(dt.timezone.utc)
-    all_views = [v for v in store.list_feature_views() if v.online]
+    # in name order: the registry's order follows the last apply, and a rerun after a crash
+    # should retrace the same steps
+    all_views = sorted((v for v in store.list_feature_views() if v.online), key=lambda v: v.name)
     if views:
         unknown = set(views) - {v.name for v in all_views}
         if unknown:
