@@ -25,8 +25,13 @@ def demo(
     port: int = typer.Option(0, help="HTTP port for the served region (0: any free port)."),
 ) -> None:
     """Run data -> features -> training -> serving end to end, then ask the service for a recommendation."""
-    from atelier.data.generate import generate_world
     from atelier.data.world import preset
+    from atelier.regions import get_region, region_codes
+
+    spec = preset(size)  # both checked before any work (and before TensorFlow loads), not after an hour of it
+    serve_region = get_region(serve_region).code
+
+    from atelier.data.generate import generate_world
     from atelier.features import repo
     from atelier.features.online import OnlineFeatures
     from atelier.features.pipeline import compute_features
@@ -36,12 +41,9 @@ def demo(
     from atelier.protect.audit import audit_residency
     from atelier.protect.keys import LocalKeyStore
     from atelier.protect.residency import roster
-    from atelier.regions import get_region, region_codes
     from atelier.serving.bento import build, wait_until_ready
     from atelier.settings import get_settings
 
-    spec = preset(size)  # both checked before any work, not after an hour of it
-    serve_region = get_region(serve_region).code
     s = get_settings()
     console.rule(f"[bold]atelier demo[/]  data home {s.home}  online store {s.online_store}")
     if s.kms == "local":

@@ -46,7 +46,7 @@ def test_schemathesis_finds_nothing_with_every_check_on(servers):
     seed = int(os.environ.get("ATELIER_CONTRACT_SEED") or random.randrange(1, 2**31))
     url = servers["servers"]["apac"].url
     cmd = [str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/docs.json", "--checks", "all", "--mode", "all",
-           "--seed", str(seed), "--max-examples", "30", "--max-time", "60", "--header", f"Authorization: Bearer {TOKEN}",
+           "--seed", str(seed), "--max-examples", "30", "--max-time", "40", "--header", f"Authorization: Bearer {TOKEN}",
            "--no-color", "--request-timeout", "20", "--generation-database", "none"]
     print(f"contract test seed: {seed} (replay: ATELIER_CONTRACT_SEED={seed})")
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent)
