@@ -5,24 +5,23 @@
     GET  /livez /readyz /metrics, and the OpenAPI page at /
 
 The region and the model come from the environment (baked into the bento by `atelier build`).
-Concurrent requests are batched by BentoML's adaptive dispatcher before the stages (feature read,
+Concurrent requests are batched (atelier.serving.batching: those that arrive while a batch runs form the next) before the stages (feature read,
 query tower, retrieval, ranking, filters), which live in atelier.serving and are tested without
 HTTP; /metrics shows the time of each.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 import atelier  # noqa: F401  (TensorFlow's Keras switch, before TensorFlow loads)
 import bentoml
-from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from starlette.responses import JSONResponse
 
 from atelier.regions import country_to_region
 from atelier.serving import contract
+from atelier.serving.batching import Batcher
 from atelier.serving.image import bento_image, resources, service_envs
 from atelier.serving.recommender import Query, RequestError
 from atelier.serving.runtime import BearerAuth, JsonOnly, RecommendRequest, RecommendResponse, SimilarRequest, SimilarResponse, start
@@ -66,15 +65,10 @@ class Recommender:
         threads = int(os.environ.get("ATELIER_SERVING_THREADS", "1"))  # per worker; workers fill the cores
         self.engine = start(get_settings(), Path(self.model.path), REGION, str(self.model.tag), threads=threads)
         ENGINE.append(self.engine)
-        dispatcher = CorkDispatcher(max_latency_in_ms=2000, max_batch_size=64, fallback=lambda: None, get_batch_size=lambda _: 1)
-        self.batched = dispatcher(self._answer_batch)
-        self.arrived = 0
+        self.batched = Batcher(self._answer_batch, max_batch=64, observe=BATCH_SIZE.observe)
 
-    async def _answer_batch(self, queries):
-        # Runs on the event loop: the batch is a few milliseconds of work, and handing it to a
-        # thread costs more (GIL hand-offs with the loop) than it saves.
-        answers = self.engine.recommend(list(queries))
-        BATCH_SIZE.observe(len(queries))
+    def _answer_batch(self, queries: list[Query]):
+        answers = self.engine.recommend(queries)
         timings = answers[0].timings if answers else {}
         for stage in ("features", "tower", "retrieval", "ranking", "filters", "topk"):
             STAGE_SECONDS.labels(stage=stage).observe(timings.get(f"{stage}_ms", 0.0) / 1e3)
@@ -82,19 +76,7 @@ class Recommender:
 
     @bentoml.api(input_spec=RecommendRequest, route="/recommend")
     async def recommend(self, client_id: str, k: int = 10, maison: str | None = None, country: str | None = None, exclude_purchased: bool = True) -> RecommendResponse:
-        query = Query(client_id, k, maison, country, exclude_purchased)
-        self.arrived += 1
-        try:
-            await asyncio.sleep(0)  # let requests that arrived with this one check in
-            if self.arrived == 1:
-                # Alone: nothing to batch with, so answer at once rather than wait for company.
-                answer = (await self._answer_batch([query]))[0]
-            else:
-                answer = await self.batched(query)
-        finally:
-            self.arrived -= 1
-        if answer is None:  # shed by the dispatcher under overload: answer on our own
-            answer = self.engine.recommend([query])[0]
+        answer = await self.batched(Query(client_id, k, maison, country, exclude_purchased))
         if answer.error:
             return JSONResponse(answer.error.body(), status_code=answer.error.status)
         return RecommendResponse(client_id=client_id, region=REGION, model=self.engine.tag, items=answer.items, fallback=answer.fallback)
