@@ -1,6 +1,8 @@
 """The residency audit finds planted violations and passes on a clean platform."""
 
+import dataclasses
 import datetime as dt
+import shutil
 
 import pyarrow as pa
 import pytest
@@ -18,13 +20,30 @@ from atelier.regions import region_codes
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)
 
 
+@pytest.fixture(scope="module")
+def trained(tiny_world, tmp_path_factory):
+    """The tiny world with an eu model, trained once for the module (tests copy it, then plant)."""
+    from atelier.settings import Settings
+
+    template = tmp_path_factory.mktemp("audit") / "home"
+    shutil.copytree(tiny_world, template)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATELIER_HOME", str(template))
+        s = Settings(home=template)
+        repo.apply(s, "eu")
+        run = train_region(s, "eu", TrainConfig(epochs=1, embedding_dim=8, batch_size=64, eval_weeks=8))
+    return template, run
+
+
 @pytest.fixture
-def clean(redis_settings):
+def clean(redis_settings, home, trained):
+    template, run = trained
+    shutil.rmtree(home)
+    shutil.copytree(template, home)
     for r in region_codes():
         repo.apply(redis_settings, r)
         repo.materialize(redis_settings, r, end=NOW)
-    run = train_region(redis_settings, "eu", TrainConfig(epochs=1, embedding_dim=8, batch_size=64, eval_weeks=8))
-    return redis_settings, run
+    return redis_settings, dataclasses.replace(run, run_dir=home / run.run_dir.relative_to(template))
 
 
 def test_clean_platform_passes(clean):
