@@ -5,9 +5,9 @@
     GET  /livez /readyz /metrics, and the OpenAPI page at /
 
 The region and the model come from the environment (baked into the bento by `atelier build`).
-Concurrent requests are batched (atelier.serving.batching: those that arrive while a batch runs form the next) before the stages (feature read,
-query tower, retrieval, ranking, filters), which live in atelier.serving and are tested without
-HTTP; /metrics shows the time of each.
+Concurrent requests are batched (atelier.serving.batching: those that arrive while a batch runs
+form the next) before the stages (feature read, query tower, retrieval, ranking, filters), which
+live in atelier.serving and are tested without HTTP; /metrics shows the time of each.
 """
 
 from __future__ import annotations
