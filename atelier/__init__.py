@@ -1,7 +1,8 @@
 """atelier: one feature store and model-serving base for every maison of the group.
 
 Data flows one way: data (`atelier.data`) -> features (`feature_repo/`, `atelier.features`)
--> training and export (`models/`) -> serving (`bentos/`). Each region runs the same code on its
+-> training and export (`atelier/models/`, a folder per model kind) -> serving (`atelier/bentos/`).
+Each region runs the same code on its
 own clients only.
 """
 

@@ -33,8 +33,8 @@ def main() -> None:
 
     spec = {"clients": args.clients, "products": 5000, "events_per_client": 8.0, "chunk_clients": 100_000}
     home, fresh = bench_home("feature_store", spec)
-    from atelier.features import repo
     from atelier.features import redis_codec as rc
+    from atelier.features import repo
     from atelier.features.engine import latest_rows
     from atelier.features.online import OnlineFeatures, feature_refs
     from atelier.local_redis import LocalRedis

@@ -46,9 +46,9 @@ def main() -> None:
     from atelier.data.transactions import import_transactions
     from atelier.features import repo
     from atelier.features.pipeline import compute_features
-    from atelier.models import compare
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend import compare
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.protect.keys import LocalKeyStore
     from atelier.regions import region_codes
     from atelier.settings import Settings
@@ -73,7 +73,7 @@ def main() -> None:
 
 def render(region: str, test: dict, served: str, windows: dict) -> tuple[list[str], dict]:
     """The test table and the goals table, from `train_region`'s test metrics."""
-    from atelier.models import compare
+    from atelier.models.recommend import compare
 
     rows = []
     for name, res in test.items():

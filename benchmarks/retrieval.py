@@ -22,8 +22,8 @@ from common import Timer, bench_home, log, make_world, mark_ready, save, table
 
 def trained_catalog(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(candidate vectors, query vectors) of an eu model trained on a world with n products."""
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.settings import Settings
 
     spec = {"clients": 30_000, "products": n, "events_per_client": 12.0, "chunk_clients": 50_000}
@@ -46,7 +46,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     import faiss
 
-    from atelier.models.index import AnnIndex, ExactIndex, queries_per_second, recall_at_k
+    from atelier.models.recommend.index import AnnIndex, ExactIndex, queries_per_second, recall_at_k
 
     rows, results = [], {}
     for n in [int(x) for x in args.sizes.split(",")]:

@@ -39,7 +39,7 @@ def _model_of_this_code(settings) -> bool:
     """Whether the world's eu model was exported by the code being measured (the world is reused)."""
     import bentoml
 
-    from atelier.models.export import code_version
+    from atelier.models.store import code_version
     from atelier.serving.bento import latest_model
 
     try:
@@ -63,8 +63,8 @@ def main() -> None:
     home, fresh = bench_home("serving", spec)
     from atelier.features import repo
     from atelier.local_redis import LocalRedis, free_port
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.serving.bento import latest_model, wait_until_ready
     from atelier.serving.recommender import Query
     from atelier.serving.runtime import start
@@ -89,7 +89,7 @@ def main() -> None:
         repo.materialize(s, "eu", incremental=False, views=["client_profile", "client_attributes", "client_activity", "product_popularity"])
 
         # the in-process floor
-        from atelier.models.export import use_bentoml_home
+        from atelier.models.store import use_bentoml_home
 
         use_bentoml_home(s)
         import bentoml

@@ -77,8 +77,8 @@ def main() -> None:
     home, fresh = bench_home("soak", spec)
     from atelier.features import repo
     from atelier.local_redis import LocalRedis, free_port
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.protect.residency import roster
     from atelier.serving.bento import wait_until_ready
     from atelier.settings import Settings

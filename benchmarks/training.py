@@ -26,8 +26,8 @@ def main() -> None:
     logging.disable(logging.WARNING)
     spec = {"clients": args.clients, "products": args.products, "events_per_client": 40.0, "chunk_clients": 50_000}
     home, fresh = bench_home("training", spec)
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.regions import region_codes
     from atelier.settings import Settings
 

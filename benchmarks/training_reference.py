@@ -22,7 +22,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-
 from common import RESULTS, bench_home, log, save, table
 
 
@@ -35,9 +34,9 @@ def main() -> None:
         raise SystemExit("the training benchmark's world is missing: run benchmarks/training.py first")
     from atelier.data import events as E
     from atelier.data.world import MAISONS, WorldSpec, make_catalog, make_clients
-    from atelier.models import dataset as ds
-    from atelier.models.evaluate import retrieval_metrics, top_k
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend import dataset as ds
+    from atelier.models.recommend.evaluate import retrieval_metrics, top_k
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.settings import Settings
 
     world = WorldSpec(**spec)

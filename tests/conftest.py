@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from worlds import FAST, MODEL_WORLD, make_world
 
 from atelier.regions import region_codes
-from worlds import FAST, MODEL_WORLD, make_world
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +44,8 @@ def settings(home: Path):
 def model_world(tmp_path_factory):
     """Three regions with features applied; eu trained (3 epochs) and exported. Read-only for tests."""
     from atelier.features import repo
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.settings import Settings
 
     home = tmp_path_factory.mktemp("model-world")

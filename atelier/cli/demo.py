@@ -36,8 +36,8 @@ def demo(
     from atelier.features.online import OnlineFeatures
     from atelier.features.pipeline import compute_features
     from atelier.local_redis import free_port
-    from atelier.models.train import summary, train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend.train import summary, train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.protect.audit import audit_residency
     from atelier.protect.keys import LocalKeyStore
     from atelier.protect.residency import roster

@@ -139,7 +139,7 @@ def _online(settings: Settings, region: str, report: Report) -> None:
 
 
 def _artifacts(settings: Settings, region: str, report: Report) -> None:
-    from atelier.models.export import use_bentoml_home
+    from atelier.models.store import use_bentoml_home
 
     use_bentoml_home(settings)
     import bentoml

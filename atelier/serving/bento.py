@@ -23,12 +23,13 @@ from packaging.requirements import Requirement
 
 import atelier
 from atelier.errors import AtelierError
-from atelier.models.export import model_name, use_bentoml_home
+from atelier.models.recommend.export import model_name
+from atelier.models.store import use_bentoml_home
 from atelier.regions import get_region
 from atelier.settings import Settings
 
 REPO = Path(atelier.__file__).resolve().parents[1]
-SERVICE = REPO / "bentos" / "service.py"
+SERVICE = REPO / "atelier" / "bentos" / "service.py"
 
 
 def bento_name(region: str, gpu: bool) -> str:

@@ -8,7 +8,7 @@ with BentoML's adaptive dispatcher) and answers each:
    trip to the region's online store;
 3. embed the clients that have features with the exported SavedModel, in one call;
 4. retrieval: the two-tower's nearest products (one index call for the batch) and, when the
-   model has a ranking stage, the co-purchase and popularity candidates (`atelier.models.ranking`);
+   model has a ranking stage, the co-purchase and popularity candidates (`atelier.models.recommend.ranking`);
 5. ranking: the exported ranking model orders each client's candidates, from features built by
    the same functions as in training;
 6. filters: what the client bought and what the maison/country filters exclude are left out; a
@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 from atelier.features.online import OnlineFeatures
-from atelier.models.export import LoadedModel
-from atelier.models import ranking
-from atelier.models.baselines import fallback_popularity
-from atelier.models.inputs import to_inputs
+from atelier.models.recommend import ranking
+from atelier.models.recommend.baselines import fallback_popularity
+from atelier.models.recommend.export import LoadedModel
+from atelier.models.recommend.inputs import to_inputs
 from atelier.regions import country_to_region, get_region
 
 log = logging.getLogger(__name__)

@@ -10,20 +10,19 @@ import hmac
 import json
 import logging
 from pathlib import Path
+from typing import Annotated
 
 from _bentoml_sdk.io_models import IODescriptor
 from feast.permissions.user import User
-from typing import Annotated
-
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from atelier.errors import AtelierError
 from atelier.features.definitions import SERVING
 from atelier.features.online import OnlineFeatures
 from atelier.features.repo import feature_store
-from atelier.models.export import LoadedModel
-from atelier.models.baselines import FALLBACK_POPULARITY
-from atelier.models.ranking import POPULARITY
+from atelier.models.recommend.baselines import FALLBACK_POPULARITY
+from atelier.models.recommend.export import LoadedModel
+from atelier.models.recommend.ranking import POPULARITY
 from atelier.serving.recommender import PURCHASED, Recommender
 from atelier.settings import Settings
 

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atelier.models import baselines as bl
-from atelier.models.evaluate import group_metrics
+from atelier.models.recommend import baselines as bl
+from atelier.models.recommend.evaluate import group_metrics
 
 CUTOFF = pd.Timestamp("2026-03-01", tz="UTC")
 
@@ -102,7 +102,7 @@ def test_group_metrics_split_warm_and_cold():
 
 
 def test_fallback_popularity_orders_by_the_last_30_days_then_longer_windows():
-    from atelier.models.baselines import fallback_popularity
+    from atelier.models.recommend.baselines import fallback_popularity
 
     cols = {  # 4 products; the store may hold nothing (None) for some
         "purchases_30d": [2, 2, 0, None],

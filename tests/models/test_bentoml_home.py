@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from atelier.models.export import use_bentoml_home
+from atelier.models.store import use_bentoml_home
 from atelier.settings import Settings
 
 

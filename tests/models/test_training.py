@@ -4,9 +4,10 @@ import re
 
 import numpy as np
 
-from atelier.models.evaluate import top_k
-from atelier.models.export import LoadedModel, use_bentoml_home
-from atelier.models.two_tower import embed
+from atelier.models.recommend.evaluate import top_k
+from atelier.models.recommend.export import LoadedModel
+from atelier.models.recommend.two_tower import embed
+from atelier.models.store import use_bentoml_home
 from atelier.protect.residency import roster
 from atelier.settings import Settings
 
@@ -90,8 +91,8 @@ def test_training_on_imported_data_uses_its_extra_attributes(settings, tmp_path)
     from atelier.data.world import WorldSpec
     from atelier.features import repo
     from atelier.features.pipeline import compute_features
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
 
     w = world_tables(WorldSpec(clients=400, products=64, events_per_client=30))
     n = w["clients"].num_rows
@@ -122,9 +123,9 @@ def test_model_selection_never_reads_the_test_weeks(settings):
 
     from atelier.features import repo
     from atelier.features.pipeline import compute_features
-    from atelier.models import dataset as ds
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend import dataset as ds
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.protect.keys import key_store
     from atelier.protect.parquet import read_dataset, write_dataset
 

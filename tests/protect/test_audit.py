@@ -9,8 +9,8 @@ import pytest
 
 from atelier.features import repo
 from atelier.features.online import stock_key
-from atelier.models.train import train_region
-from atelier.models.two_tower import TrainConfig
+from atelier.models.recommend.train import train_region
+from atelier.models.recommend.two_tower import TrainConfig
 from atelier.protect.audit import audit_residency
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset, write_dataset
@@ -107,7 +107,7 @@ def _model_dir(settings, run):
 
     import bentoml
 
-    from atelier.models.export import use_bentoml_home
+    from atelier.models.store import use_bentoml_home
 
     use_bentoml_home(settings)
     return Path(bentoml.models.get(run.metrics["bentoml_tag"]).path)

@@ -43,8 +43,8 @@ def served_world(model_world):
     """The model world with a model for every region (us and apac trained quickly)."""
     from worlds import FAST
 
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.settings import Settings
 
     home, _ = model_world

@@ -201,7 +201,7 @@ def test_concurrent_requests_are_batched(servers):
 
 
 def test_bento_builds_with_and_without_gpu(servers, tmp_path):
-    from atelier.models.export import model_name
+    from atelier.models.recommend.export import model_name
     from atelier.serving.bento import build
     from atelier.settings import Settings
 
@@ -289,8 +289,9 @@ def test_training_and_serving_agree_on_what_to_recommend(servers):
 
     import numpy as np
 
-    from atelier.models import ranking
-    from atelier.models.export import LoadedModel, use_bentoml_home
+    from atelier.models.recommend import ranking
+    from atelier.models.recommend.export import LoadedModel
+    from atelier.models.store import use_bentoml_home
     from atelier.serving.recommender import RANKING_INPUTS
 
     settings = servers["settings"]
@@ -312,7 +313,7 @@ def test_training_and_serving_agree_on_what_to_recommend(servers):
     assert all(found)
     clients = ranking.Clients.from_features({n: cols[n] for n in RANKING_INPUTS}, index, time.time())
     bought = [np.array(sorted(index[p] for p in (b or []) if p in index), np.int64) for b in cols["purchased_products"]]
-    from atelier.models.inputs import to_inputs
+    from atelier.models.recommend.inputs import to_inputs
 
     vectors = model.embed(to_inputs(cols, model.query_specs, "client_id", sample, as_of=time.time()))
     fetch = ranking.FROM_TOWER + max(len(b) for b in bought)

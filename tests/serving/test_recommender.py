@@ -10,7 +10,7 @@ from feast.permissions.user import User
 from atelier.errors import AtelierError
 from atelier.features import repo
 from atelier.features.online import OnlineFeatures
-from atelier.models.export import use_bentoml_home
+from atelier.models.store import use_bentoml_home
 from atelier.serving.recommender import PURCHASED, Query
 from atelier.serving.runtime import start
 from atelier.settings import Settings
@@ -136,8 +136,8 @@ def test_plain_ids_and_country_names_work_end_to_end(settings, tmp_path):
     from atelier.data.importer import import_files
     from atelier.data.world import WorldSpec
     from atelier.features.pipeline import compute_features
-    from atelier.models.train import train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.protect.residency import roster
 
     w = world_tables(WorldSpec(clients=600, products=60, events_per_client=30))

@@ -15,7 +15,7 @@ import math
 import tensorflow as tf
 import tf_keras as keras
 
-from atelier.models.inputs import BAG, CATEGORICAL, NUMERIC, TIMESTAMP, FeatureSpec
+from atelier.models.recommend.inputs import BAG, CATEGORICAL, NUMERIC, TIMESTAMP, FeatureSpec
 
 
 def _embedding_dim(vocabulary_size: int, cap: int) -> int:

@@ -16,11 +16,6 @@ Saved with `bentoml.models.create` (the `bentoml.tensorflow` module is deprecate
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,47 +25,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-import atelier
-from atelier import crash
-from atelier.io import leftovers, write_bytes_atomic
-from atelier.models.index import AnnIndex, ExactIndex
-from atelier.models.inputs import BAG, BAG_LENGTH, CATEGORICAL, NUMERIC, FeatureSpec
-from atelier.models.towers import Tower
+from atelier.models.recommend.index import AnnIndex, ExactIndex
+from atelier.models.recommend.inputs import BAG, BAG_LENGTH, CATEGORICAL, NUMERIC, FeatureSpec
+from atelier.models.recommend.towers import Tower
+from atelier.models.store import code_version, save_model
 
 _DTYPES = {CATEGORICAL: tf.string, NUMERIC: tf.float32}
 
 
 def model_name(region: str) -> str:
     return f"atelier-retrieval-{region}"
-
-
-# BentoML's providers that remember the home: its store folders and the stores opened on them.
-_HOME_PROVIDERS = ("bentoml_home", "result_store_file", "tmp_bento_store_dir", "bento_store_dir", "model_store_dir",
-                   "env_store_dir", "bento_store", "tmp_bento_store", "model_store")
-
-
-def use_bentoml_home(settings) -> None:
-    """Point BentoML's model and bento stores at the data home's.
-
-    BentoML reads BENTOML_HOME once, the first time a store is used, and keeps it for the life of
-    the process (simple_di singletons). A process that works on two data homes (the tests, a
-    benchmark) would otherwise export a model into the first home and look it up there, while a
-    `bentoml` subprocess given the second home cannot find it. So when the home changes, those
-    cached providers are cleared: a private API, used here alone and pinned by a test
-    (tests/models/test_bentoml_home.py).
-    """
-    home = str(settings.paths.bentoml_home)
-    os.environ["BENTOML_HOME"] = home
-    containers = sys.modules.get("bentoml._internal.configuration.containers")
-    if containers is None:
-        return  # not imported yet: BentoML will read the variable
-    import simple_di
-
-    container = containers.BentoMLContainer
-    if container.bentoml_home.get() == home:
-        return
-    for name in _HOME_PROVIDERS:
-        getattr(container, name)._cache = simple_di.sentinel
 
 
 class TowerModule(tf.Module):
@@ -90,14 +54,6 @@ class TowerModule(tf.Module):
         self.embed = tf.function(lambda inputs: {"embedding": self.tower(inputs)}, input_signature=[signature])
 
 
-def code_version() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
-    except OSError:
-        sha = ""
-    return f"{atelier.__version__}+{sha}" if sha else atelier.__version__
-
-
 def export(
     workdir: Path,
     *,
@@ -113,7 +69,6 @@ def export(
     serve: str = "two-tower",
 ) -> str:
     """Write the artifacts, then copy them into a new BentoML model. Returns the model tag."""
-    import bentoml
 
     workdir.mkdir(parents=True, exist_ok=True)
     query_specs, candidate_specs = query.specs, candidate.specs
@@ -125,7 +80,7 @@ def export(
     np.save(workdir / "popularity.npy", popularity.astype(np.float64))
     pq.write_table(pa.Table.from_pandas(products[["product_id", "maison", "category", "countries"]], preserve_index=False), workdir / "products.parquet")
     if ranking_stage is not None:
-        from atelier.models import ranking
+        from atelier.models.recommend import ranking
 
         ranking.save_stage(*ranking_stage, workdir / "ranking")
     description = {
@@ -148,46 +103,9 @@ def export(
         "index": info["index"],
         "code_version": code_version(),
     }
-    from bentoml._internal.models import ModelStore
-
-    store = _store_path()
-    for left in leftovers(store.parent, ".models-staging-"):  # a crashed export's, never part of the store
-        shutil.rmtree(left, ignore_errors=True)
-    staging = store.parent / f".models-staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     labels = {"region": region, "task": "retrieval", "framework": "tensorflow-recommenders"}
-    with bentoml.models.create(model_name(region), labels=labels, metadata=metadata, _model_store=ModelStore(str(staging))) as model:
-        for item in workdir.iterdir():
-            if item.name == "training_set":
-                continue  # client-level training data stays in the run directory, never in a model
-            dest = Path(model.path) / item.name
-            shutil.copytree(item, dest) if item.is_dir() else shutil.copy2(item, dest)
-            crash.point("export.copy")
-    publish(staging, store, model.tag.name, model.tag.version)
-    return str(model.tag)
-
-
-def _store_path() -> Path:
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    return Path(BentoMLContainer.model_store_dir.get())
-
-
-def publish(staging: Path, store: Path, name: str, version: str) -> None:
-    """Move a complete model from a staging store into the real one, then point `latest` at it.
-
-    BentoML's own save copies the files into the store in place and rewrites `latest` by
-    truncating it: a kill half-way leaves a model without its model.yaml (which breaks
-    `bentoml models list`) or an empty `latest` (which breaks every `:latest`). Here the version
-    folder arrives with one rename, and `latest` is replaced atomically after it, so a crash
-    leaves the store as it was, or with the new model complete (and `latest` on the old one, which
-    is still a whole model).
-    """
-    target = store / name / version
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging / name / version, target)
-    crash.point("export.published")
-    write_bytes_atomic(store / name / "latest", version.encode())
-    shutil.rmtree(staging, ignore_errors=True)
+    # client-level training data stays in the run directory, never in a model
+    return save_model(workdir, model_name(region), labels=labels, metadata=metadata, skip=("training_set",))
 
 
 @dataclass
@@ -257,6 +175,6 @@ def call_tower(signature, inputs: dict[str, np.ndarray], device: str = "/CPU:0")
 def _load_ranking(path: Path):
     if not path.exists():
         return None
-    from atelier.models import ranking
+    from atelier.models.recommend import ranking
 
     return ranking.load_stage(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atelier.models import baselines as bl
+from atelier.models.recommend import baselines as bl
 
 NEIGHBOURS = 200
 HISTORY = 100  # a client's last purchases, as the online store keeps them (client_activity.purchased_products)

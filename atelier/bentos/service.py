@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import atelier  # noqa: F401  (TensorFlow's Keras switch, before TensorFlow loads)
 import bentoml
 from starlette.responses import JSONResponse
 
+import atelier  # noqa: F401  (TensorFlow's Keras switch, before TensorFlow loads)
 from atelier.regions import country_to_region
 from atelier.serving import contract
 from atelier.serving.batching import Batcher

@@ -23,9 +23,9 @@ import tensorflow_recommenders as tfrs
 import tf_keras as keras
 from pydantic import BaseModel, Field
 
-from atelier.models.dataset import RegionData
-from atelier.models.inputs import fit_specs
-from atelier.models.towers import Tower
+from atelier.models.recommend.dataset import RegionData
+from atelier.models.recommend.inputs import fit_specs
+from atelier.models.recommend.towers import Tower
 
 
 class TrainConfig(BaseModel):

@@ -30,7 +30,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from atelier.models.copurchase import CoPurchase
+from atelier.models.recommend.copurchase import CoPurchase
 
 FEATURES = (
     "copurchase", "copurchase_recent", "copurchase_last", "similar", "similar_last",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +21,15 @@ import pyarrow as pa
 from feast.permissions.user import User
 
 from atelier.io import write_json_atomic
-from atelier.models import dataset as ds
-from atelier.models import compare, ranking
-from atelier.models.evaluate import top_k
-from atelier.models.export import export, use_bentoml_home
-from atelier.models.index import AnnIndex, ExactIndex
 from atelier.models.plots import loss_plot, recall_plot
-from atelier.models.two_tower import TrainConfig, embed, fit
+from atelier.models.progress import Steps
+from atelier.models.recommend import compare, ranking
+from atelier.models.recommend import dataset as ds
+from atelier.models.recommend.evaluate import top_k
+from atelier.models.recommend.export import export
+from atelier.models.recommend.index import AnnIndex, ExactIndex
+from atelier.models.recommend.two_tower import TrainConfig, embed, fit
+from atelier.models.store import use_bentoml_home
 from atelier.protect.residency import assert_region_clients
 from atelier.regions import get_region
 from atelier.settings import Settings
@@ -43,16 +44,6 @@ class RunResult:
     model: object = None  # the in-memory TwoTower, for callers that compare it with the export
     data: object = None
     catalog: dict | None = None  # the candidate-tower inputs the export embedded (as of the last day)
-
-
-class Steps:
-    """Named progress: the CLI shows a bar per step; tests pass nothing."""
-
-    def __init__(self, report: Callable[[str, int | None], Callable[[int], None]] | None = None):
-        self.report = report
-
-    def step(self, name: str, total: int | None = None) -> Callable[[int], None]:
-        return self.report(name, total) if self.report else (lambda n=1: None)
 
 
 def train_region(

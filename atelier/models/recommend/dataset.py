@@ -25,8 +25,8 @@ from feast.permissions.user import User
 
 from atelier.errors import AtelierError
 from atelier.features import repo
-from atelier.models import baselines as bl
-from atelier.models.inputs import FeatureSpec, specs_from_service, to_inputs
+from atelier.models.recommend import baselines as bl
+from atelier.models.recommend.inputs import FeatureSpec, specs_from_service, to_inputs
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset, write_dataset
 from atelier.protect.residency import assert_region_clients
@@ -259,7 +259,7 @@ class RankingWindow:
 
     def warm_only(self) -> tuple[object, list[np.ndarray], list[np.ndarray]]:
         """(clients, truth, bought before) of the warm clients: what the ranker learns from."""
-        from atelier.models import ranking
+        from atelier.models.recommend import ranking
 
         keep = np.flatnonzero(self.warm)
         c = self.clients
@@ -273,8 +273,8 @@ def ranking_window(
 ) -> RankingWindow:
     """The ranking stage's inputs as of `start` (features from the store, co-purchase fitted on the
     purchases before `start`) for the clients who bought in [start, end), or for `client_ids`."""
-    from atelier.models import ranking
-    from atelier.models.copurchase import CoPurchase
+    from atelier.models.recommend import ranking
+    from atelier.models.recommend.copurchase import CoPurchase
 
     purchases = data.purchases
     history = bl.History.before(purchases, start, len(data.products))

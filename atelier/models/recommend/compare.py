@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from atelier.models import baselines as bl
-from atelier.models.dataset import RegionData
-from atelier.models.evaluate import group_metrics, top_k
+from atelier.models.recommend import baselines as bl
+from atelier.models.recommend.dataset import RegionData
+from atelier.models.recommend.evaluate import group_metrics, top_k
 
 LAMBDAS = (10.0, 50.0, 200.0, 500.0, 1000.0, 3000.0)
 SELECT_ON = "recall@10"  # the figure choices are made on (all clients of the validation window)

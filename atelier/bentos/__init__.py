@@ -1,0 +1,1 @@
+"""Thin BentoML services, one per region from the same code."""

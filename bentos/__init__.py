@@ -1,1 +1,0 @@
-"""Thin BentoML services, one per region from the same code (importable as atelier.bentos)."""
