@@ -2,8 +2,7 @@
 
 Data flows one way: data (`atelier.data`) -> features (`feature_repo/`, `atelier.features`)
 -> training and export (`atelier/models/`, a folder per model kind) -> serving (`atelier/bentos/`).
-Each region runs the same code on its
-own clients only.
+Each region runs the same code on its own clients only.
 """
 
 import os

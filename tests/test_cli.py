@@ -35,6 +35,14 @@ def test_unknown_region_and_size(tmp_path):
         assert not (tmp_path / "demo" / "lake").exists() and not (tmp_path / "demo" / "keys").exists()
 
 
+def test_unknown_model_kind_is_refused_before_any_work(tmp_path):
+    r = run(["train", "assortments", "-r", "eu"], tmp_path)
+    assert r.returncode == 1 and "unknown model kind 'assortments'" in r.stderr and "recommend, forecast, all" in r.stderr
+    r = run(["train", "forecast", "-r", "eu", "--horizon", "13"], tmp_path)
+    assert r.returncode == 1 and "--horizon 13 is out of range" in r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_build_and_serve_before_training_say_what_to_run(tmp_path):
     r = run(["build", "--region", "eu"], tmp_path)
     assert r.returncode == 1 and "no trained model for region 'eu'" in r.stderr and "atelier train --region eu" in r.stderr
@@ -54,16 +62,20 @@ def test_data_to_online_features_from_the_command_line(tmp_path):
 
 
 def test_train_no_export_trains_and_reports_but_exports_nothing(tmp_path):
-    """`--no-export` used to be accepted and ignored: the model went to the store all the same."""
+    """`--no-export` used to be accepted and ignored: the model went to the store all the same.
+
+    A plain `atelier train` trains every kind: the recommender and the forecast both report, neither exports."""
     for args in (["keys", "init"], ["data", "generate", "--size", "tiny", "--clients", "300"], ["features", "compute", "-r", "us"], ["features", "apply", "-r", "us"]):
         r = run(args, tmp_path)
         assert r.returncode == 0, (args, r.stdout, r.stderr)
-    r = run(["train", "-r", "us", "--epochs", "1", "--embedding-dim", "8", "--eval-weeks", "8", "--no-export"], tmp_path)
+    r = run(["train", "-r", "us", "--epochs", "1", "--embedding-dim", "8", "--eval-weeks", "8", "--no-export",
+             "--forecast-epochs", "1", "--origins", "1"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "(served)" in r.stdout and "ranked" in r.stdout and "EASE" in r.stdout and "model atelier-retrieval" not in r.stdout
+    assert "forecast backtest" in r.stdout and "lightgbm" in r.stdout and "seasonal naive" in r.stdout
     store = tmp_path / "bentoml" / "models"
     assert not store.exists() or not any(store.rglob("model.json"))
     runs = list((tmp_path / "runs" / "us").glob("*/metrics.json"))
-    assert len(runs) == 1 and "bentoml_tag" not in runs[0].read_text()
+    assert len(runs) == 2 and not any("bentoml_tag" in r.read_text() for r in runs)  # the recommender's run and the forecast's
     assert "Traceback" not in r.stderr and "WARNING" not in r.stderr  # quiet: library logs went to the log file
     assert (tmp_path / "logs" / "atelier.log").stat().st_size > 0

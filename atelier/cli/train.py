@@ -1,4 +1,7 @@
-"""`atelier train`: a two-tower retrieval model per region, evaluated against most-popular."""
+"""`atelier train [recommend|forecast|all] -r R`: each model kind per region, beside its baselines.
+
+A plain `atelier train -r R` trains every kind.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from atelier.cli.common import console, out, regions_of
 
+KINDS = ("recommend", "forecast", "all")
+
 
 def train(
+    kind: str = typer.Argument("all", help="Which model kind: recommend, forecast, or all.", show_default=True),
     region: str = typer.Option(..., "--region", "-r", help="Region to train (its clients only), or 'all'."),
     epochs: int = typer.Option(6, help="Most passes over the training examples (stops early when validation recall stops rising)."),
     batch_size: int = typer.Option(1024, help="Examples per batch (also the number of in-batch negatives)."),
@@ -24,10 +30,21 @@ def train(
     max_examples: int | None = typer.Option(None, help="Sample at most this many training examples."),
     seed: int = typer.Option(7, help="Random seed."),
     export: bool = typer.Option(True, help="Save the model to the BentoML model store."),
+    horizon: int = typer.Option(12, help="Forecast: weeks ahead (1..12).", rich_help_panel="forecast"),
+    origins: int = typer.Option(4, help="Forecast: test origins of the rolling backtest.", rich_help_panel="forecast"),
+    step_weeks: int = typer.Option(3, "--step", help="Forecast: weeks between test origins.", rich_help_panel="forecast"),
+    forecast_epochs: int = typer.Option(20, help="Forecast: most passes over the examples (the best on validation is kept).", rich_help_panel="forecast"),
 ) -> None:
     """Train on the region's point-in-time features; write metrics, plots and the model."""
-    from atelier.models.train import Steps, summary, train_region
-    from atelier.models.two_tower import TrainConfig
+    from atelier.errors import AtelierError
+
+    if kind not in KINDS:
+        raise AtelierError(f"unknown model kind {kind!r}", fix=f"use one of: {', '.join(KINDS)}")
+    if not 1 <= horizon <= 12:
+        raise AtelierError(f"--horizon {horizon} is out of range", fix="use 1 to 12 weeks")
+    from atelier.models.progress import Steps
+    from atelier.models.recommend.train import summary, train_region
+    from atelier.models.recommend.two_tower import TrainConfig
     from atelier.settings import get_settings
 
     config = TrainConfig(
@@ -46,7 +63,19 @@ def train(
                 tasks[name] = p.add_task(f"{r}: {name}", total=total)
                 return lambda n=1: p.advance(tasks[name], n)
 
-            result = train_region(s, r, config, steps=Steps(step), export_model=export)
+            if kind in ("recommend", "all"):
+                result = train_region(s, r, config, steps=Steps(step), export_model=export)
+            if kind in ("forecast", "all"):
+                from atelier.models.forecast.backtest import ForecastConfig
+                from atelier.models.forecast.train import train_forecast
+
+                forecast = train_forecast(s, r, ForecastConfig(horizon=horizon, origins=origins, step=step_weeks, epochs=forecast_epochs, seed=seed),
+                                          steps=Steps(step), export_model=export)
             for t in tasks.values():
                 p.update(t, completed=p.tasks[t].total or 1, total=p.tasks[t].total or 1)
-        out.print(summary(result))
+        if kind in ("recommend", "all"):
+            out.print(summary(result))
+        if kind in ("forecast", "all"):
+            from atelier.models.forecast.train import summary as forecast_summary
+
+            out.print(forecast_summary(forecast))

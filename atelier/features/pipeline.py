@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from atelier.features import series
 from atelier.io import staged_dir
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import DatasetWriter, open_dataset, read_dataset
@@ -114,7 +115,8 @@ def _as_of_last(key: np.ndarray, day: np.ndarray, value: np.ndarray, at_key: np.
 
 
 def _events_frame(table: pa.Table, products: pd.DataFrame) -> pd.DataFrame:
-    df = table.select(["client_id", "product_id", "event_type", "event_timestamp", "amount"]).to_pandas()
+    optional = [c for c in ("quantity", "country", "store_id") if c in table.column_names]
+    df = table.select(["client_id", "product_id", "event_type", "event_timestamp", "amount", *optional]).to_pandas()
     ts = df["event_timestamp"].astype("int64") // 10**6  # us -> s
     df["ts"] = ts
     df["day"] = ts // DAY
@@ -212,11 +214,13 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
 
     maisons = sorted(set(products["maison"].unique()) | set(engagement_maisons(settings)))
     events = open_dataset(settings.paths.client_table("events", region), keys)
+    client_country = read_dataset(settings.paths.client_table("clients", region), keys, columns=["client_id", "country"]).to_pandas()
+    client_country = client_country.set_index("client_id")["country"]
     counts: dict[str, int] = {}
     with staged_dir(settings.paths.features(region)) as stage:
         activity = DatasetWriter(stage / "client_activity", keys)
         engagement = {m: DatasetWriter(stage / "maison_engagement" / m, keys) for m in maisons}
-        daily_parts = []
+        daily_parts, sales_parts, clientele_parts = [], [], []
         # Parts of the events table are client-complete (see atelier.data.lake), so each is
         # processed on its own and memory stays bounded by the largest part.
         for fragment in events.get_fragments():
@@ -237,6 +241,9 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
                 .agg(n=("ts", "size"), amount=("amount", "sum"))
                 .reset_index()
             )
+            lines = series.sales_lines(df, client_country)
+            sales_parts.append(series.weekly_sales(lines))
+            clientele_parts.append(series.weekly_clientele(lines))
             progress(table.num_rows)
         activity.commit(_activity_schema())
         for w in engagement.values():
@@ -254,6 +261,17 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
             popularity_writer.write(popularity)
         popularity_writer.commit(_popularity_schema())
         counts["product_popularity"] = popularity.num_rows
+        # The weekly series of the forecast and assortment models (atelier.features.series).
+        for name, parts, by, schema in (
+            ("sales_weekly", sales_parts, ["level", "location", "product_id", "week"], series.SALES_WEEKLY),
+            ("location_weekly", clientele_parts, ["level", "location", "week"], series.LOCATION_WEEKLY),
+        ):
+            table = series.to_table(series.combine(parts, by), schema)
+            writer = DatasetWriter(stage / name, keys)
+            if table.num_rows:
+                writer.write(table)
+            writer.commit(schema)
+            counts[name] = table.num_rows
     return counts
 
 

@@ -1,4 +1,4 @@
-"""Training plots: loss per epoch, and recall@10 of the model beside every baseline, per client group."""
+"""Training plots of every model kind: loss per epoch, recall beside the baselines, forecasts with their bands, error per horizon."""
 
 from __future__ import annotations
 
@@ -32,6 +32,41 @@ def recall_plot(results: dict[str, dict], path: Path, title: str, metric: str = 
     ax.set_xticks(range(len(groups)), [f"{g} clients" for g in groups])
     ax.set(ylabel=metric, title=title)
     ax.legend(fontsize=7, ncols=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def forecast_plot(weeks, series: list[dict], path: Path, title: str) -> None:
+    """Actual weekly units beside P50 with its P10-P90 band, one panel per series.
+
+    `series`: [{"name", "actual" (len(weeks)), "origin" (index into weeks), "p10", "p50", "p90" (from the origin on)}].
+    """
+    n = max(len(series), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 1.9 * n), sharex=True, squeeze=False)
+    for ax, s in zip(axes[:, 0], series):
+        ahead = weeks[s["origin"]:s["origin"] + len(s["p50"])]
+        ax.plot(weeks, s["actual"], color="black", lw=1, label="actual")
+        ax.fill_between(ahead, s["p10"], s["p90"], alpha=0.3, label="P10-P90")
+        ax.plot(ahead, s["p50"], lw=1.5, label="P50")
+        ax.axvline(weeks[s["origin"]], color="grey", ls=":", lw=1)
+        ax.set_title(s["name"], fontsize=8, loc="left")
+        ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7, ncols=3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def horizon_plot(per_horizon: dict[str, list[float]], path: Path, title: str, metric: str = "WAPE") -> None:
+    """A backtest's error per horizon (weeks ahead), one line per method."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for name, values in per_horizon.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=name)
+    ax.set(xlabel="weeks ahead", ylabel=metric, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

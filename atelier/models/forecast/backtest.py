@@ -1,0 +1,157 @@
+"""Rolling-origin backtest: the network beside every baseline, on origins read once.
+
+Origins are panel columns: the forecast stands at the start of that week and predicts the next
+`horizon` weeks. The last origin is the latest with a full horizon of actuals; the others step
+back from it (`step` weeks apart). One more origin, `horizon` weeks before the first test origin,
+is the validation origin: the network's epochs and LightGBM's rounds are chosen there, and its
+targets all lie before the first test origin. Then, for each test origin, every model is fitted
+again on examples whose targets lie before that origin (nothing after it is read: see
+`features.at` and its leak test) and scored once on the weeks after it.
+
+Scored cells are the series active at the origin (a sale in the year before it) times every
+horizon. Units of series that first sell after the origin are not forecast by any method here;
+their share of the actuals is reported beside the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from atelier.errors import AtelierError
+from atelier.models.forecast import baselines, network
+from atelier.models.forecast import features as F
+from atelier.models.forecast.metrics import naive_scale, report
+from atelier.models.forecast.panel import Panel
+
+MODEL = "network"
+METHODS = (MODEL, "lightgbm", "seasonal naive", "moving average")
+
+
+class ForecastConfig(BaseModel):
+    """How a forecast is trained and backtested (`atelier train forecast` options)."""
+
+    horizon: int = Field(F.HORIZON, ge=1, le=F.HORIZON)
+    origins: int = Field(4, ge=1, description="test origins of the rolling backtest")
+    step: int = Field(3, ge=1, description="weeks between test origins")
+    epochs: int = Field(20, ge=1, description="most passes over the examples (the best on validation is kept)")
+    training_origins: int = Field(40, ge=4, description="weeks of origins the examples are drawn from")
+    max_examples: int = Field(300_000, ge=1_000)
+    learning_rate: float = 1e-3
+    seed: int = 7
+
+
+@dataclass
+class Scored:
+    """One origin's cells: the examples and every method's (N, 3) or (N, 1) forecast in units."""
+
+    origin: int
+    examples: F.Examples
+    naive_scale: np.ndarray
+    forecasts: dict[str, np.ndarray]
+
+
+@dataclass
+class Backtest:
+    validation_origin: int
+    test_origins: list[int]
+    choices: dict
+    validation: dict[str, dict]
+    scored: list[Scored] = field(default_factory=list)
+    new_series_share: float = 0.0
+
+    def cells(self, method: str, horizon: int | None = None, origin: int | None = None):
+        """(actual, forecasts (N, q), series-origin keys, naive scales) over the chosen cells."""
+        parts = [s for s in self.scored if origin is None or s.origin == origin]
+        actual = np.concatenate([s.examples.target for s in parts])
+        fc = np.concatenate([s.forecasts[method] for s in parts])
+        keys = np.concatenate([s.examples.series.astype(np.int64) * 10_000 + s.origin for s in parts])
+        scale = np.concatenate([s.naive_scale for s in parts])
+        if horizon is not None:
+            h = np.concatenate([s.examples.horizon for s in parts]) == horizon
+            actual, fc, keys, scale = actual[h], fc[h], keys[h], scale[h]
+        return actual, fc, keys, scale
+
+    def test(self) -> dict[str, dict]:
+        return {m: report(*self.cells(m)) for m in METHODS}
+
+    def per_horizon(self) -> dict[str, list[float]]:
+        horizons = sorted(set(np.concatenate([s.examples.horizon for s in self.scored]).tolist()))
+        return {m: [report(*self.cells(m, horizon=h))["wape"] for h in horizons] for m in METHODS}
+
+    def per_origin(self) -> dict[str, list[float]]:
+        return {m: [report(*self.cells(m, origin=o))["wape"] for o in self.test_origins] for m in METHODS}
+
+
+def origins(panel: Panel, config: ForecastConfig) -> tuple[int, list[int]]:
+    """(validation origin, test origins) as panel columns."""
+    weeks = len(panel.weeks)
+    last = weeks - config.horizon
+    tests = [last - i * config.step for i in reversed(range(config.origins))]
+    validation = tests[0] - config.horizon
+    if validation < 17:  # examples need some weeks of origins with a few weeks of history each
+        need = 17 + config.horizon * 2 + config.step * (config.origins - 1)
+        raise AtelierError(
+            f"{weeks} complete weeks of sales are too few for {config.origins} origins {config.step} weeks apart and a {config.horizon}-week horizon",
+            fix=f"use fewer --origins, a smaller --step or --horizon (about {need} weeks are needed)",
+        )
+    return validation, tests
+
+
+def _score(panel: Panel, origin: int, ex: F.Examples, forecasts: dict[str, np.ndarray]) -> Scored:
+    rows = F.active(panel, origin)
+    per_series = naive_scale(panel.units[rows, :origin], panel.first_sale()[rows])
+    scale = per_series[np.searchsorted(rows, ex.series)]
+    return Scored(origin, ex, scale, forecasts)
+
+
+def _forecasts(panel: Panel, ex: F.Examples, net, gbm) -> dict[str, np.ndarray]:
+    return {
+        MODEL: network.predict(net, ex),
+        "lightgbm": gbm.predict(ex),
+        "seasonal naive": baselines.seasonal_naive(panel, ex)[:, None],
+        "moving average": baselines.moving_average(panel, ex)[:, None],
+    }
+
+
+def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> Backtest:
+    """Choose on the validation origin, then fit and score each test origin once."""
+    step = progress or (lambda name, total=None: (lambda n=1: None))
+    validation_origin, tests = origins(panel, config)
+    vocabulary = F.Vocabulary.of(panel)
+    sizes = vocabulary.sizes()
+    rows = dict(origins=config.training_origins, max_examples=config.max_examples, seed=config.seed)
+
+    train = F.training_rows(panel, validation_origin, vocabulary, **rows)
+    held = F.forecast_rows(panel, validation_origin, vocabulary, config.horizon)
+    net, history = network.fit(train, sizes, epochs=config.epochs, validation=held, learning_rate=config.learning_rate,
+                               seed=config.seed, progress=step("choosing epochs on the validation origin", config.epochs))
+    advance = step("choosing LightGBM's rounds", 1)
+    gbm = baselines.LightGBM(seed=config.seed).fit(train, held)
+    advance(1)
+    choices = {"epochs": history["best_epochs"], "validation_loss": history["validation_loss"], "lightgbm_rounds": gbm.rounds}
+    validation = {m: report(*_cells(_score(panel, validation_origin, held, _forecasts(panel, held, net, gbm)), m)) for m in METHODS}
+
+    result = Backtest(validation_origin, tests, choices, validation)
+    advance = step("backtest origins (each fitted on its past only)", len(tests))
+    new_units, all_units = 0.0, 0.0
+    for origin in tests:
+        train = F.training_rows(panel, origin, vocabulary, **rows)
+        net, _ = network.fit(train, sizes, epochs=choices["epochs"], learning_rate=config.learning_rate, seed=config.seed)
+        gbm = baselines.LightGBM(seed=config.seed, rounds=choices["lightgbm_rounds"]).fit(train)
+        ex = F.forecast_rows(panel, origin, vocabulary, config.horizon)
+        result.scored.append(_score(panel, origin, ex, _forecasts(panel, ex, net, gbm)))
+        window = panel.units[:, origin:origin + config.horizon]
+        all_units += float(window.sum())
+        new_units += float(window[panel.first_sale() >= origin].sum())
+        advance(1)
+    result.new_series_share = new_units / all_units if all_units else 0.0
+    return result
+
+
+def _cells(scored: Scored, method: str):
+    ex = scored.examples
+    return ex.target, scored.forecasts[method], ex.series.astype(np.int64) * 10_000 + scored.origin, scored.naive_scale

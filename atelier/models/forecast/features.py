@@ -1,0 +1,218 @@
+"""What a forecast may know at an origin: the series' past, its location's and product's past, the calendar.
+
+An example is (series, origin, horizon): standing at the start of week `origin` (a panel column),
+forecast the units of week `origin + horizon - 1`. Every history feature reads columns before
+`origin` only; the calendar (week of year, public holidays of the location's country, from the
+`holidays` package) and the catalog (maison, category, price, launch week) are known in advance.
+`tests/models/test_forecast.py` poisons every week from the origin on and checks that no
+feature moves.
+
+Series differ in size by orders of magnitude, so one global model learns on a common scale: each
+series' mean weekly units over the year before the origin (since its first sale, when younger).
+History features and the target are divided by it; the loss is weighted by it, so the model's
+error counts in units, as WAPE does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from atelier.features import series as S
+from atelier.models.forecast.panel import Panel
+
+HORIZON = 12  # weeks ahead: 1 .. HORIZON
+YEAR = 52
+MIN_SCALE = 1e-3
+NUMERIC = (
+    "horizon", "log_scale", "lag_1", "lag_2", "lag_3", "lag_4", "mean_4", "mean_8", "mean_13", "mean_26",
+    "seasonal", "seasonal_known", "nonzero_13", "weeks_since_sale", "age", "location_level", "location_trend",
+    "location_clients", "location_new_share", "location_seasonal", "product_level", "product_trend", "product_share",
+    "week_sin", "week_cos", "holidays", "holidays_next", "log_price", "weeks_since_launch",
+)
+CATEGORICAL = ("location", "maison", "category")
+
+
+@dataclass
+class Examples:
+    """Feature rows with their scale; `target` is NaN where the target week lies beyond the panel."""
+
+    series: np.ndarray  # (N,) row of the panel
+    origin: np.ndarray  # (N,) panel column of the origin
+    horizon: np.ndarray  # (N,) 1 .. HORIZON
+    numeric: np.ndarray  # (N, len(NUMERIC)) float32
+    categorical: np.ndarray  # (N, len(CATEGORICAL)) int32 codes (see `Vocabulary`)
+    scale: np.ndarray  # (N,) units per week the series is measured in
+    target: np.ndarray  # (N,) units of the target week (NaN beyond the panel)
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    @staticmethod
+    def concat(parts: list["Examples"]) -> "Examples":
+        return Examples(*(np.concatenate([getattr(p, f) for p in parts]) for f in Examples.__dataclass_fields__))
+
+    def take(self, rows: np.ndarray) -> "Examples":
+        return Examples(*(getattr(self, f)[rows] for f in Examples.__dataclass_fields__))
+
+
+@dataclass
+class Vocabulary:
+    """Codes of the categorical features; 0 is "unseen"."""
+
+    values: dict[str, list[str]]
+
+    @staticmethod
+    def of(panel: Panel) -> "Vocabulary":
+        return Vocabulary({
+            "location": sorted(map(str, panel.locations)),
+            "maison": sorted(set(panel.series["maison"])),
+            "category": sorted(set(panel.series["category"])),
+        })
+
+    def codes(self, name: str, values: np.ndarray) -> np.ndarray:
+        index = {v: i + 1 for i, v in enumerate(self.values[name])}
+        return np.array([index.get(str(v), 0) for v in values], np.int32)
+
+    def sizes(self) -> list[int]:
+        return [len(self.values[n]) + 1 for n in CATEGORICAL]
+
+
+def active(panel: Panel, origin: int) -> np.ndarray:
+    """Series with a sale in the year before `origin`: the ones a forecast at `origin` is made for."""
+    c = panel.cum("units")
+    lo = max(0, origin - YEAR)
+    return np.flatnonzero(c[:, origin] - c[:, lo] > 0)
+
+
+def _mean(c: np.ndarray, rows: np.ndarray, origin: int, weeks: int) -> np.ndarray:
+    lo = max(0, origin - weeks)
+    return (c[rows, origin] - c[rows, lo]) / weeks
+
+
+@cache
+def _holiday_counts(country: str, years: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(weeks, number of public-holiday days in each) for `country`, from the `holidays` package."""
+    import holidays
+
+    try:
+        days = holidays.country_holidays(country, years=list(years))
+    except NotImplementedError:  # a country the package does not cover: no holidays known
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    seconds = np.array([np.datetime64(d, "s").astype(np.int64) for d in days], np.int64)
+    return np.unique(S.week_of(seconds), return_counts=True)
+
+
+def _holidays(panel: Panel, locations: np.ndarray, week: np.ndarray) -> np.ndarray:
+    """The number of public-holiday days in each (location's country, absolute week)."""
+    out = np.zeros(len(week), np.float32)
+    first, last = S.week_timestamp(np.array([week.min(), week.max()]))
+    years = tuple(range(first.year - 1, last.year + 2))
+    countries = panel.location_country[locations].astype(str)
+    for country in np.unique(countries):
+        weeks, counts = _holiday_counts(country, years)
+        if not len(weeks):
+            continue
+        sel = countries == country
+        pos = np.clip(np.searchsorted(weeks, week[sel]), 0, len(weeks) - 1)
+        out[sel] = np.where(weeks[pos] == week[sel], counts[pos], 0)
+    return out
+
+
+def at(panel: Panel, origin: int, rows: np.ndarray, horizon: np.ndarray, vocabulary: Vocabulary) -> Examples:
+    """Examples for series `rows` at `origin`, each with its own `horizon` (1 .. HORIZON)."""
+    rows, horizon = np.asarray(rows), np.asarray(horizon)
+    target_col = origin + horizon - 1
+    c = panel.cum("units")
+    first = panel.first_sale()[rows]
+    age = np.maximum(origin - first, 1)
+    since = np.maximum(origin - np.maximum(first, origin - YEAR), 1)
+    scale = np.maximum((c[rows, origin] - c[rows, origin - since]) / since, MIN_SCALE)
+    u = panel.units
+    lag = lambda k: u[rows, origin - k] if origin - k >= 0 else np.zeros(len(rows))  # noqa: E731
+    # The same week a year before the target, where it is before the origin and the series existed then.
+    seasonal_col = target_col - YEAR
+    known = (seasonal_col >= 0) & (seasonal_col >= first)
+    sc = np.clip(seasonal_col, 0, None)
+    seasonal = np.where(known, u[rows, sc], 0.0)
+    nonzero = (u[rows, max(0, origin - 13):origin] > 0).sum(1) / 13
+    weeks_since = _weeks_since_sale(u, rows, origin)
+
+    loc = panel.location_of[rows]
+    lc = panel.cum("location_units")
+    loc4, loc13 = _mean(lc, loc, origin, 4), _mean(lc, loc, origin, 13)
+    loc52 = _mean(lc, loc, origin, YEAR) + 1e-6
+    cc, nc = panel.cum("location_clients"), panel.cum("location_new_clients")
+    clients4 = _mean(cc, loc, origin, 4)
+    new_share = (nc[loc, origin] - nc[loc, max(0, origin - 13)]) / np.maximum(cc[loc, origin] - cc[loc, max(0, origin - 13)], 1)
+    loc_seasonal = np.where(seasonal_col >= 0, panel.location_units[loc, sc] / loc52, 0.0)
+    prod = panel.product_of[rows]
+    pc = panel.cum("product_units")
+    p4, p13 = _mean(pc, prod, origin, 4), _mean(pc, prod, origin, 13)
+    share = _mean(c, rows, origin, 13) / np.maximum(loc13, 1e-6)
+
+    week = panel.weeks[0] + target_col
+    woy = S.week_timestamp(week).isocalendar().week.to_numpy().astype(float)
+    angle = 2 * np.pi * woy / 52.18
+    holidays_now = _holidays(panel, loc, week)
+    holidays_next = _holidays(panel, loc, week + 1)
+    price = panel.series["price"].to_numpy(float)[rows]
+    launch = panel.series["launch_column"].to_numpy(float)[rows]
+    since_launch = np.where(np.isnan(launch), age + horizon - 1, target_col - launch)
+
+    numeric = np.stack([
+        horizon, np.log1p(scale), lag(1) / scale, lag(2) / scale, lag(3) / scale, lag(4) / scale,
+        _mean(c, rows, origin, 4) / scale, _mean(c, rows, origin, 8) / scale, _mean(c, rows, origin, 13) / scale, _mean(c, rows, origin, 26) / scale,
+        seasonal / scale, known, nonzero, weeks_since, np.minimum(age, 2 * YEAR), np.log1p(loc13), loc4 / np.maximum(loc13, 1e-6),
+        np.log1p(clients4), new_share, loc_seasonal, np.log1p(p13), p4 / np.maximum(p13, 1e-6), share,
+        np.sin(angle), np.cos(angle), holidays_now, holidays_next, np.log(np.nan_to_num(price, nan=1.0).clip(1e-3)),
+        np.minimum(since_launch, 2 * YEAR),
+    ], axis=1).astype(np.float32)
+    categorical = np.stack([
+        vocabulary.codes("location", panel.locations[loc]),
+        vocabulary.codes("maison", panel.series["maison"].to_numpy()[rows]),
+        vocabulary.codes("category", panel.series["category"].to_numpy()[rows]),
+    ], axis=1)
+    inside = target_col < u.shape[1]
+    target = np.where(inside, u[rows, np.minimum(target_col, u.shape[1] - 1)], np.nan).astype(np.float32)
+    return Examples(rows, np.full(len(rows), origin), horizon, numeric, categorical, scale.astype(np.float32), target)
+
+
+def _weeks_since_sale(u: np.ndarray, rows: np.ndarray, origin: int) -> np.ndarray:
+    window = u[rows, max(0, origin - YEAR):origin] > 0
+    if window.shape[1] == 0:
+        return np.full(len(rows), YEAR, float)
+    found = window.any(1)
+    back = np.argmax(window[:, ::-1], 1)
+    return np.where(found, back, YEAR).astype(float)
+
+
+def forecast_rows(panel: Panel, origin: int, vocabulary: Vocabulary, horizons: int = HORIZON) -> Examples:
+    """Every active series at `origin`, every horizon 1 .. `horizons`: what a backtest origin scores."""
+    rows = active(panel, origin)
+    return at(panel, origin, np.repeat(rows, horizons), np.tile(np.arange(1, horizons + 1), len(rows)), vocabulary)
+
+
+def training_rows(panel: Panel, before: int, vocabulary: Vocabulary, *, origins: int = 40, max_examples: int = 300_000,
+                  seed: int = 0) -> Examples:
+    """Examples whose target weeks all lie before column `before`, from the `origins` weeks before it.
+
+    Each (series, origin) gets one horizon drawn among those whose target is before `before`, so
+    every horizon is learnt from every origin without multiplying the rows by twelve.
+    """
+    rng = np.random.default_rng(seed)
+    parts = []
+    for origin in range(max(13, before - origins), before):
+        rows = active(panel, origin)
+        if not len(rows):
+            continue
+        top = min(HORIZON, before - origin)
+        parts.append(at(panel, origin, rows, rng.integers(1, top + 1, len(rows)), vocabulary))
+    if not parts:
+        raise ValueError("no history to learn from before this origin")
+    ex = Examples.concat(parts)
+    if len(ex) > max_examples:
+        ex = ex.take(np.sort(rng.choice(len(ex), max_examples, replace=False)))
+    return ex

@@ -1,0 +1,128 @@
+"""The forecast model: one global network per region, quantiles P10, P50 and P90 under a pinball loss.
+
+One model for every series (not one per series) so that a young or sparse series borrows from
+the others: its history enters on its own scale (see atelier.models.forecast.features), its
+location, maison and category as embeddings, and the calendar beside them. The three quantiles
+come out ordered by construction (P50, then P10 and P90 a non-negative distance below and above
+it), so a planner never reads a P10 above a P90. Loss: the pinball loss of each quantile on the
+scaled target, weighted by the series' scale, which makes it a loss in units, the way WAPE and the
+weighted quantile loss count errors.
+
+Normalization is a layer of the model, so the exported SavedModel takes the raw features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from atelier.models.forecast.features import CATEGORICAL, NUMERIC, Examples
+from atelier.models.forecast.metrics import QUANTILES
+
+CLIP = 8.0  # normalized inputs beyond this many standard deviations are held there
+
+
+class QuantileNet(keras.Model):
+    """Raw features -> (P10, P50, P90) on the series' scale."""
+
+    def __init__(self, vocabulary_sizes: list[int], hidden: tuple[int, ...] = (128, 64), embedding_dim: int = 8, seed: int = 7):
+        super().__init__()
+        init = lambda i: keras.initializers.GlorotUniform(seed=seed + i)  # noqa: E731
+        self.norm = keras.layers.Normalization(axis=-1)
+        # Features that never varied in the training set (a seasonal lag in a data set of one year)
+        # carry nothing learnt: they are masked out rather than divided by a zero spread.
+        self.varied = tf.Variable(tf.ones([len(NUMERIC)]), trainable=False, name="varied")
+        self.embeddings = [keras.layers.Embedding(n, min(embedding_dim, n), embeddings_initializer=keras.initializers.RandomNormal(0, 0.05, seed=seed + 50 + i))
+                           for i, n in enumerate(vocabulary_sizes)]
+        self.dense = [keras.layers.Dense(h, activation="relu", kernel_initializer=init(i)) for i, h in enumerate(hidden)]
+        self.out = keras.layers.Dense(3, kernel_initializer=init(len(hidden)))
+
+    def call(self, inputs):
+        numeric, categorical = inputs
+        numeric = tf.clip_by_value(self.norm(numeric), -CLIP, CLIP) * self.varied
+        parts = [numeric] + [e(categorical[:, i]) for i, e in enumerate(self.embeddings)]
+        x = tf.concat(parts, axis=-1)
+        for layer in self.dense:
+            x = layer(x)
+        raw = self.out(x)
+        mid = raw[:, 1]
+        return tf.stack([mid - tf.nn.softplus(raw[:, 0]), mid, mid + tf.nn.softplus(raw[:, 2])], axis=-1)
+
+
+def pinball_loss(y: tf.Tensor, q: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch of the summed pinball losses of the three quantiles. `y`: [n, 1]."""
+    levels = tf.constant(QUANTILES, tf.float32)[None, :]
+    diff = y - q
+    return tf.reduce_sum(tf.maximum(levels * diff, (levels - 1) * diff), axis=-1)
+
+
+def fit(train: Examples, vocabulary_sizes: list[int], *, epochs: int, validation: Examples | None = None,
+        batch: int = 2048, learning_rate: float = 1e-3, seed: int = 7,
+        progress: Callable[[int], None] | None = None) -> tuple[QuantileNet, dict]:
+    """Train for `epochs`; with `validation`, keep the epoch whose validation loss (in units) is lowest."""
+    keras.utils.set_random_seed(seed)
+    net = QuantileNet(vocabulary_sizes, seed=seed)
+    net.norm.adapt(train.numeric)
+    net.varied.assign((train.numeric.std(0) > 1e-6).astype(np.float32))
+    net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=pinball_loss)
+    weight = (train.scale / train.scale.mean()).astype(np.float32)
+    data = tf.data.Dataset.from_tensor_slices(((train.numeric, train.categorical), (train.target / train.scale)[:, None].astype(np.float32), weight))
+    data = data.shuffle(len(train), seed=seed, reshuffle_each_iteration=True).batch(batch).prefetch(2)
+    losses, best, best_weights = [], np.inf, None
+    for _ in range(epochs):
+        net.fit(data, epochs=1, verbose=0)
+        if progress:
+            progress(1)
+        if validation is not None:
+            q = predict(net, validation)
+            losses.append(float(np.sum(pinball_units(validation.target, q))))
+            if losses[-1] < best:
+                best, best_weights = losses[-1], net.get_weights()
+    if best_weights is not None:
+        net.set_weights(best_weights)
+    return net, {"validation_loss": losses, "best_epochs": int(np.argmin(losses)) + 1 if losses else epochs}
+
+
+def pinball_units(actual: np.ndarray, q: np.ndarray) -> np.ndarray:
+    diff = actual[:, None] - q
+    levels = np.array(QUANTILES)[None, :]
+    return np.maximum(levels * diff, (levels - 1) * diff).sum(1)
+
+
+def predict(net, ex: Examples, batch: int = 65_536) -> np.ndarray:
+    """(N, 3) P10, P50, P90 in units (never below zero), from a QuantileNet or its exported signature."""
+    out = []
+    for lo in range(0, len(ex), batch):
+        numeric, categorical = ex.numeric[lo:lo + batch], ex.categorical[lo:lo + batch]
+        if isinstance(net, QuantileNet):
+            q = net((numeric, categorical), training=False).numpy()
+        else:
+            q = net(numeric=tf.constant(numeric), categorical=tf.constant(categorical))["quantiles"].numpy()
+        out.append(q)
+    q = np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+    return np.clip(q, 0, None) * ex.scale[:, None]
+
+
+class NetModule(tf.Module):
+    """The exported network: raw features -> quantiles on the series' scale."""
+
+    def __init__(self, net: QuantileNet):
+        super().__init__()
+        self.net = net
+
+    @tf.function(input_signature=[tf.TensorSpec([None, len(NUMERIC)], tf.float32, name="numeric"),
+                                  tf.TensorSpec([None, len(CATEGORICAL)], tf.int32, name="categorical")])
+    def quantiles(self, numeric, categorical):
+        return {"quantiles": self.net((numeric, categorical), training=False)}
+
+
+def save(net: QuantileNet, path) -> None:
+    module = NetModule(net)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.quantiles.get_concrete_function()})
+
+
+def load(path):
+    return tf.saved_model.load(str(path)).signatures["serving_default"]

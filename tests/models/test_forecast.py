@@ -1,0 +1,163 @@
+"""The forecast kind: weekly series, hand-checked baselines and metrics, the backtest's leak test, a run end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from atelier.features import series as S
+from atelier.models.forecast import baselines, metrics
+from atelier.models.forecast import features as F
+from atelier.models.forecast.panel import build
+
+MONDAY = pd.Timestamp("2024-01-01", tz="UTC")  # a Monday
+
+
+def _week(n: int) -> pd.Timestamp:
+    return MONDAY + pd.Timedelta(weeks=n)
+
+
+def _panel(units: np.ndarray, locations=("FR",), last_sale: pd.Timestamp | None = None):
+    """A country-level panel whose series i (product P{i}) sells units[i, w] in week w."""
+    rows = []
+    for i, row in enumerate(units):
+        for w, u in enumerate(row):
+            if u:
+                rows.append({"level": "country", "location": locations[i % len(locations)], "product_id": f"P{i}",
+                             "week_start": _week(w), "units": float(u), "revenue": 10.0 * u, "orders": 1})
+    sales = pd.DataFrame(rows)
+    weeks = units.shape[1]
+    places = pd.DataFrame({"level": "country", "location": list(locations) * weeks,
+                           "week_start": [_week(w) for w in range(weeks) for _ in locations], "units": 1.0, "clients": 1, "new_clients": 0,
+                           "last_sale_at": last_sale or _week(weeks) - pd.Timedelta(seconds=1)})
+    products = pd.DataFrame({"product_id": [f"P{i}" for i in range(len(units))], "maison": "m", "category": "c", "price": 10.0})
+    return build(sales, places, products, "country")
+
+
+def test_weekly_sales_count_purchases_per_country_and_store_and_leave_returns_out():
+    # Week 0 (Mon 2024-01-01): client A buys 2 of P1 in store S1 (France), an anonymous line buys 1
+    # of P1 in Italy, A returns one; week 1: B (a French client, no line country) buys 3 of P1 online.
+    ts = lambda d: int(pd.Timestamp(d, tz="UTC").timestamp())  # noqa: E731
+    events = pd.DataFrame({
+        "client_id": ["A", None, "A", "B"], "product_id": ["P1"] * 4, "event_type": ["purchase", "purchase", "return", "purchase"],
+        "ts": [ts("2024-01-02"), ts("2024-01-03"), ts("2024-01-04"), ts("2024-01-09")],
+        "amount": [200.0, 100.0, None, 300.0], "quantity": [2, 1, 1, 3], "country": ["FR", "IT", "FR", None], "store_id": ["S1", None, "S1", None],
+    })
+    lines = S.sales_lines(events, pd.Series({"A": "FR", "B": "FR"}))
+    got = S.weekly_sales(lines).sort_values(["level", "location", "week"])
+    week0 = S.week_of(np.array([ts("2024-01-01")]))[0]
+    assert got[["level", "location", "week", "units", "revenue"]].values.tolist() == [
+        ["country", "FR", week0, 2.0, 200.0], ["country", "FR", week0 + 1, 3.0, 300.0],
+        ["country", "IT", week0, 1.0, 100.0], ["store", "S1", week0, 2.0, 200.0],
+    ]
+    clientele = S.weekly_clientele(lines).set_index(["level", "location", "week"])
+    # France: A in week 0 (new), B in week 1 (new); Italy: only an anonymous line (no client).
+    assert clientele.loc[("country", "FR", week0), ["clients", "new_clients"]].tolist() == [1, 1]
+    assert clientele.loc[("country", "FR", week0 + 1), ["clients", "new_clients"]].tolist() == [1, 1]
+    assert clientele.loc[("country", "IT", week0), ["clients", "units"]].tolist() == [0, 1.0]
+
+
+def test_weeks_start_on_monday():
+    monday, sunday_night = MONDAY.timestamp(), (MONDAY + pd.Timedelta(days=7) - pd.Timedelta(seconds=1)).timestamp()
+    assert S.week_of(np.array([monday, sunday_night])).tolist() == [S.week_of(np.array([monday]))[0]] * 2
+    assert S.week_timestamp(S.week_of(np.array([sunday_night])))[0] == MONDAY
+
+
+def test_the_panel_drops_a_final_week_whose_data_stops_early():
+    units = np.ones((1, 6))
+    assert len(_panel(units).weeks) == 6
+    friday = _week(5) + pd.Timedelta(days=4)  # the data stops on the Friday of the last week
+    assert len(_panel(units, last_sale=friday).weeks) == 5
+
+
+def test_seasonal_naive_moving_average_and_wape_by_hand():
+    # 60 weeks: the series sells w+1 units in week w. Origin 55, horizons 1 and 3.
+    units = np.arange(1, 61, dtype=float)[None, :]
+    panel = _panel(units)
+    ex = F.at(panel, 55, np.array([0, 0]), np.array([1, 3]), F.Vocabulary.of(panel))
+    # Targets: weeks 55 and 57 (56 and 58 units). Seasonal naive: weeks 3 and 5 (4 and 6 units).
+    assert ex.target.tolist() == [56.0, 58.0]
+    assert baselines.seasonal_naive(panel, ex).tolist() == [4.0, 6.0]
+    # The 8 weeks before the origin: weeks 47..54, 48..55 units, mean 51.5, for every horizon.
+    assert baselines.moving_average(panel, ex).tolist() == [51.5, 51.5]
+    # WAPE of the moving average: (|56 - 51.5| + |58 - 51.5|) / (56 + 58) = 11 / 114.
+    assert metrics.wape(ex.target, np.array([51.5, 51.5])) == pytest.approx(11 / 114)
+
+
+def test_seasonal_naive_falls_back_to_the_last_week_without_a_year_of_history():
+    units = np.zeros((1, 30))
+    units[0, 10:] = np.arange(1, 21)  # first sale in week 10; week 29 sells 20
+    panel = _panel(units)
+    ex = F.at(panel, 25, np.array([0]), np.array([2]), F.Vocabulary.of(panel))
+    assert baselines.seasonal_naive(panel, ex).tolist() == [15.0]  # week 24 (the last before the origin) sold 15
+
+
+def test_quantile_metrics_by_hand():
+    actual = np.array([10.0, 0.0])
+    q = np.array([[8.0, 10.0, 12.0], [1.0, 2.0, 3.0]])
+    # Pinball: cell 1 is covered with P50 exact: 0.1*2 + 0 + 0.1*2 = 0.4; cell 2 (actual below all):
+    # 0.9*1 + 0.5*2 + 0.1*3 = 2.2. Per quantile, doubled over the sum of actuals (10):
+    # P10 (0.2 + 0.9) * 2 / 10 = 0.22, P50 (0 + 1.0) * 2 / 10 = 0.2, P90 (0.2 + 0.3) * 2 / 10 = 0.1.
+    assert metrics.wql(actual, q) == pytest.approx((0.22 + 0.2 + 0.1) / 3)
+    assert metrics.coverage(actual, q) == 0.5
+    # MASE: one series, in-sample one-week naive error of history [1, 3, 2] is (2 + 1) / 2 = 1.5;
+    # its absolute errors 0 and 2 average 1: MASE 1 / 1.5.
+    scale = metrics.naive_scale(np.array([[1.0, 3.0, 2.0]]), np.array([0]))
+    assert scale.tolist() == [1.5]
+    assert metrics.mase(actual, q[:, 1], np.array([7, 7]), np.repeat(scale, 2)) == pytest.approx(1 / 1.5)
+
+
+def test_nothing_after_an_origin_is_read_for_its_forecasts():
+    """Poison every week from the origin on: features, scales and training rows must not move."""
+    rng = np.random.default_rng(3)
+    units = rng.poisson(3.0, (40, 80)).astype(float) * (rng.random((40, 1)) < 0.8)
+    panel = _panel(units, locations=("FR", "DE", "IT"))
+    vocabulary = F.Vocabulary.of(panel)
+    origin = 60
+    poisoned = panel.poisoned(origin, rng)
+    clean_rows, dirty_rows = F.forecast_rows(panel, origin, vocabulary), F.forecast_rows(poisoned, origin, vocabulary)
+    assert np.array_equal(clean_rows.series, dirty_rows.series)
+    assert np.array_equal(clean_rows.numeric, dirty_rows.numeric) and np.array_equal(clean_rows.scale, dirty_rows.scale)
+    assert not np.array_equal(clean_rows.target, dirty_rows.target)  # the poison did reach the targets
+    for fn in (baselines.seasonal_naive, baselines.moving_average):
+        assert np.array_equal(fn(panel, clean_rows), fn(poisoned, dirty_rows))
+    clean_train, dirty_train = F.training_rows(panel, origin, vocabulary, seed=1), F.training_rows(poisoned, origin, vocabulary, seed=1)
+    assert np.array_equal(clean_train.numeric, dirty_train.numeric) and np.array_equal(clean_train.target, dirty_train.target)
+    assert (clean_train.origin + clean_train.horizon - 1 < origin).all()
+
+
+@pytest.mark.slow
+def test_train_forecast_backtests_exports_and_plots(home, settings):
+    """On the tiny world: every method is scored per level, quantiles are ordered, the model reaches the store."""
+    from atelier.models.forecast.backtest import METHODS, ForecastConfig
+    from atelier.models.forecast.train import model_name, train_forecast
+    from atelier.models.store import use_bentoml_home
+
+    result = train_forecast(settings, "eu", ForecastConfig(epochs=2, origins=2, max_examples=5_000, training_origins=12))
+    assert set(result.metrics["levels"]) == {"country", "store"}  # the generated world has stores
+    for level, m in result.metrics["levels"].items():
+        assert set(m["test"]) == set(METHODS) and all(np.isfinite(m["test"][meth]["wape"]) for meth in METHODS)
+        assert len(m["per_horizon"]["network"]) == 12 and len(m["test_origins"]) == 2
+        assert (result.run_dir / f"forecast_{level}.png").stat().st_size > 0 and (result.run_dir / f"horizon_{level}.png").stat().st_size > 0
+    use_bentoml_home(settings)
+    import bentoml
+
+    model = bentoml.models.get(result.tag)
+    assert model.tag.name == model_name("eu") and model.info.labels == {"region": "eu", "task": "forecast", "framework": "tensorflow"}
+    forecasts = pd.read_parquet(model.path_of("forecasts.parquet"))
+    assert set(forecasts["level"]) == {"country", "store"}
+    assert ((forecasts["p10"] <= forecasts["p50"]) & (forecasts["p50"] <= forecasts["p90"]) & (forecasts["p10"] >= 0)).all()
+    assert forecasts.groupby(["level", "location", "product_id"]).size().eq(12).all()
+    description = json.loads(open(model.path_of("model.json")).read())
+    assert description["task"] == "forecast" and description["numeric_features"] == list(F.NUMERIC)
+    # an eu forecast names only eu countries and eu stores
+    from atelier.protect.parquet import read_dataset
+    from atelier.regions import region_of_country
+
+    countries = forecasts.loc[forecasts["level"] == "country", "location"].unique()
+    assert countries.size and all(region_of_country(c) == "eu" for c in countries)
+    stores = read_dataset(settings.paths.catalog("stores"), None).to_pandas().set_index("store_id")["country"]
+    assert all(region_of_country(stores[s]) == "eu" for s in forecasts.loc[forecasts["level"] == "store", "location"].unique())
