@@ -15,6 +15,8 @@ README = HERE.parent / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 ORDER = [  # real data first: what users judge the platform by
     ("real_data", "Real data: Online Retail", "benchmarks/real_data.py"),
+    ("forecast", "Forecasts", "benchmarks/forecast.py"),
+    ("assortment", "Assortments", "benchmarks/assortment.py"),
     ("feature_store", "Feature store", "benchmarks/feature_store.py"),
     ("encryption", "Encryption at rest", "benchmarks/encryption.py"),
     ("training", "Training and evaluation", "benchmarks/training.py"),

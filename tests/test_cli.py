@@ -73,9 +73,10 @@ def test_train_no_export_trains_and_reports_but_exports_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "(served)" in r.stdout and "ranked" in r.stdout and "EASE" in r.stdout and "model atelier-retrieval" not in r.stdout
     assert "forecast backtest" in r.stdout and "lightgbm" in r.stdout and "seasonal naive" in r.stdout
+    assert "own best-sellers" in r.stdout and "region best-sellers" in r.stdout
     store = tmp_path / "bentoml" / "models"
     assert not store.exists() or not any(store.rglob("model.json"))
     runs = list((tmp_path / "runs" / "us").glob("*/metrics.json"))
-    assert len(runs) == 2 and not any("bentoml_tag" in r.read_text() for r in runs)  # the recommender's run and the forecast's
+    assert len(runs) == 3 and not any("bentoml_tag" in r.read_text() for r in runs)  # the recommender's, the forecast's, the assortment's
     assert "Traceback" not in r.stderr and "WARNING" not in r.stderr  # quiet: library logs went to the log file
     assert (tmp_path / "logs" / "atelier.log").stat().st_size > 0

@@ -1,6 +1,7 @@
-"""`atelier train [recommend|forecast|all] -r R`: each model kind per region, beside its baselines.
+"""`atelier train [recommend|forecast|assortment|all] -r R`: each model kind per region, beside its baselines.
 
-A plain `atelier train -r R` trains every kind.
+A plain `atelier train -r R` trains every kind. The assortment stands on the forecast: asking for
+it trains the forecast first, in the same run.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from atelier.cli.common import console, out, regions_of
 
-KINDS = ("recommend", "forecast", "all")
+KINDS = ("recommend", "forecast", "assortment", "all")
 
 
 def train(
-    kind: str = typer.Argument("all", help="Which model kind: recommend, forecast, or all.", show_default=True),
+    kind: str = typer.Argument("all", help="Which model kind: recommend, forecast, assortment (with its forecast), or all.", show_default=True),
     region: str = typer.Option(..., "--region", "-r", help="Region to train (its clients only), or 'all'."),
     epochs: int = typer.Option(6, help="Most passes over the training examples (stops early when validation recall stops rising)."),
     batch_size: int = typer.Option(1024, help="Examples per batch (also the number of in-batch negatives)."),
@@ -33,6 +34,8 @@ def train(
     horizon: int = typer.Option(12, help="Forecast: weeks ahead (1..12).", rich_help_panel="forecast"),
     origins: int = typer.Option(4, help="Forecast: test origins of the rolling backtest.", rich_help_panel="forecast"),
     step_weeks: int = typer.Option(3, "--step", help="Forecast: weeks between test origins.", rich_help_panel="forecast"),
+    assortment_size: int = typer.Option(100, help="Assortment: products per list in the evaluation (top-N).", rich_help_panel="assortment"),
+    segments: int = typer.Option(6, help="Assortment: client segments (k-means).", rich_help_panel="assortment"),
     forecast_epochs: int = typer.Option(20, help="Forecast: most passes over the examples (the best on validation is kept).", rich_help_panel="forecast"),
 ) -> None:
     """Train on the region's point-in-time features; write metrics, plots and the model."""
@@ -65,17 +68,25 @@ def train(
 
             if kind in ("recommend", "all"):
                 result = train_region(s, r, config, steps=Steps(step), export_model=export)
-            if kind in ("forecast", "all"):
+            if kind in ("forecast", "assortment", "all"):
                 from atelier.models.forecast.backtest import ForecastConfig
                 from atelier.models.forecast.train import train_forecast
 
                 forecast = train_forecast(s, r, ForecastConfig(horizon=horizon, origins=origins, step=step_weeks, epochs=forecast_epochs, seed=seed),
                                           steps=Steps(step), export_model=export)
+            if kind in ("assortment", "all"):
+                from atelier.models.assortment.train import train_assortment
+
+                assortment = train_assortment(s, forecast, n=assortment_size, k=segments, seed=seed, steps=Steps(step), export_model=export)
             for t in tasks.values():
                 p.update(t, completed=p.tasks[t].total or 1, total=p.tasks[t].total or 1)
         if kind in ("recommend", "all"):
             out.print(summary(result))
-        if kind in ("forecast", "all"):
+        if kind in ("forecast", "assortment", "all"):
             from atelier.models.forecast.train import summary as forecast_summary
 
             out.print(forecast_summary(forecast))
+        if kind in ("assortment", "all"):
+            from atelier.models.assortment.train import summary as assortment_summary
+
+            out.print(assortment_summary(assortment))

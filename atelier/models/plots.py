@@ -70,3 +70,25 @@ def horizon_plot(per_horizon: dict[str, list[float]], path: Path, title: str, me
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def segments_plot(profiles: list[dict], mix, path: Path, title: str) -> None:
+    """Segment sizes with their names, and each location's mix of segments (stacked shares)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.4]})
+    names = [f"{p['id']}: {p['name']}" for p in profiles]
+    left.barh(names, [p["size"] for p in profiles])
+    left.invert_yaxis()
+    left.set(xlabel="clients", title="segments")
+    left.tick_params(labelsize=7)
+    shown = mix.loc[mix.index[:12]] if len(mix) else mix
+    bottom = None
+    for seg in shown.columns:
+        right.bar([str(i) for i in shown.index], shown[seg], bottom=bottom, label=str(seg))
+        bottom = shown[seg] if bottom is None else bottom + shown[seg]
+    right.set(ylabel="share of clients", title="mix per location")
+    right.tick_params(labelsize=7)
+    right.legend(fontsize=6, title="segment", title_fontsize=6, ncols=2)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

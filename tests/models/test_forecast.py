@@ -130,8 +130,8 @@ def test_nothing_after_an_origin_is_read_for_its_forecasts():
 
 
 @pytest.mark.slow
-def test_train_forecast_backtests_exports_and_plots(home, settings):
-    """On the tiny world: every method is scored per level, quantiles are ordered, the model reaches the store."""
+def test_train_forecast_and_assortment_backtest_export_and_plot(home, settings):
+    """On the tiny world: every method is scored per level, quantiles are ordered, both models reach the store."""
     from atelier.models.forecast.backtest import METHODS, ForecastConfig
     from atelier.models.forecast.train import model_name, train_forecast
     from atelier.models.store import use_bentoml_home
@@ -161,3 +161,20 @@ def test_train_forecast_backtests_exports_and_plots(home, settings):
     assert countries.size and all(region_of_country(c) == "eu" for c in countries)
     stores = read_dataset(settings.paths.catalog("stores"), None).to_pandas().set_index("store_id")["country"]
     assert all(region_of_country(stores[s]) == "eu" for s in forecasts.loc[forecasts["level"] == "store", "location"].unique())
+
+    # the assortment, on the same forecast
+    from atelier.models.assortment.evaluate import METHODS as LISTS
+    from atelier.models.assortment.train import train_assortment
+
+    assortment = train_assortment(settings, result, n=20, k=3)
+    for level, m in assortment.metrics["levels"].items():
+        assert set(m["all"]) == set(LISTS) and all(0 <= m["all"][meth]["units"] <= 1 for meth in LISTS)
+    assert (assortment.run_dir / "segments.png").stat().st_size > 0 and len(assortment.metrics["segments"]) == 3
+    stored = bentoml.models.get(assortment.tag)
+    assert stored.info.labels["task"] == "assortment"
+    lists = pd.read_parquet(stored.path_of("assortments.parquet"))
+    assert set(lists["level"]) == {"country", "store"} and (lists["expected_units"] > 0).all() and (lists["expected_revenue"] >= 0).all()
+    assert lists.groupby("location")["expected_units"].apply(lambda u: u.is_monotonic_decreasing).all()
+    assert "client_id" not in lists.columns and all(region_of_country(c) == "eu" for c in lists["country"].dropna().unique())
+    segments_file = json.loads(open(stored.path_of("segments.json")).read())
+    assert len(segments_file["profiles"]) == 3 and set(segments_file["mix"]) <= set(countries) | {c for c in stores}

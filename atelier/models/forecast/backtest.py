@@ -38,7 +38,8 @@ class ForecastConfig(BaseModel):
     origins: int = Field(4, ge=1, description="test origins of the rolling backtest")
     step: int = Field(3, ge=1, description="weeks between test origins")
     epochs: int = Field(20, ge=1, description="most passes over the examples (the best on validation is kept)")
-    training_origins: int = Field(40, ge=4, description="weeks of origins the examples are drawn from")
+    training_origins: int = Field(48, ge=4, description="weeks of origins the examples are drawn from")
+    first_origin: int = Field(4, ge=1, description="the earliest origin examples are drawn from (weeks of history it has)")
     max_examples: int = Field(300_000, ge=1_000)
     learning_rate: float = 1e-3
     seed: int = 7
@@ -123,7 +124,7 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
     validation_origin, tests = origins(panel, config)
     vocabulary = F.Vocabulary.of(panel)
     sizes = vocabulary.sizes()
-    rows = dict(origins=config.training_origins, max_examples=config.max_examples, seed=config.seed)
+    rows = dict(origins=config.training_origins, max_examples=config.max_examples, seed=config.seed, first_origin=config.first_origin)
 
     train = F.training_rows(panel, validation_origin, vocabulary, **rows)
     held = F.forecast_rows(panel, validation_origin, vocabulary, config.horizon)

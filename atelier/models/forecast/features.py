@@ -9,8 +9,11 @@ feature moves.
 
 Series differ in size by orders of magnitude, so one global model learns on a common scale: each
 series' mean weekly units over the year before the origin (since its first sale, when younger).
-History features and the target are divided by it; the loss is weighted by it, so the model's
-error counts in units, as WAPE does.
+History features and the target are divided by it (history features then log1p'd: weekly sales
+are heavy-tailed, and a network's normalization is not invariant to that as trees are); the loss
+is weighted by it, so the model's error counts in units, as WAPE does. The history enters twice:
+as summaries (means over 4 to 26 weeks, the share of weeks with sales, the weeks since the last
+sale) and as the raw last `HISTORY` weeks, so a model can read a shape the summaries flatten.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from atelier.models.forecast.panel import Panel
 HORIZON = 12  # weeks ahead: 1 .. HORIZON
 YEAR = 52
 MIN_SCALE = 1e-3
+HISTORY = 26  # the last weeks before the origin, one input each (on the series' scale)
 NUMERIC = (
-    "horizon", "log_scale", "lag_1", "lag_2", "lag_3", "lag_4", "mean_4", "mean_8", "mean_13", "mean_26",
+    "horizon", "log_scale", "mean_4", "mean_8", "mean_13", "mean_26",
     "seasonal", "seasonal_known", "nonzero_13", "weeks_since_sale", "age", "location_level", "location_trend",
     "location_clients", "location_new_share", "location_seasonal", "product_level", "product_trend", "product_share",
     "week_sin", "week_cos", "holidays", "holidays_next", "log_price", "weeks_since_launch",
-)
+) + tuple(f"week_minus_{k}" for k in range(1, HISTORY + 1))
 CATEGORICAL = ("location", "maison", "category")
 
 
@@ -131,7 +135,9 @@ def at(panel: Panel, origin: int, rows: np.ndarray, horizon: np.ndarray, vocabul
     since = np.maximum(origin - np.maximum(first, origin - YEAR), 1)
     scale = np.maximum((c[rows, origin] - c[rows, origin - since]) / since, MIN_SCALE)
     u = panel.units
-    lag = lambda k: u[rows, origin - k] if origin - k >= 0 else np.zeros(len(rows))  # noqa: E731
+    back = origin - np.arange(1, HISTORY + 1)
+    history = np.where(back[None, :] >= 0, u[rows[:, None], np.clip(back, 0, None)[None, :]], 0.0) / scale[:, None]
+    scaled = lambda x: np.log1p(np.maximum(x, 0) / scale)  # noqa: E731
     # The same week a year before the target, where it is before the origin and the series existed then.
     seasonal_col = target_col - YEAR
     known = (seasonal_col >= 0) & (seasonal_col >= first)
@@ -163,13 +169,14 @@ def at(panel: Panel, origin: int, rows: np.ndarray, horizon: np.ndarray, vocabul
     since_launch = np.where(np.isnan(launch), age + horizon - 1, target_col - launch)
 
     numeric = np.stack([
-        horizon, np.log1p(scale), lag(1) / scale, lag(2) / scale, lag(3) / scale, lag(4) / scale,
-        _mean(c, rows, origin, 4) / scale, _mean(c, rows, origin, 8) / scale, _mean(c, rows, origin, 13) / scale, _mean(c, rows, origin, 26) / scale,
-        seasonal / scale, known, nonzero, weeks_since, np.minimum(age, 2 * YEAR), np.log1p(loc13), loc4 / np.maximum(loc13, 1e-6),
-        np.log1p(clients4), new_share, loc_seasonal, np.log1p(p13), p4 / np.maximum(p13, 1e-6), share,
+        horizon, np.log1p(scale),
+        scaled(_mean(c, rows, origin, 4)), scaled(_mean(c, rows, origin, 8)), scaled(_mean(c, rows, origin, 13)), scaled(_mean(c, rows, origin, 26)),
+        scaled(seasonal), known, nonzero, weeks_since, np.minimum(age, 2 * YEAR), np.log1p(loc13), loc4 / np.maximum(loc13, 1e-6),
+        np.log1p(clients4), new_share, np.log1p(loc_seasonal), np.log1p(p13), p4 / np.maximum(p13, 1e-6), share,
         np.sin(angle), np.cos(angle), holidays_now, holidays_next, np.log(np.nan_to_num(price, nan=1.0).clip(1e-3)),
         np.minimum(since_launch, 2 * YEAR),
-    ], axis=1).astype(np.float32)
+    ], axis=1)
+    numeric = np.concatenate([numeric, np.log1p(history)], axis=1).astype(np.float32)
     categorical = np.stack([
         vocabulary.codes("location", panel.locations[loc]),
         vocabulary.codes("maison", panel.series["maison"].to_numpy()[rows]),
@@ -196,7 +203,7 @@ def forecast_rows(panel: Panel, origin: int, vocabulary: Vocabulary, horizons: i
 
 
 def training_rows(panel: Panel, before: int, vocabulary: Vocabulary, *, origins: int = 40, max_examples: int = 300_000,
-                  seed: int = 0) -> Examples:
+                  seed: int = 0, first_origin: int = 13) -> Examples:
     """Examples whose target weeks all lie before column `before`, from the `origins` weeks before it.
 
     Each (series, origin) gets one horizon drawn among those whose target is before `before`, so
@@ -204,7 +211,7 @@ def training_rows(panel: Panel, before: int, vocabulary: Vocabulary, *, origins:
     """
     rng = np.random.default_rng(seed)
     parts = []
-    for origin in range(max(13, before - origins), before):
+    for origin in range(max(first_origin, before - origins), before):
         rows = active(panel, origin)
         if not len(rows):
             continue

@@ -36,6 +36,7 @@ from atelier.models.forecast.panel import Panel, load
 from atelier.models.plots import forecast_plot, horizon_plot
 from atelier.models.progress import Steps
 from atelier.models.store import code_version, save_model, use_bentoml_home
+from atelier.protect.parquet import read_dataset
 from atelier.regions import get_region
 from atelier.settings import Settings
 
@@ -53,12 +54,13 @@ class ForecastResult:
     tag: str | None
     metrics: dict
     backtests: dict[str, Backtest]
+    panels: dict[str, Panel]
+    forecasts: pd.DataFrame  # the next weeks of every active series, every level (as exported)
 
 
 def levels_of(settings: Settings, region: str) -> list[str]:
     """The levels with sales in the region: countries, and stores where sales carry a store id."""
     from atelier.protect.keys import key_store
-    from atelier.protect.parquet import read_dataset
 
     path = settings.paths.feature_table("location_weekly", region)
     if not path.exists():
@@ -79,18 +81,19 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
     if not levels:
         raise AtelierError(f"region {region} has no sales to forecast", fix=f"import events with purchases, then `atelier features compute -r {region}`")
     metrics: dict = {"region": region, "config": config.model_dump(), "levels": {}}
-    backtests, finals = {}, {}
+    backtests, finals, panels = {}, {}, {}
     workdir = run_dir / "model"
     workdir.mkdir(exist_ok=True)
     for level in levels:
         steps.step(f"{level} series: reading weekly sales")(1)
-        panel = load(settings, region, level)
+        panel = panels[level] = load(settings, region, level)
         bt = run(panel, config, lambda name, total=None, level=level: steps.step(f"{level}: {name}", total))
         backtests[level] = bt
         advance = steps.step(f"{level}: final fit on every complete week", 1)
         vocabulary = F.Vocabulary.of(panel)
         end = len(panel.weeks)
-        train = F.training_rows(panel, end, vocabulary, origins=config.training_origins, max_examples=config.max_examples, seed=config.seed)
+        train = F.training_rows(panel, end, vocabulary, origins=config.training_origins, max_examples=config.max_examples, seed=config.seed,
+                                first_origin=config.first_origin)
         net, _ = network.fit(train, vocabulary.sizes(), epochs=bt.choices["epochs"], learning_rate=config.learning_rate, seed=config.seed)
         ahead = F.forecast_rows(panel, end, vocabulary, config.horizon)
         finals[level] = _forecast_table(panel, ahead, network.predict(net, ahead))
@@ -100,7 +103,13 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         network.save(net, workdir / f"network_{level}")
         (workdir / f"vocabulary_{level}.json").write_text(json.dumps(vocabulary.values))
 
-    pq.write_table(pa.Table.from_pandas(pd.concat(finals.values(), ignore_index=True), preserve_index=False), workdir / "forecasts.parquet")
+    forecasts = pd.concat(finals.values(), ignore_index=True)
+    pq.write_table(pa.Table.from_pandas(forecasts, preserve_index=False), workdir / "forecasts.parquet")
+    # Every store of the group and its country (catalog data, no client): the service answers a
+    # store of another region with 403, and one that exists nowhere with 404.
+    stores_path = settings.paths.catalog("stores")
+    stores = read_dataset(stores_path, None, columns=["store_id", "country"]) if stores_path.exists() else pa.table({"store_id": pa.array([], pa.string()), "country": pa.array([], pa.string())})
+    pq.write_table(stores, workdir / "stores.parquet")
     description = {
         "region": region, "task": "forecast", "levels": levels, "horizon": config.horizon, "quantiles": [0.1, 0.5, 0.9],
         "numeric_features": list(F.NUMERIC), "categorical_features": list(F.CATEGORICAL),
@@ -119,7 +128,7 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         metrics["bentoml_tag"] = tag
         write_json_atomic(run_dir / "metrics.json", metrics)
         advance(1)
-    return ForecastResult(region, run_dir, tag, metrics, backtests)
+    return ForecastResult(region, run_dir, tag, metrics, backtests, panels, forecasts)
 
 
 def _forecast_table(panel: Panel, ex: F.Examples, q: np.ndarray) -> pd.DataFrame:
