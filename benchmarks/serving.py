@@ -110,7 +110,7 @@ def main() -> None:
         # the two servers
         bentoml_cli = str(Path(sys.executable).with_name("bentoml"))
         urls = {}
-        for name, target, cwd in (("recommend", "bentos.service:Recommender", ROOT), ("empty", "empty_service:Empty", ROOT / "benchmarks" / "support")):
+        for name, target, cwd in (("recommend", "atelier.bentos.service:Recommender", ROOT), ("empty", "empty_service:Empty", ROOT / "benchmarks" / "support")):
             port = free_port()
             log_file = home / f"{name}.log"
             # loopback only and without tokens, as `atelier serve --insecure-local` (wrk sends none)

@@ -108,7 +108,7 @@ def main() -> None:
 
         port = free_port()
         log_file = home / "soak.log"
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", "bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"],
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", "atelier.bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"],
                                 cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, stdout=open(log_file, "w"), stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(url, proc, log=log_file)
