@@ -1,10 +1,14 @@
-"""The regional recommendation service: one bento per region, all from this file.
+"""The regional service: one bento per region, all from this file.
 
-    POST /recommend  {client_id, k, maison?, country?, exclude_purchased?}
-    POST /similar    {product_id, k}
+    POST /recommend   {client_id, k, maison?, country?, exclude_purchased?}
+    POST /similar     {product_id, k}
+    POST /forecast    {product_ids | maison, country | store_id, horizon_weeks}
+    POST /assortment  {country | store_id, n, maison?}
     GET  /livez /readyz /metrics, and the OpenAPI page at /
 
-The region and the model come from the environment (baked into the bento by `atelier build`).
+The region and the models come from the environment (baked into the bento by `atelier build`):
+the recommender always, the forecast and the assortment when the region has trained them (the
+routes answer 404 `no_model`, saying how to train one, otherwise).
 Concurrent requests are batched (atelier.serving.batching: those that arrive while a batch runs
 form the next) before the stages (feature read, query tower, retrieval, ranking, filters), which
 live in atelier.serving and are tested without HTTP; /metrics shows the time of each.
@@ -23,8 +27,22 @@ from atelier.regions import country_to_region
 from atelier.serving import contract
 from atelier.serving.batching import Batcher
 from atelier.serving.image import bento_image, resources, service_envs
+from atelier.serving.planning import Planner
 from atelier.serving.recommender import Query, RequestError
-from atelier.serving.runtime import BearerAuth, JsonOnly, RecommendRequest, RecommendResponse, SimilarRequest, SimilarResponse, start
+from atelier.serving.runtime import (
+    AssortmentRequest,
+    AssortmentResponse,
+    BearerAuth,
+    ForecastRequest,
+    ForecastResponse,
+    JsonOnly,
+    RecommendRequest,
+    RecommendResponse,
+    SimilarRequest,
+    SimilarResponse,
+    start,
+    start_planner,
+)
 from atelier.settings import get_settings
 
 BATCH_SIZE = bentoml.metrics.Histogram(
@@ -42,6 +60,8 @@ STAGE_SECONDS = bentoml.metrics.Histogram(
 REGION = os.environ.get("ATELIER_REGION", "eu")
 MODEL_TAG = os.environ.get("ATELIER_MODEL_TAG", f"atelier-retrieval-{REGION}:latest")
 GPU = os.environ.get("ATELIER_BENTO_GPU") == "1"
+FORECAST_TAG = os.environ.get("ATELIER_FORECAST_TAG") or None
+ASSORTMENT_TAG = os.environ.get("ATELIER_ASSORTMENT_TAG") or None
 
 
 @bentoml.service(
@@ -50,11 +70,15 @@ GPU = os.environ.get("ATELIER_BENTO_GPU") == "1"
     resources=resources(GPU),
     workers=int(os.environ.get("ATELIER_WORKERS", "2")),
     traffic={"timeout": 10},
-    envs=service_envs(REGION, MODEL_TAG, GPU),
+    envs=service_envs(REGION, MODEL_TAG, GPU, forecast_tag=FORECAST_TAG, assortment_tag=ASSORTMENT_TAG),
     labels={"region": REGION, "accelerator": "gpu" if GPU else "cpu"},
 )
 class Recommender:
     model = bentoml.models.BentoModel(MODEL_TAG)
+    if FORECAST_TAG:
+        forecast_model = bentoml.models.BentoModel(FORECAST_TAG)
+    if ASSORTMENT_TAG:
+        assortment_model = bentoml.models.BentoModel(ASSORTMENT_TAG)
 
     @bentoml.on_deployment
     def refuse_to_start_open() -> None:
@@ -66,6 +90,9 @@ class Recommender:
         self.engine = start(get_settings(), Path(self.model.path), REGION, str(self.model.tag), threads=threads)
         ENGINE.append(self.engine)
         self.batched = Batcher(self._answer_batch, max_batch=64, observe=BATCH_SIZE.observe)
+        self.planner: Planner = start_planner(REGION, Path(self.model.path),
+                                              getattr(self, "forecast_model", None), getattr(self, "assortment_model", None))
+        ENGINE_PLANNER.append(self.planner)
 
     def _answer_batch(self, queries: list[Query]):
         answers = self.engine.recommend(queries)
@@ -90,10 +117,31 @@ class Recommender:
         return SimilarResponse(product_id=product_id, region=REGION, model=self.engine.tag, items=items)
 
 
+    @bentoml.api(input_spec=ForecastRequest, route="/forecast")
+    def forecast(self, product_ids: list[str] | None = None, maison: str | None = None, country: str | None = None,
+                 store_id: str | None = None, horizon_weeks: int = 12) -> ForecastResponse:
+        try:
+            where, rows = self.planner.forecast(product_ids=product_ids, maison=maison, country=country, store_id=store_id, horizon=horizon_weeks)
+        except RequestError as e:
+            return JSONResponse(e.body(), status_code=e.status)
+        place = {"country": where.id} if where.level == "country" else {"store_id": where.id}
+        return ForecastResponse(region=REGION, model=self.planner.forecast_tag or "", forecasts=[{**r, **place} for r in rows])
+
+    @bentoml.api(input_spec=AssortmentRequest, route="/assortment")
+    def assortment(self, country: str | None = None, store_id: str | None = None, n: int = 100, maison: str | None = None) -> AssortmentResponse:
+        try:
+            _, items, segments = self.planner.assortment(country=country, store_id=store_id, n=n, maison=maison)
+        except RequestError as e:
+            return JSONResponse(e.body(), status_code=e.status)
+        return AssortmentResponse(region=REGION, model=self.planner.assortment_tag or "", items=items, segments=segments)
+
+
 _settings = get_settings()
 ENGINE: list = []  # the worker's engine, once started (for the document and /readyz)
+ENGINE_PLANNER: list = []  # the worker's planner, once started (for the document's examples)
 DOCUMENT: list = []
-ROUTES = {"/recommend": (RecommendRequest, RecommendResponse), "/similar": (SimilarRequest, SimilarResponse)}
+ROUTES = {"/recommend": (RecommendRequest, RecommendResponse), "/similar": (SimilarRequest, SimilarResponse),
+          "/forecast": (ForecastRequest, ForecastResponse), "/assortment": (AssortmentRequest, AssortmentResponse)}
 
 
 def _document() -> dict:
@@ -113,9 +161,19 @@ def _build_document() -> dict:
     return contract.document(
         Recommender.openapi_spec.asdict(), {r: m[0] for r, m in ROUTES.items()}, {r: m[1] for r, m in ROUTES.items()},
         maisons=maisons, countries=sorted(country_to_region()), secured=bool(_settings.api_tokens),
-        examples={"/recommend": {"client_id": "C-10042", "k": 10}, "/similar": {"product_id": first, "k": 10}},
+        examples={"/recommend": {"client_id": "C-10042", "k": 10}, "/similar": {"product_id": first, "k": 10},
+                  "/forecast": {"product_ids": [first], "country": _home_country(), "horizon_weeks": 4},
+                  "/assortment": {"country": _home_country(), "n": 20}},
         description=f"Recommendations for the clients of region {REGION}, answered in the region. " + (__doc__ or "").split("\n\n", 1)[-1],
     )
+
+
+def _home_country() -> str:
+    """A country the examples can name: the one the forecast sells most in, else the region's first."""
+    from atelier.regions import get_region
+
+    busiest = ENGINE_PLANNER[0].busiest_country() if ENGINE_PLANNER else None
+    return busiest or get_region(REGION).countries[0]
 
 
 def _readiness() -> dict:
@@ -123,6 +181,6 @@ def _readiness() -> dict:
 
 
 Recommender.add_asgi_middleware(contract.ErrorShape, routes=tuple(ROUTES), document_fn=_document, readiness_fn=_readiness)
-Recommender.add_asgi_middleware(JsonOnly)
+Recommender.add_asgi_middleware(JsonOnly, routes=tuple(ROUTES))
 # the refusal of an open service is the on_deployment hook's: this file is also imported by `bentoml build`
 Recommender.add_asgi_middleware(BearerAuth, tokens=_settings.tokens(), local_only=_settings.insecure_local)

@@ -1,8 +1,9 @@
 """`atelier demo` (what `make demo` runs): the whole flow on the embedded default.
 
 keys -> a generated world -> features per region (embedded sqlite online stores) -> a two-tower
-model per region -> residency audit -> a bento -> a served region answering a real request over
-HTTP. No server to start by hand; the demo starts and stops its own.
+model per region, and a forecast and assortments for the served region -> residency audit -> a
+bento -> a served region answering a recommendation, a forecast and an assortment over HTTP. No
+server to start by hand; the demo starts and stops its own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def demo(
     serve_region: str = typer.Option("eu", help="The region served at the end."),
     port: int = typer.Option(0, help="HTTP port for the served region (0: any free port)."),
 ) -> None:
-    """Run data -> features -> training -> serving end to end, then ask the service for a recommendation."""
+    """Run data -> features -> training -> serving end to end, then ask the service for a recommendation, a forecast and an assortment."""
     from atelier.data.world import preset
     from atelier.regions import get_region, region_codes
 
@@ -61,6 +62,17 @@ def demo(
         with console.status(f"3/6 {r}: training the two-tower model"):
             result = train_region(s, r, TrainConfig(epochs=epochs))
         out.print(summary(result))
+    from atelier.models.assortment.train import summary as assortment_summary
+    from atelier.models.assortment.train import train_assortment
+    from atelier.models.forecast.backtest import ForecastConfig
+    from atelier.models.forecast.train import summary as forecast_summary
+    from atelier.models.forecast.train import train_forecast
+
+    with console.status(f"3/6 {serve_region}: forecast (backtest beside its baselines) and assortments"):
+        forecast = train_forecast(s, serve_region, ForecastConfig(epochs=6, origins=2))
+        assortment = train_assortment(s, forecast, n=50)
+    out.print(forecast_summary(forecast))
+    out.print(assortment_summary(assortment))
     report = audit_residency(s)
     out.print(f"4/6 residency audit: {'no client outside its region' if report.ok else f'{len(report.findings)} violation(s)'}")
     with console.status(f"5/6 {serve_region}: building the bento"):
@@ -80,6 +92,11 @@ def demo(
             client = next(c for c in roster(s, serve_region).to_pylist() if (reader.get_one(c) or {}).get("purchases_365d"))
             answer = httpx.post(f"{url}/recommend", json={"client_id": client, "k": 5}, headers=auth, timeout=30)
             similar = httpx.post(f"{url}/similar", json={"product_id": answer.json()["items"][0]["product_id"], "k": 3}, headers=auth, timeout=30)
+            lists = assortment.assortments[assortment.assortments["level"] == "country"]
+            country = lists.groupby("location")["expected_units"].sum().idxmax()
+            planning = {"product_ids": [lists.loc[lists["location"] == country, "product_id"].iloc[0]], "country": country, "horizon_weeks": 4}
+            forecasted = httpx.post(f"{url}/forecast", json=planning, headers=auth, timeout=30)
+            assorted = httpx.post(f"{url}/assortment", json={"country": country, "n": 3}, headers=auth, timeout=30)
         finally:
             proc.terminate()
             proc.wait(30)
@@ -87,6 +104,10 @@ def demo(
     out.print_json(json.dumps(answer.json()))
     out.print(f"POST {url}/similar {{\"product_id\": \"{answer.json()['items'][0]['product_id']}\", \"k\": 3}}  ->  {similar.status_code}")
     out.print_json(json.dumps(similar.json()))
+    out.print(f"POST {url}/forecast {json.dumps(planning)}  ->  {forecasted.status_code}")
+    out.print_json(json.dumps(forecasted.json()))
+    out.print(f"POST {url}/assortment {{\"country\": \"{country}\", \"n\": 3}}  ->  {assorted.status_code}")
+    out.print_json(json.dumps(assorted.json()))
     console.rule("[bold green]demo complete[/]")
 
 

@@ -1,6 +1,6 @@
 """`atelier build` and `atelier serve`: a region's bento from its latest model, and a local server.
 
-The build context is assembled in a scratch folder: bentos/service.py, the atelier wheel, and a
+The build context is assembled in a scratch folder: atelier/bentos/service.py, the atelier wheel, and a
 requirements file pinned to exactly the versions this environment runs and tests (the runtime
 closure of atelier's dependencies; TensorFlow's CUDA build for --gpu). `bentoml build` then
 writes a bento whose Dockerfile installs just that. Containerizing needs a Docker engine;
@@ -88,6 +88,17 @@ def latest_model(settings: Settings, region: str) -> str:
         raise AtelierError(f"no trained model for region {region!r}", fix=f"run `atelier train --region {region}` first") from None
 
 
+def latest_optional(settings: Settings, name: str) -> str | None:
+    """The latest version of a model the region may not have trained (forecast, assortment)."""
+    use_bentoml_home(settings)
+    import bentoml
+
+    try:
+        return str(bentoml.models.get(f"{name}:latest").tag)
+    except bentoml.exceptions.NotFound:
+        return None
+
+
 def _build_context(name: str) -> Path:
     """A fresh scratch folder for `bentoml build`, outside the data home.
 
@@ -108,6 +119,11 @@ def _build_context(name: str) -> Path:
 def build(settings: Settings, region: str, gpu: bool = False) -> dict:
     region = get_region(region).code
     tag = latest_model(settings, region)
+    from atelier.models.assortment.train import model_name as assortment_name
+    from atelier.models.forecast.train import model_name as forecast_name
+
+    planning = {"ATELIER_FORECAST_TAG": latest_optional(settings, forecast_name(region)),
+                "ATELIER_ASSORTMENT_TAG": latest_optional(settings, assortment_name(region))}
     ctx = _build_context(bento_name(region, gpu))
     shutil.copy2(SERVICE, ctx / "service.py")
     wheel = _wheel(ctx)
@@ -119,7 +135,10 @@ def build(settings: Settings, region: str, gpu: bool = False) -> dict:
         "ATELIER_MODEL_TAG": tag,
         "ATELIER_BENTO_GPU": "1" if gpu else "0",
         "ATELIER_BENTO_REQUIREMENTS": "requirements.txt",
+        **{k: v for k, v in planning.items() if v},
     }
+    for k in [k for k, v in planning.items() if not v]:
+        env.pop(k, None)  # a tag from the caller's environment must not reach another region's bento
     bentoml_cli = Path(sys.executable).with_name("bentoml")
     result = subprocess.run([str(bentoml_cli), "build", "service:Recommender", "--output", "tag"], cwd=ctx, env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -130,7 +149,8 @@ def build(settings: Settings, region: str, gpu: bool = False) -> dict:
     bento_tag = match.group(1)
     shutil.rmtree(ctx, ignore_errors=True)  # the bento holds all of it now; a failed build's context is kept to look at
     path = bento_path(settings, bento_tag)
-    return {"bento": bento_tag, "model": tag, "path": str(path), "dockerfile": str(path / "env" / "docker" / "Dockerfile")}
+    return {"bento": bento_tag, "model": tag, "forecast": planning["ATELIER_FORECAST_TAG"], "assortment": planning["ATELIER_ASSORTMENT_TAG"],
+            "path": str(path), "dockerfile": str(path / "env" / "docker" / "Dockerfile")}
 
 
 def bento_path(settings: Settings, tag: str) -> Path:
@@ -169,6 +189,11 @@ def serve_command(
         "ATELIER_MODEL_TAG": {e.name: e.value for e in info.info.envs}["ATELIER_MODEL_TAG"],
         "ATELIER_BENTO_GPU": "1" if gpu else "0",
     }
+    baked = {e.name: e.value for e in info.info.envs}
+    for name in ("ATELIER_FORECAST_TAG", "ATELIER_ASSORTMENT_TAG"):
+        env.pop(name, None)
+        if baked.get(name):
+            env[name] = baked[name]
     if workers:
         env["ATELIER_WORKERS"] = str(workers)
     cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", str(info.tag), "--port", str(port)]

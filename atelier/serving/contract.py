@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 ErrorCode = Literal[
     "invalid_request", "malformed_body", "unauthorized", "local_only", "unknown_product",
     "unsupported_media_type", "unknown_maison", "unknown_country", "internal",
+    "unknown_store", "other_region", "no_model",
 ]
 
 
@@ -41,15 +42,28 @@ class Readiness(BaseModel):
     fix: str | None = Field(None, description="What restores it, when degraded.")
 
 
-ERRORS = {
+ERRORS = {  # status -> (what it means, its codes); a route may answer a status with fewer codes (ROUTE_CODES)
     400: ("The body is not valid JSON, or a field is missing, unknown or out of range.", ["invalid_request", "malformed_body"]),
     401: ("Missing or wrong bearer token.", ["unauthorized"]),
-    403: ("A service started without API tokens (--insecure-local) answers this machine only.", ["local_only"]),
-    404: ("No such product in this region's catalog.", ["unknown_product"]),
+    403: ("A service started without API tokens (--insecure-local) answers this machine only; a country or a store of another region is answered by that region's service.",
+          ["local_only", "other_region"]),
+    404: ("No such product or store; or this region's service carries no model of that kind (`no_model`: the error says how to train one).",
+          ["unknown_product", "unknown_store", "no_model"]),
     415: ("The body is not `application/json`.", ["unsupported_media_type"]),
     422: ("A filter names a maison or a country this region does not know.", ["unknown_maison", "unknown_country"]),
 }
-ROUTE_ERRORS = {"/recommend": (400, 401, 403, 415, 422), "/similar": (400, 401, 403, 404, 415)}
+ROUTE_ERRORS = {
+    "/recommend": (400, 401, 403, 415, 422),
+    "/similar": (400, 401, 403, 404, 415),
+    "/forecast": (400, 401, 403, 404, 415, 422),
+    "/assortment": (400, 401, 403, 404, 415, 422),
+}
+ROUTE_CODES = {
+    ("/recommend", 403): ["local_only"],
+    ("/similar", 403): ["local_only"],
+    ("/similar", 404): ["unknown_product"],
+    ("/assortment", 404): ["unknown_store", "no_model"],
+}
 REF = "#/components/schemas/{model}"
 
 
@@ -62,8 +76,9 @@ def _schema(model: type[BaseModel], schemas: dict) -> dict:
     return {"$ref": REF.format(model=model.__name__)}
 
 
-def _error_response(status: int) -> dict:
+def _error_response(status: int, route: str = "") -> dict:
     text, codes = ERRORS[status]
+    codes = ROUTE_CODES.get((route, status), codes)
     return {
         "description": text,
         "content": {"application/json": {"schema": {"allOf": [{"$ref": REF.format(model="ErrorBody")}, {"properties": {"code": {"enum": codes}}}]},
@@ -95,15 +110,17 @@ def document(base: dict, requests: dict[str, type[BaseModel]], responses: dict[s
         operation = copy.deepcopy(base["paths"][route]["post"])
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body, "example": examples[route]}}}
         operation["responses"] = {"200": {"description": "The answer.", "content": {"application/json": {"schema": answer}}},
-                                  **{str(s): _error_response(s) for s in ROUTE_ERRORS[route]}}
+                                  **{str(s): _error_response(s, route) for s in ROUTE_ERRORS[route]}}
         if not secured:
             operation["responses"].pop("401")
         operation["security"] = [{"bearer": []}] if secured else []
         paths[route] = {"post": operation}
-    if "RecommendRequest" in schemas:
-        props = schemas["RecommendRequest"]["properties"]
-        props["maison"]["anyOf"][0]["enum"] = sorted(maisons)
-        props["country"]["anyOf"][0]["enum"] = sorted(countries)
+    for model in requests.values():  # the values the filters accept, in every request that has them
+        props = schemas[model.__name__]["properties"]
+        for field, values in (("maison", maisons), ("country", countries)):
+            if field in props:
+                target = props[field]["anyOf"][0] if "anyOf" in props[field] else props[field]
+                target["enum"] = sorted(values)
     _schema(Readiness, schemas)
     text = {"text/plain": {"schema": {"type": "string"}}}
     paths["/livez"] = {"get": {"tags": ["Infrastructure"], "description": "The process is alive.", "responses": {"200": {"description": "Alive.", "content": text}}}}

@@ -29,7 +29,7 @@ def resources(gpu: bool) -> dict:
     return {"gpu": 1, "gpu_type": "nvidia-l4"} if gpu else {"cpu": "2"}
 
 
-def service_envs(region: str, model_tag: str, gpu: bool) -> list[dict]:
+def service_envs(region: str, model_tag: str, gpu: bool, *, forecast_tag: str | None = None, assortment_tag: str | None = None) -> list[dict]:
     """Baked into the image: which region and model. Connection settings and secrets
     (ATELIER_REDIS__<REGION>__*, ATELIER_API_TOKENS, ATELIER_HOME or the registry) are given at
     deploy time, never stored in a bento."""
@@ -37,4 +37,4 @@ def service_envs(region: str, model_tag: str, gpu: bool) -> list[dict]:
         {"name": "ATELIER_REGION", "value": region},
         {"name": "ATELIER_MODEL_TAG", "value": model_tag},
         {"name": "ATELIER_BENTO_GPU", "value": "1" if gpu else "0"},
-    ]
+    ] + [{"name": name, "value": tag} for name, tag in (("ATELIER_FORECAST_TAG", forecast_tag), ("ATELIER_ASSORTMENT_TAG", assortment_tag)) if tag]

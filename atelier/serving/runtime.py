@@ -1,6 +1,6 @@
 """The regional service's runtime pieces: request schemas, bearer-token auth, start-up.
 
-Kept out of bentos/service.py so the service file stays a thin, readable class and so these can
+Kept out of atelier/bentos/service.py so the service file stays a thin, readable class and so these can
 be tested without a server.
 """
 
@@ -10,11 +10,11 @@ import hmac
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from _bentoml_sdk.io_models import IODescriptor
 from feast.permissions.user import User
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from atelier.errors import AtelierError
 from atelier.features.definitions import SERVING
@@ -23,6 +23,7 @@ from atelier.features.repo import feature_store
 from atelier.models.recommend.baselines import FALLBACK_POPULARITY
 from atelier.models.recommend.export import LoadedModel
 from atelier.models.recommend.ranking import POPULARITY
+from atelier.serving.planning import Planner
 from atelier.serving.recommender import PURCHASED, Recommender
 from atelier.settings import Settings
 
@@ -82,6 +83,108 @@ class SimilarResponse(BaseModel):
     items: list[Item]
 
 
+def _absent_not_null(schema: dict) -> None:
+    schema.pop("default", None)  # absent means "not given"; null is refused (the schema allows no null)
+
+
+def _one_of(*groups: tuple[str, ...]) -> dict:
+    """JSON Schema: exactly one field of each group is present."""
+    return {"allOf": [{"oneOf": [{"required": [name]} for name in group]} for group in groups]}
+
+
+class _ExactlyOne(IODescriptor):
+    """Requests whose fields come in groups of which exactly one is given (and none is null)."""
+
+    GROUPS: ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _groups(cls, data):
+        if isinstance(data, dict):
+            for name in [n for group in cls.GROUPS for n in group]:
+                if name in data and data[name] is None:
+                    raise ValueError(f"{name} may not be null: leave it out instead")
+            for group in cls.GROUPS:
+                given = [n for n in group if n in data]
+                if len(given) != 1:
+                    raise ValueError(f"give exactly one of {' or '.join(group)}" + (f" (got {', '.join(given)})" if given else ""))
+        return data
+
+
+ProductId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ForecastRequest(_ExactlyOne):
+    """POST /forecast: weekly units ahead (P10, P50, P90) for some products at one country or one store.
+
+    Give `product_ids` or `maison` (all of the maison's products the location sells), and
+    `country` or `store_id`."""
+
+    GROUPS: ClassVar = (("product_ids", "maison"), ("country", "store_id"))
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_one_of(("product_ids", "maison"), ("country", "store_id")))
+    product_ids: list[ProductId] = Field(None, min_length=1, max_length=100, json_schema_extra=_absent_not_null, description="1 to 100 product ids.")
+    maison: str = Field(None, json_schema_extra=_absent_not_null, description="Every product of this maison that the location sells.")
+    country: str = Field(None, min_length=2, max_length=2, json_schema_extra=_absent_not_null, description="A country of this region (ISO code).")
+    store_id: str = Field(None, min_length=1, max_length=64, json_schema_extra=_absent_not_null, description="A store of this region.")
+    horizon_weeks: Count = Field(12, ge=1, le=12, description="Weeks ahead, from the first week after the last complete week of data.")
+
+
+class AssortmentRequest(_ExactlyOne):
+    """POST /assortment: the catalog ranked for one country or one store, with the client segments it serves."""
+
+    GROUPS: ClassVar = (("country", "store_id"),)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_one_of(("country", "store_id")))
+    country: str = Field(None, min_length=2, max_length=2, json_schema_extra=_absent_not_null, description="A country of this region (ISO code).")
+    store_id: str = Field(None, min_length=1, max_length=64, json_schema_extra=_absent_not_null, description="A store of this region.")
+    n: Count = Field(100, ge=1, le=500, description="How many products.")
+    maison: str | None = Field(None, description="Only this maison's products.")
+
+
+class Week(BaseModel):
+    week_start: str = Field(description="Monday of the week (ISO date).")
+    p10: float
+    p50: float
+    p90: float
+
+
+class ProductForecast(BaseModel):
+    product_id: str
+    country: str | None = None
+    store_id: str | None = None
+    active: bool = Field(description="False when the location sold the product in none of the last 52 weeks: its weeks are zero.")
+    weeks: list[Week]
+
+
+class ForecastResponse(BaseModel):
+    region: str
+    model: str
+    forecasts: list[ProductForecast]
+
+
+class AssortmentItem(BaseModel):
+    product_id: str
+    maison: str
+    category: str
+    expected_units: float = Field(description="Expected units over the forecast's weeks ahead (the mean of each week's forecast).")
+    expected_revenue: float
+    new_here: bool = Field(description="Not sold here yet: proposed from what similar locations sell.")
+    segments: list[int] = Field(description="The client segments that buy it most (ids of `segments`).")
+
+
+class Segment(BaseModel):
+    id: int
+    name: str
+    share: float = Field(description="Share of the location's clients in this segment.")
+    top_features: list[str] = Field(description="What sets the segment apart from the region's average.")
+
+
+class AssortmentResponse(BaseModel):
+    region: str
+    model: str
+    items: list[AssortmentItem]
+    segments: list[Segment]
+
+
 class JsonOnly:
     """ASGI middleware: the API routes read JSON only; any other body type is a 415 with a JSON reason.
 
@@ -89,7 +192,7 @@ class JsonOnly:
     parser and came back as a 500: a client's mistake must never look like the server's.
     """
 
-    def __init__(self, app, routes: tuple[str, ...] = ("/recommend", "/similar")):
+    def __init__(self, app, routes: tuple[str, ...] = ("/recommend", "/similar", "/forecast", "/assortment")):
         self.app, self.routes = app, routes
 
     async def __call__(self, scope, receive, send):
@@ -165,3 +268,22 @@ def start(settings: Settings, model_path: Path, region: str, tag: str, threads: 
     popularity = OnlineFeatures(store, [f"product_popularity:{n}" for n in names], user=user)
     log.info("region %s: model %s on %s; %d features from %s", region, tag, model.device, len(model.feature_refs), type(store._get_provider().online_store).__name__)
     return Recommender(model, features, popularity, tag=tag)
+
+
+def start_planner(region: str, recommender_path: Path, forecast_model=None, assortment_model=None) -> Planner:
+    """Forecast and assortment answers from their exported models (either may be absent)."""
+    import pandas as pd
+
+    products = pd.read_parquet(recommender_path / "products.parquet", columns=["product_id", "maison", "category"])
+    forecast_path = Path(forecast_model.path) if forecast_model is not None else None
+    stores = pd.DataFrame({"store_id": pd.Series(dtype=str), "country": pd.Series(dtype=str)})
+    if forecast_path is not None and (forecast_path / "stores.parquet").exists():
+        stores = pd.read_parquet(forecast_path / "stores.parquet")
+    for model in (forecast_model, assortment_model):
+        if model is not None:
+            described = json.loads((Path(model.path) / "model.json").read_text())
+            if described.get("region") != region:
+                raise AtelierError(f"model {model.tag} was trained for region {described.get('region')!r}, not {region!r}", fix="serve each region with its own models")
+    return Planner(region, products, stores, forecast_path, Path(assortment_model.path) if assortment_model is not None else None,
+                   forecast_tag=str(forecast_model.tag) if forecast_model is not None else None,
+                   assortment_tag=str(assortment_model.tag) if assortment_model is not None else None)

@@ -2,7 +2,9 @@
 
 eu is served from the bento `atelier build` makes; us and apac from the service's source (apac
 with bearer tokens on). Each region has its own redis-server (persisted, so a restart keeps its
-data) and its own model, trained on that region's clients only.
+data) and its own model, trained on that region's clients only. eu and apac also carry a
+forecast and an assortment model (eu in its bento); us has none, as a region that has not
+trained them yet.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ def served_world(model_world):
         for r in ("us", "apac"):
             # us serves its ranking stage whatever validation says, so HTTP tests cover both paths (eu: auto)
             train_region(s, r, TrainConfig(epochs=1, serve="ranked" if r == "us" else "auto", **FAST))
+        from atelier.models.assortment.train import train_assortment
+        from atelier.models.forecast.backtest import ForecastConfig
+        from atelier.models.forecast.train import train_forecast
+
+        for r in ("eu", "apac"):
+            forecast = train_forecast(s, r, ForecastConfig(epochs=1, origins=1, max_examples=5_000, training_origins=8))
+            train_assortment(s, forecast, n=20, k=3)
     return home
 
 
@@ -91,11 +100,14 @@ def servers(served_world, serving_redis, tmp_path_factory):
         port = free_port()  # free now; another process may take it before bentoml binds it (see below)
         if r == "eu":
             cmd, run_env = serve_command(settings, "eu", port, workers=1, insecure_local=True)
-            run_env = {**env, **{k: v for k, v in run_env.items() if k.startswith(("ATELIER_REGION", "ATELIER_MODEL", "ATELIER_BENTO", "ATELIER_INSECURE"))}}
+            run_env = {**env, **{k: v for k, v in run_env.items() if k.startswith(("ATELIER_REGION", "ATELIER_MODEL", "ATELIER_BENTO", "ATELIER_INSECURE",
+                                                                                     "ATELIER_FORECAST", "ATELIER_ASSORTMENT"))}}
         else:
-            cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"]
+            cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "atelier.bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"]
             # apac is served as in production, with tokens; us without, as a local service may be
             run_env = {**env, "ATELIER_REGION": r, **({"ATELIER_API_TOKENS": TOKENS} if r == "apac" else {"ATELIER_INSECURE_LOCAL": "1"})}
+            if r == "apac":
+                run_env.update(ATELIER_FORECAST_TAG="atelier-forecast-apac:latest", ATELIER_ASSORTMENT_TAG="atelier-assortment-apac:latest")
         log = logs / f"{r}.log"
         proc = subprocess.Popen(cmd, cwd=REPO, env=run_env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
         return Server(r, f"http://127.0.0.1:{port}", proc, serving_redis[r], log)
