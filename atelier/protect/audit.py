@@ -9,7 +9,10 @@ audit checks the result independently, as a compliance job would, with the group
   decoded to its entity, and any key of another region's Feast project;
 * training sets kept with each run;
 * model artifacts in the BentoML store (every file of each region's models, searched for client
-  ids of other regions) and the bentos built from them.
+  ids of other regions) and the bentos built from them;
+* locations: the weekly sales series (`sales_weekly`, `location_weekly`) and the exported
+  forecasts and assortments of a region name only its own countries and its own stores (a
+  store's region is its country's, from the catalog of stores).
 
 A client's region is its country's: the region whose lake holds it (its roster, see
 `atelier.protect.residency`). An id held by a region whose roster lacks it is a finding, named by
@@ -155,6 +158,44 @@ def _artifacts(settings: Settings, region: str, report: Report) -> None:
             report.findings.append(Finding(place, region, f"{len(bad)} client id(s) of another region in the artifacts", bad[:5]))
 
 
+SERIES_TABLES = ("sales_weekly", "location_weekly")
+LOCATION_FILES = ("forecasts.parquet", "assortments.parquet")
+
+
+def _locations(settings: Settings, region: str, report: Report) -> None:
+    """Countries and stores of another region in the region's series and in its forecast and assortment models."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from atelier.regions import region_of_country
+
+    path = settings.paths.catalog("stores")
+    stores = read_dataset(path, None, columns=["store_id", "country"]).to_pandas() if path.exists() else pd.DataFrame(columns=["store_id", "country"])
+    store_region = {s: region_of_country(c) for s, c in zip(stores["store_id"], stores["country"])}
+
+    def check(place: str, frame: pd.DataFrame) -> None:
+        report.checked[place] += len(frame)
+        home = [store_region.get(loc, "unknown") if level == "store" else region_of_country(loc) or "unknown"
+                for level, loc in zip(frame["level"], frame["location"])]
+        bad = sorted({f"{lv} {loc} ({h})" for lv, loc, h in zip(frame["level"], frame["location"], home) if h != region})
+        if bad:
+            report.findings.append(Finding(place, region, f"{len(bad)} location(s) of another region", bad[:5]))
+
+    keys = key_store(settings, region)
+    for name in SERIES_TABLES:
+        table = settings.paths.feature_table(name, region)
+        if table.exists():
+            check(f"offline: {table.relative_to(settings.home)}", read_dataset(table, keys, columns=["level", "location"]).to_pandas().drop_duplicates())
+    import bentoml
+
+    for m in bentoml.models.list():
+        if m.info.labels.get("region") == region and m.info.labels.get("task") in ("forecast", "assortment"):
+            for name in LOCATION_FILES:
+                f = Path(m.path) / name
+                if f.exists():
+                    check(f"model: {m.tag}", pq.read_table(f, columns=["level", "location"]).to_pandas().drop_duplicates())
+
+
 def find_ids(data: bytes, ids: dict[bytes, object] | set[bytes]) -> set[bytes]:
     """Which of `ids` occur in `data` as whole values.
 
@@ -176,4 +217,5 @@ def audit_residency(settings: Settings, regions: list[str] | None = None) -> Rep
         _offline(settings, region, report)
         _online(settings, region, report)
         _artifacts(settings, region, report)
+        _locations(settings, region, report)
     return report

@@ -133,3 +133,43 @@ def test_cli_exit_code(clean, redis_servers, monkeypatch):
     redis_servers["eu"].client().hset(stock_key("atelier_eu", "client_id", apac_client), mapping={b"x": b"y"})
     bad = runner.invoke(cli, ["audit", "residency", "--region", "eu"])
     assert bad.exit_code == 1 and apac_client in bad.output and "1 of apac" in bad.output
+
+
+def test_a_us_store_in_eu_series_and_a_us_country_in_an_eu_forecast_are_found(clean):
+    """A region's stores and countries live only in that region: its series and its forecast name no other's."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    settings, _ = clean
+    keys = key_store(settings, "eu")
+    path = settings.paths.feature_table("sales_weekly", "eu")
+    table = read_dataset(path, keys)
+    assert "store" in set(table.column("level").to_pylist())  # the generated world sells in stores
+    stores = read_dataset(settings.paths.catalog("stores"), None).to_pandas()
+    from atelier.regions import region_of_country
+
+    us_store = stores.loc[stores["country"].map(region_of_country) == "us", "store_id"].iloc[0]
+    planted = table.slice(0, 1).set_column(table.schema.get_field_index("level"), "level", pa.array(["store"])) \
+                               .set_column(table.schema.get_field_index("location"), "location", pa.array([us_store]))
+    write_dataset(path, pa.concat_tables([table, planted]), keys)
+    found = [f for f in audit_residency(settings, ["eu"]).findings if "sales_weekly" in f.place]
+    assert len(found) == 1 and found[0].examples == [f"store {us_store} (us)"]
+
+    from atelier.models.forecast.backtest import ForecastConfig
+    from atelier.models.forecast.train import train_forecast
+
+    write_dataset(path, table, keys)  # the series as they were
+    forecast = train_forecast(settings, "eu", ForecastConfig(epochs=1, origins=1, max_examples=2_000, training_origins=6), levels=["country"])
+    assert audit_residency(settings, ["eu"]).ok
+    import bentoml
+
+    model_file = Path(bentoml.models.get(forecast.tag).path) / "forecasts.parquet"
+    rows = pq.read_table(model_file)
+    original = model_file.read_bytes()
+    try:
+        pq.write_table(rows.set_column(rows.schema.get_field_index("location"), "location", pa.array(["US"] * rows.num_rows)), model_file)
+        found = [f for f in audit_residency(settings, ["eu"]).findings if f.place.startswith("model: atelier-forecast-eu")]
+        assert len(found) == 1 and found[0].examples == ["country US (us)"]
+    finally:
+        model_file.write_bytes(original)  # the model store outlives this test's data home
