@@ -9,6 +9,7 @@ from feast import FeatureService
 from atelier.features.definitions import tags
 from client_features import client_activity, client_attributes, client_profile
 from product_features import product_attributes, product_catalog, product_popularity
+from sales_features import country_clientele_weekly, country_sales_weekly, store_clientele_weekly, store_sales_weekly
 
 query_tower_v1 = FeatureService(
     name="query_tower_v1",
@@ -28,5 +29,12 @@ popularity_v1 = FeatureService(
     name="popularity_v1",
     features=[product_popularity],
     description="Regional popularity: the baseline and the cold-start fallback.",
+    tags=tags(owner="group", sharing="shared", sensitivity="internal"),
+)
+
+weekly_sales_v1 = FeatureService(
+    name="weekly_sales_v1",
+    features=[country_sales_weekly, store_sales_weekly, country_clientele_weekly, store_clientele_weekly],
+    description="Weekly sales and clientele per country and store: the forecast's and the assortment's series.",
     tags=tags(owner="group", sharing="shared", sensitivity="internal"),
 )

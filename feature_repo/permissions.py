@@ -8,14 +8,16 @@ private-read permission sits beside its private views in maisons/.
 
 from atelier.features.definitions import ml_engineers_manage, shared_read
 from client_features import client_activity, client_attributes, client_profile
-from entities import client, product
-from feature_services import candidate_tower_v1, popularity_v1, query_tower_v1
+from entities import client, country, product, store
+from feature_services import candidate_tower_v1, popularity_v1, query_tower_v1, weekly_sales_v1
 from product_features import product_attributes, product_catalog, product_popularity
+from sales_features import country_clientele_weekly, country_sales_weekly, store_clientele_weekly, store_sales_weekly
 
 ml_engineers_manage_everything = ml_engineers_manage()
 
 # Everything tagged `sharing: shared` above, by name.
 maisons_read_shared_features = shared_read(
-    [client, product, client_profile, client_attributes, client_activity, product_catalog, product_attributes,
-     product_popularity, query_tower_v1, candidate_tower_v1, popularity_v1]
+    [client, product, country, store, client_profile, client_attributes, client_activity, product_catalog, product_attributes,
+     product_popularity, query_tower_v1, candidate_tower_v1, popularity_v1,
+     country_sales_weekly, store_sales_weekly, country_clientele_weekly, store_clientele_weekly, weekly_sales_v1]
 )

@@ -262,16 +262,16 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
         popularity_writer.commit(_popularity_schema())
         counts["product_popularity"] = popularity.num_rows
         # The weekly series of the forecast and assortment models (atelier.features.series).
-        for name, parts, by, schema in (
-            ("sales_weekly", sales_parts, ["level", "location", "product_id", "week"], series.SALES_WEEKLY),
-            ("location_weekly", clientele_parts, ["level", "location", "week"], series.LOCATION_WEEKLY),
-        ):
-            table = series.to_table(series.combine(parts, by), schema)
-            writer = DatasetWriter(stage / name, keys)
-            if table.num_rows:
-                writer.write(table)
-            writer.commit(schema)
-            counts[name] = table.num_rows
+        for kind, parts in (("sales", sales_parts), ("clientele", clientele_parts)):
+            frame = series.combine(parts, series.KEYS[kind])
+            for level in series.LEVELS:
+                table = series.to_table(frame, kind, level)
+                name = series.table_name(kind, level)
+                writer = DatasetWriter(stage / name, keys)
+                if table.num_rows:
+                    writer.write(table)
+                writer.commit(table.schema)
+                counts[name] = table.num_rows
     return counts
 
 

@@ -1,15 +1,18 @@
 """Weekly sales series: what the forecast and assortment models learn from, one region at a time.
 
-Two tables, computed with the other feature tables by `atelier features compute` and stored
-beside them (encrypted with the region's key):
+Two kinds of table per level, computed with the other feature tables by `atelier features
+compute` and stored beside them (encrypted with the region's key), each the source of a Feast view
+(`feature_repo/sales_features.py`):
 
-* `sales_weekly`: units and revenue per product and location and week, where a location is a
-  country (every sale has one: the line's country, else its client's) or a store (sales made in
-  a store, where the data has stores). Only weeks with sales are stored; a series is zero on the
-  other weeks of its life.
-* `location_weekly`: per location and week, the clientele that bought there (distinct clients,
-  clients buying for the first time in the region) and the location's total units: the
+* `<level>_sales_weekly` (`country_sales_weekly`, `store_sales_weekly`): units and revenue per
+  product and location and week, where a location is a country (every sale has one: the line's
+  country, else its client's) or a store (sales made in a store, where the data has stores).
+  Only weeks with sales are stored; a series is zero on the other weeks of its life.
+* `<level>_clientele_weekly`: per location and week, the clientele that bought there (distinct
+  clients, clients buying for the first time in the region) and the location's total units: the
   clientele mix a forecast reads beside each product's own history.
+
+A table's location column is named by its Feast join key (`KEY`): `country_code` or `store_id`.
 
 Sales are purchases, anonymous lines included (they are real demand); returns are not netted
 out, since what a planner ships is what clients order. Weeks start on Monday, 00:00 UTC; a row is
@@ -26,10 +29,11 @@ import pyarrow as pa
 DAY = 86_400
 WEEK = 7 * DAY
 LEVELS = ("country", "store")
+KEY = {"country": "country_code", "store": "store_id"}  # the location's column (and Feast join key) per level
 
-# The one statement of each table's columns: the pipeline writes them, the models read them.
+# The one statement of each table's columns: the pipeline writes them, the models read them, the
+# feature views are derived from them. `location` stands for the level's key column (`KEY`).
 SALES_WEEKLY = pa.schema([
-    pa.field("level", pa.string()),  # "country" or "store"
     pa.field("location", pa.string()),  # an ISO alpha-2 country code, or a store id
     pa.field("product_id", pa.string()),
     pa.field("week_start", pa.timestamp("us", "UTC")),
@@ -38,8 +42,7 @@ SALES_WEEKLY = pa.schema([
     pa.field("revenue", pa.float64()),
     pa.field("orders", pa.int64()),
 ])
-LOCATION_WEEKLY = pa.schema([
-    pa.field("level", pa.string()),
+CLIENTELE_WEEKLY = pa.schema([
     pa.field("location", pa.string()),
     pa.field("week_start", pa.timestamp("us", "UTC")),
     pa.field("event_timestamp", pa.timestamp("us", "UTC")),
@@ -49,6 +52,22 @@ LOCATION_WEEKLY = pa.schema([
     pa.field("new_clients", pa.int64()),
     pa.field("last_sale_at", pa.timestamp("us", "UTC")),  # how far the week's data goes (the last week may be partial)
 ])
+
+
+TABLES = {"sales": SALES_WEEKLY, "clientele": CLIENTELE_WEEKLY}
+# What a table's rows are keyed by, besides the week: a frame's columns, before the location is renamed.
+KEYS = {"sales": ["level", "location", "product_id", "week"], "clientele": ["level", "location", "week"]}
+
+
+def table_name(kind: str, level: str) -> str:
+    """'sales', 'store' -> 'store_sales_weekly'."""
+    return f"{level}_{kind}_weekly"
+
+
+def schema(kind: str, level: str) -> pa.Schema:
+    """A table's schema at a level: the location column named by the level's join key."""
+    base = TABLES[kind]
+    return pa.schema([f.with_name(KEY[level]) if f.name == "location" else f for f in base])
 
 
 def week_of(seconds: np.ndarray) -> np.ndarray:
@@ -125,14 +144,19 @@ def combine(parts: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
     return df.groupby(keys, sort=True).agg(how).reset_index()
 
 
-def to_table(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    """A weekly frame (with a `week` column) in its stated schema, stamped at the end of each week."""
+def to_table(df: pd.DataFrame, kind: str, level: str) -> pa.Table:
+    """The rows of one level of a weekly frame (with `level`, `location` and `week` columns) in the
+    table's stated schema, stamped at the end of each week."""
+    target = schema(kind, level)
+    df = df[df["level"] == level] if len(df) else df
     if not len(df):
-        return schema.empty_table()
+        return target.empty_table()
     start = week_start_seconds(df["week"].to_numpy())
     cols = {}
-    for f in schema:
-        if f.name == "week_start":
+    for f in target:
+        if f.name == KEY[level]:
+            cols[f.name] = pa.array(df["location"].to_numpy(), f.type)
+        elif f.name == "week_start":
             cols[f.name] = pa.array(start * 10**6, f.type)
         elif f.name == "event_timestamp":
             cols[f.name] = pa.array((start + WEEK - 1) * 10**6, f.type)
@@ -140,4 +164,9 @@ def to_table(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
             cols[f.name] = pa.array(df["last_sale"].to_numpy(np.int64) * 10**6, f.type)
         else:
             cols[f.name] = pa.array(df[f.name].to_numpy(), f.type)
-    return pa.table(cols, schema=schema)
+    return pa.table(cols, schema=target)
+
+
+def from_table(table: pa.Table, level: str) -> pd.DataFrame:
+    """A stored table back as a frame with `level` and `location` columns (what the models read)."""
+    return table.to_pandas().rename(columns={KEY[level]: "location"}).assign(level=level)

@@ -10,7 +10,7 @@ audit checks the result independently, as a compliance job would, with the group
 * training sets kept with each run;
 * model artifacts in the BentoML store (every file of each region's models, searched for client
   ids of other regions) and the bentos built from them;
-* locations: the weekly sales series (`sales_weekly`, `location_weekly`) and the exported
+* locations: the weekly sales series (`<level>_sales_weekly`, `<level>_clientele_weekly`) and the exported
   forecasts and assortments of a region name only its own countries and its own stores (a
   store's region is its country's, from the catalog of stores).
 
@@ -158,7 +158,6 @@ def _artifacts(settings: Settings, region: str, report: Report) -> None:
             report.findings.append(Finding(place, region, f"{len(bad)} client id(s) of another region in the artifacts", bad[:5]))
 
 
-SERIES_TABLES = ("sales_weekly", "location_weekly")
 LOCATION_FILES = ("forecasts.parquet", "assortments.parquet")
 
 
@@ -181,11 +180,15 @@ def _locations(settings: Settings, region: str, report: Report) -> None:
         if bad:
             report.findings.append(Finding(place, region, f"{len(bad)} location(s) of another region", bad[:5]))
 
+    from atelier.features import series
+
     keys = key_store(settings, region)
-    for name in SERIES_TABLES:
-        table = settings.paths.feature_table(name, region)
-        if table.exists():
-            check(f"offline: {table.relative_to(settings.home)}", read_dataset(table, keys, columns=["level", "location"]).to_pandas().drop_duplicates())
+    for kind in series.TABLES:
+        for level in series.LEVELS:
+            table = settings.paths.feature_table(series.table_name(kind, level), region)
+            if table.exists():
+                rows = read_dataset(table, keys, columns=[series.KEY[level]])
+                check(f"offline: {table.relative_to(settings.home)}", series.from_table(rows, level).drop_duplicates())
     import bentoml
 
     for m in bentoml.models.list():

@@ -1,7 +1,7 @@
 """The forecast's view of a region: every series as a row of weekly units, every week as a column.
 
-Reads what `atelier features compute` wrote (`sales_weekly`, `location_weekly`, see
-atelier.features.series) and the catalog, and nothing upstream of them. A series is one product at
+Reads what `atelier features compute` wrote (`<level>_sales_weekly`, `<level>_clientele_weekly`,
+see atelier.features.series) and the catalog, and nothing upstream of them. A series is one product at
 one location of one level (a country, or a store). The panel is dense (zero on weeks without
 sales) and ends at the last complete week: the data's final week is dropped when its last sale
 falls before the week's end, since a partial week would read as a collapse in demand.
@@ -82,12 +82,11 @@ def load(settings: Settings, region: str, level: str = "country") -> Panel:
     if level not in S.LEVELS:
         raise AtelierError(f"unknown series level {level!r}", fix=f"use one of: {', '.join(S.LEVELS)}")
     keys = key_store(settings, region)
-    path = settings.paths.feature_table("sales_weekly", region)
+    path = settings.paths.feature_table(S.table_name("sales", level), region)
     if not path.exists():
         raise AtelierError(f"no weekly sales for region {region}", where=str(path), fix=f"run `atelier features compute -r {region}`")
-    sales = read_dataset(path, keys).to_pandas()
-    places = read_dataset(settings.paths.feature_table("location_weekly", region), keys).to_pandas()
-    sales, places = sales[sales["level"] == level], places[places["level"] == level]
+    sales = S.from_table(read_dataset(path, keys), level)
+    places = S.from_table(read_dataset(settings.paths.feature_table(S.table_name("clientele", level), region), keys), level)
     if not len(sales):
         raise AtelierError(f"region {region} has no {level} sales to forecast", where=str(path),
                            fix="the data has no store ids" if level == "store" else "import events with purchases")

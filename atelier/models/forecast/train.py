@@ -60,13 +60,12 @@ class ForecastResult:
 
 def levels_of(settings: Settings, region: str) -> list[str]:
     """The levels with sales in the region: countries, and stores where sales carry a store id."""
-    from atelier.protect.keys import key_store
+    from atelier.protect.parquet import dataset_info
 
-    path = settings.paths.feature_table("location_weekly", region)
-    if not path.exists():
-        raise AtelierError(f"no weekly sales for region {region}", where=str(path), fix=f"run `atelier features compute -r {region}`")
-    present = set(read_dataset(path, key_store(settings, region), columns=["level"]).column("level").to_pylist())
-    return [level for level in S.LEVELS if level in present]
+    paths = {level: settings.paths.feature_table(S.table_name("sales", level), region) for level in S.LEVELS}
+    if not any(p.exists() for p in paths.values()):
+        raise AtelierError(f"no weekly sales for region {region}", where=str(paths["country"]), fix=f"run `atelier features compute -r {region}`")
+    return [level for level, p in paths.items() if p.exists() and dataset_info(p)["rows"] > 0]
 
 
 def train_forecast(settings: Settings, region: str, config: ForecastConfig | None = None, *, steps: Steps | None = None,
