@@ -30,7 +30,7 @@ def _world(name: str):
     from atelier.regions import region_codes
     from atelier.settings import Settings
 
-    spec = {"source": str(SOURCE)} if name == "real" else {"size": "small"}
+    spec = {"source": str(SOURCE), "series": 2} if name == "real" else {"size": "small", "series": 2}  # series: the feature tables' layout
     home, fresh = bench_home(f"forecast_{name}", spec)
     s = Settings(home=home)
     if fresh:

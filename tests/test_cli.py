@@ -37,7 +37,7 @@ def test_unknown_region_and_size(tmp_path):
 
 def test_unknown_model_kind_is_refused_before_any_work(tmp_path):
     r = run(["train", "assortments", "-r", "eu"], tmp_path)
-    assert r.returncode == 1 and "unknown model kind 'assortments'" in r.stderr and "recommend, forecast, all" in r.stderr
+    assert r.returncode == 1 and "unknown model kind 'assortments'" in r.stderr and "recommend, forecast, assortment, all" in r.stderr
     r = run(["train", "forecast", "-r", "eu", "--horizon", "13"], tmp_path)
     assert r.returncode == 1 and "--horizon 13 is out of range" in r.stderr
     assert not (tmp_path / "runs").exists()

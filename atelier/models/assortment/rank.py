@@ -50,7 +50,7 @@ def similar_locations(panel: Panel, origin: int, k: int = SIMILAR) -> tuple[np.n
     return neighbours, w / np.maximum(w.sum(1, keepdims=True), 1e-12)
 
 
-def expected_units(panel: Panel, origin: int, series: np.ndarray, units: np.ndarray, weeks: int) -> pd.DataFrame:
+def expected_units(panel: Panel, origin: int, series: np.ndarray, units: np.ndarray, weeks: int, borrow: float = 1.0) -> pd.DataFrame:
     """Every (location, product) with its expected units over the next `weeks`.
 
     `series`, `units`: the forecast's active series at `origin` and their expected units (`expected`)
@@ -62,7 +62,7 @@ def expected_units(panel: Panel, origin: int, series: np.ndarray, units: np.ndar
     size = _sold(panel, origin, 52).sum(1)  # each location's units over the last year
     per_size = np.nan_to_num(own) / np.maximum(size[:, None], 1e-9)
     neighbours, w = similar_locations(panel, origin)
-    borrowed = np.einsum("lk,lkp->lp", w, per_size[neighbours]) * size[:, None]
+    borrowed = np.einsum("lk,lkp->lp", w, per_size[neighbours]) * size[:, None] * borrow
     carried_by = np.zeros((L, P), int)
     for j in range(neighbours.shape[1]):
         carried_by += (np.nan_to_num(own[neighbours[:, j]]) > 0) & (w[:, j:j + 1] > 0)

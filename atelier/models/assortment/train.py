@@ -94,7 +94,7 @@ def train_assortment(settings: Settings, forecast: ForecastResult, *, n: int = 1
         keyed = pd.MultiIndex.from_frame(panel.series[["location", "product_id"]]).get_indexer(pd.MultiIndex.from_frame(f[["location", "product_id"]]))
         totals = f.assign(series=keyed, mean=rank.expected(f[["p10", "p50", "p90"]].to_numpy())).groupby("series")["mean"].sum()
         weeks = int(f["week_start"].nunique())
-        table = rank.expected_units(panel, len(panel.weeks), totals.index.to_numpy(), totals.to_numpy(), weeks)
+        table = rank.expected_units(panel, len(panel.weeks), totals.index.to_numpy(), totals.to_numpy(), weeks, metrics["levels"][level]["borrow"])
         price = f.groupby("product_id")["unit_price"].median()
         table["expected_revenue"] = table["expected_units"] * table["product_id"].map(price).fillna(0).to_numpy()
         table = table.sort_values(["location", "expected_units"], ascending=[True, False], kind="stable").groupby("location").head(MAX_ITEMS)

@@ -63,6 +63,7 @@ class Backtest:
     validation: dict[str, dict]
     scored: list[Scored] = field(default_factory=list)
     new_series_share: float = 0.0
+    validation_scored: Scored | None = None  # the validation origin's forecasts (for choices downstream, e.g. the assortment)
 
     def cells(self, method: str, horizon: int | None = None, origin: int | None = None):
         """(actual, forecasts (N, q), series-origin keys, naive scales) over the chosen cells."""
@@ -134,9 +135,10 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
     gbm = baselines.LightGBM(seed=config.seed).fit(train, held)
     advance(1)
     choices = {"epochs": history["best_epochs"], "validation_loss": history["validation_loss"], "lightgbm_rounds": gbm.rounds}
-    validation = {m: report(*_cells(_score(panel, validation_origin, held, _forecasts(panel, held, net, gbm)), m)) for m in METHODS}
+    held_scored = _score(panel, validation_origin, held, _forecasts(panel, held, net, gbm))
+    validation = {m: report(*_cells(held_scored, m)) for m in METHODS}
 
-    result = Backtest(validation_origin, tests, choices, validation)
+    result = Backtest(validation_origin, tests, choices, validation, validation_scored=held_scored)
     advance = step("backtest origins (each fitted on its past only)", len(tests))
     new_units, all_units = 0.0, 0.0
     for origin in tests:
