@@ -81,7 +81,10 @@ def fit(features: pd.DataFrame, k: int = 6, seed: int = 7) -> Segments:
             profiles.append({"id": s, "name": "empty", "size": 0, "share": 0.0, "top_features": []})
             continue
         gap = z[inside].mean(0)
-        order = np.argsort(-np.abs(gap))[:3]
+        # A favourite maison describes a segment when the segment favours it; "favours maison X
+        # less than average" says nothing a merchandiser can use.
+        telling = [i for i in np.argsort(-np.abs(gap)) if i < len(NUMERIC) or gap[i] > 0]
+        order = telling[:3]
         top_features = [{"feature": names[i], "direction": "above" if gap[i] > 0 else "below", "z": round(float(gap[i]), 2),
                          "segment_mean": round(float(_raw(x[inside, i], i)), 2), "region_mean": round(float(_raw(x[:, i], i)), 2)} for i in order]
         profiles.append({"id": s, "name": _name(names, gap), "size": int(inside.sum()), "share": float(inside.mean()), "top_features": top_features})
