@@ -41,7 +41,8 @@ class ForecastConfig(BaseModel):
     training_origins: int = Field(48, ge=4, description="weeks of origins the examples are drawn from")
     first_origin: int = Field(4, ge=1, description="the earliest origin examples are drawn from (weeks of history it has)")
     max_examples: int = Field(300_000, ge=1_000)
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
+    decay: bool = Field(True, description="cosine decay of the learning rate to a tenth over the run")
     seed: int = 7
 
 
@@ -130,7 +131,7 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
     train = F.training_rows(panel, validation_origin, vocabulary, **rows)
     held = F.forecast_rows(panel, validation_origin, vocabulary, config.horizon)
     net, history = network.fit(train, sizes, epochs=config.epochs, validation=held, learning_rate=config.learning_rate,
-                               seed=config.seed, progress=step("choosing epochs on the validation origin", config.epochs))
+                               decay=config.decay, seed=config.seed, progress=step("choosing epochs on the validation origin", config.epochs))
     advance = step("choosing LightGBM's rounds", 1)
     gbm = baselines.LightGBM(seed=config.seed).fit(train, held)
     advance(1)
@@ -143,7 +144,7 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
     new_units, all_units = 0.0, 0.0
     for origin in tests:
         train = F.training_rows(panel, origin, vocabulary, **rows)
-        net, _ = network.fit(train, sizes, epochs=choices["epochs"], learning_rate=config.learning_rate, seed=config.seed)
+        net, _ = network.fit(train, sizes, epochs=choices["epochs"], learning_rate=config.learning_rate, decay=config.decay, seed=config.seed)
         gbm = baselines.LightGBM(seed=config.seed, rounds=choices["lightgbm_rounds"]).fit(train)
         ex = F.forecast_rows(panel, origin, vocabulary, config.horizon)
         result.scored.append(_score(panel, origin, ex, _forecasts(panel, ex, net, gbm)))

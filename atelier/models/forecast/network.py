@@ -65,13 +65,17 @@ def pinball_loss(y: tf.Tensor, q: tf.Tensor) -> tf.Tensor:
 
 def fit(train: Examples, vocabulary_sizes: list[int], *, epochs: int, validation: Examples | None = None,
         batch: int = 2048, learning_rate: float = 1e-3, seed: int = 7, hidden: tuple[int, ...] = (128, 64), dropout: float = 0.0,
-        weight_cap: float | None = None, progress: Callable[[int], None] | None = None) -> tuple[QuantileNet, dict]:
+        weight_cap: float | None = None, decay: bool = False, progress: Callable[[int], None] | None = None) -> tuple[QuantileNet, dict]:
     """Train for `epochs`; with `validation`, keep the epoch whose validation loss (in units) is lowest."""
     keras.utils.set_random_seed(seed)
     net = QuantileNet(vocabulary_sizes, hidden=tuple(hidden), dropout=dropout, seed=seed, numeric_features=train.numeric.shape[1])
     net.norm.adapt(train.numeric)
     net.varied.assign((train.numeric.std(0) > 1e-6).astype(np.float32))
-    net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=pinball_loss)
+    rate = learning_rate
+    if decay:  # cosine decay to a tenth over the run: the late epochs move less, so the epoch chosen is less a matter of luck
+        steps = int(np.ceil(len(train) / batch)) * epochs
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.1)
+    net.compile(optimizer=keras.optimizers.Adam(rate), loss=pinball_loss)
     weight = train.scale / train.scale.mean()
     if weight_cap is not None:  # a few huge series would otherwise drive every step
         weight = np.minimum(weight, np.quantile(weight, weight_cap))
