@@ -97,10 +97,7 @@ class Planner:
                 raise RequestError(404, "unknown_product", f"unknown product(s): {', '.join(map(repr, unknown[:5]))}")
         if self.forecasts is None:
             raise RequestError(404, "no_model", f"region {self.region} has no forecast model; train it with `atelier train forecast -r {self.region}`, then build")
-        try:
-            here = self.forecasts.loc[(where.level, where.id)]
-        except KeyError:
-            here = self.forecasts.iloc[:0]
+        here = _rows_at(self.forecasts, where)
         if maison is not None:
             ids = sorted(set(here["product_id"]) & set(self.products.index[self.products["maison"] == maison]))
         else:
@@ -127,10 +124,7 @@ class Planner:
         self._maison(maison)
         if self.lists is None:
             raise RequestError(404, "no_model", f"region {self.region} has no assortment model; train it with `atelier train assortment -r {self.region}`, then build")
-        try:
-            here = self.lists.loc[(where.level, where.id)]
-        except KeyError:
-            here = self.lists.iloc[:0]
+        here = _rows_at(self.lists, where)
         if maison is not None:
             here = here[here["product_id"].map(self.products["maison"]) == maison]
         here = here.head(n)
@@ -145,6 +139,14 @@ class Planner:
                      "top_features": [f["feature"] + (" (above average)" if f["direction"] == "above" else " (below average)") for f in p["top_features"]]}
                     for i, p in enumerate(self.segments)]
         return where, items, segments
+
+
+def _rows_at(table: pd.DataFrame, where: Location) -> pd.DataFrame:
+    """A table's rows at one location (indexed by level and location); none where it has none."""
+    try:
+        return table.loc[(where.level, where.id)]
+    except KeyError:
+        return table.iloc[:0]
 
 
 def _r(x) -> float:
