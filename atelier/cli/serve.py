@@ -19,7 +19,8 @@ def build(
     for r in regions_of(region):
         with console.status(f"{r}: building the bento"):
             result = build_bento(s, r, gpu=gpu)
-        out.print(f"{r}: bento {result['bento']} (model {result['model']})\n  Dockerfile: {result['dockerfile']}\n  containerize with: bentoml containerize {result['bento']}")
+        planning = ", ".join(f"{kind} {result[kind]}" for kind in ("forecast", "assortment") if result.get(kind)) or "no forecast or assortment model yet"
+        out.print(f"{r}: bento {result['bento']} (model {result['model']}; {planning})\n  Dockerfile: {result['dockerfile']}\n  containerize with: bentoml containerize {result['bento']}")
 
 
 def serve(
