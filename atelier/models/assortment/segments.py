@@ -47,10 +47,15 @@ class Segments:
         return table.reindex(columns=range(len(self.profiles)), fill_value=0.0)
 
 
-def client_features(activity: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """One row per client: its latest client_activity row up to `as_of`, as segment features."""
+def latest(activity: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Each client's latest client_activity row up to `as_of`."""
     rows = activity[pd.to_datetime(activity["event_timestamp"], utc=True) <= as_of]
-    rows = rows.sort_values("event_timestamp").drop_duplicates("client_id", keep="last").set_index("client_id")
+    return rows.sort_values("event_timestamp").drop_duplicates("client_id", keep="last")
+
+
+def client_features(rows: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """One row per client, from its latest client_activity row (`latest`), as segment features."""
+    rows = rows.set_index("client_id")
     out = pd.DataFrame(index=rows.index)
     for name in ("purchases_365d", "spend_365d", "views_90d", "wishlist_90d"):
         out[name] = rows[name].astype(float) if name in rows else 0.0

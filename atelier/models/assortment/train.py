@@ -58,8 +58,8 @@ def _clientele(settings: Settings, region: str, as_of: pd.Timestamp) -> tuple[pd
     """(segment features per client, each client's country, (client, product) purchases) as of `as_of`."""
     keys = key_store(settings, region)
     activity = read_dataset(settings.paths.feature_table("client_activity", region), keys).to_pandas()
-    features = segments.client_features(activity, as_of)
-    latest = activity[pd.to_datetime(activity["event_timestamp"], utc=True) <= as_of].sort_values("event_timestamp").drop_duplicates("client_id", keep="last")
+    latest = segments.latest(activity, as_of)
+    features = segments.client_features(latest, as_of)
     bought = latest[["client_id", "purchased_products"]].explode("purchased_products").dropna().rename(columns={"purchased_products": "product_id"})
     country = read_dataset(settings.paths.client_table("clients", region), keys, columns=["client_id", "country"]).to_pandas().set_index("client_id")["country"]
     return features, country, bought

@@ -28,7 +28,7 @@ CLIP = 8.0  # normalized inputs beyond this many standard deviations are held th
 class QuantileNet(keras.Model):
     """Raw features -> (P10, P50, P90) on the series' scale."""
 
-    def __init__(self, vocabulary_sizes: list[int], hidden: tuple[int, ...] = (128, 64), embedding_dim: int = 8, dropout: float = 0.0, seed: int = 7,
+    def __init__(self, vocabulary_sizes: list[int], hidden: tuple[int, ...] = (128, 64), embedding_dim: int = 8, seed: int = 7,
                  numeric_features: int = len(NUMERIC)):
         super().__init__()
         init = lambda i: keras.initializers.GlorotUniform(seed=seed + i)  # noqa: E731
@@ -39,7 +39,6 @@ class QuantileNet(keras.Model):
         self.embeddings = [keras.layers.Embedding(n, min(embedding_dim, n), embeddings_initializer=keras.initializers.RandomNormal(0, 0.05, seed=seed + 50 + i))
                            for i, n in enumerate(vocabulary_sizes)]
         self.dense = [keras.layers.Dense(h, activation="relu", kernel_initializer=init(i)) for i, h in enumerate(hidden)]
-        self.drop = keras.layers.Dropout(dropout, seed=seed) if dropout else None
         self.out = keras.layers.Dense(3, kernel_initializer=init(len(hidden)))
 
     def call(self, inputs, training=False):
@@ -49,8 +48,6 @@ class QuantileNet(keras.Model):
         x = tf.concat(parts, axis=-1)
         for layer in self.dense:
             x = layer(x)
-            if self.drop is not None:
-                x = self.drop(x, training=training)
         raw = self.out(x)
         mid = raw[:, 1]
         return tf.stack([mid - tf.nn.softplus(raw[:, 0]), mid, mid + tf.nn.softplus(raw[:, 2])], axis=-1)
@@ -64,11 +61,10 @@ def pinball_loss(y: tf.Tensor, q: tf.Tensor) -> tf.Tensor:
 
 
 def fit(train: Examples, vocabulary_sizes: list[int], *, epochs: int, validation: Examples | None = None,
-        batch: int = 2048, learning_rate: float = 1e-3, seed: int = 7, hidden: tuple[int, ...] = (128, 64), dropout: float = 0.0,
-        weight_cap: float | None = None, decay: bool = False, progress: Callable[[int], None] | None = None) -> tuple[QuantileNet, dict]:
+        batch: int = 2048, learning_rate: float = 1e-3, seed: int = 7, hidden: tuple[int, ...] = (128, 64), decay: bool = False, progress: Callable[[int], None] | None = None) -> tuple[QuantileNet, dict]:
     """Train for `epochs`; with `validation`, keep the epoch whose validation loss (in units) is lowest."""
     keras.utils.set_random_seed(seed)
-    net = QuantileNet(vocabulary_sizes, hidden=tuple(hidden), dropout=dropout, seed=seed, numeric_features=train.numeric.shape[1])
+    net = QuantileNet(vocabulary_sizes, hidden=tuple(hidden), seed=seed, numeric_features=train.numeric.shape[1])
     net.norm.adapt(train.numeric)
     net.varied.assign((train.numeric.std(0) > 1e-6).astype(np.float32))
     rate = learning_rate
@@ -76,10 +72,7 @@ def fit(train: Examples, vocabulary_sizes: list[int], *, epochs: int, validation
         steps = int(np.ceil(len(train) / batch)) * epochs
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.1)
     net.compile(optimizer=keras.optimizers.Adam(rate), loss=pinball_loss)
-    weight = train.scale / train.scale.mean()
-    if weight_cap is not None:  # a few huge series would otherwise drive every step
-        weight = np.minimum(weight, np.quantile(weight, weight_cap))
-    weight = weight.astype(np.float32)
+    weight = (train.scale / train.scale.mean()).astype(np.float32)
     data = tf.data.Dataset.from_tensor_slices(((train.numeric, train.categorical), (train.target / train.scale)[:, None].astype(np.float32), weight))
     data = data.shuffle(len(train), seed=seed, reshuffle_each_iteration=True).batch(batch).prefetch(2)
     losses, best, best_weights = [], np.inf, None

@@ -98,7 +98,7 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         finals[level] = _forecast_table(panel, ahead, network.predict(net, ahead))
         advance(1)
         metrics["levels"][level] = _level_metrics(panel, bt)
-        _plots(panel, bt, run_dir, region, level)
+        _plots(panel, bt, metrics["levels"][level]["per_horizon"], run_dir, region, level)
         network.save(net, workdir / f"network_{level}")
         (workdir / f"vocabulary_{level}.json").write_text(json.dumps(vocabulary.values))
 
@@ -160,7 +160,7 @@ def _level_metrics(panel: Panel, bt: Backtest) -> dict:
     }
 
 
-def _plots(panel: Panel, bt: Backtest, run_dir: Path, region: str, level: str) -> None:
+def _plots(panel: Panel, bt: Backtest, per_horizon: dict[str, list[float]], run_dir: Path, region: str, level: str) -> None:
     last = bt.scored[-1]
     ex, q = last.examples, last.forecasts[MODEL]
     top = pd.Series(panel.units[:, :last.origin].sum(1)).nlargest(PLOTTED).index.to_numpy()
@@ -175,7 +175,7 @@ def _plots(panel: Panel, bt: Backtest, run_dir: Path, region: str, level: str) -
                       "p10": q[sel][order, 0], "p50": q[sel][order, 1], "p90": q[sel][order, 2]})
     weeks = panel.week_starts.tz_convert(None).to_numpy()
     forecast_plot(weeks, shown, run_dir / f"forecast_{level}.png", f"{region}, {level} series: forecast at the last test origin")
-    horizon_plot({m: bt.per_horizon()[m] for m in METHODS}, run_dir / f"horizon_{level}.png", f"{region}, {level} series: backtest WAPE per horizon")
+    horizon_plot(per_horizon, run_dir / f"horizon_{level}.png", f"{region}, {level} series: backtest WAPE per horizon")
 
 
 def summary(result: ForecastResult):
