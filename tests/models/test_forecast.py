@@ -178,3 +178,40 @@ def test_train_forecast_and_assortment_backtest_export_and_plot(home, settings):
     assert "client_id" not in lists.columns and all(region_of_country(c) == "eu" for c in lists["country"].dropna().unique())
     segments_file = json.loads(open(stored.path_of("segments.json")).read())
     assert len(segments_file["profiles"]) == 3 and set(segments_file["mix"]) <= set(countries) | {c for c in stores}
+
+
+def test_too_few_weeks_for_the_origins_is_a_clear_error():
+    from atelier.errors import AtelierError
+    from atelier.models.forecast.backtest import ForecastConfig, origins
+
+    panel = _panel(np.ones((2, 40)))  # 40 weeks: 4 origins 3 weeks apart, 12 ahead, need about 50
+    with pytest.raises(AtelierError) as e:
+        origins(panel, ForecastConfig())
+    assert "40 complete weeks of sales are too few for 4 origins 3 weeks apart and a 12-week horizon" in str(e.value)
+    assert "fewer --origins" in e.value.render()
+    validation, tests = origins(panel, ForecastConfig(origins=1, horizon=8))
+    assert tests == [32] and validation == 24  # fewer origins and a shorter horizon fit
+
+
+def test_forecasting_before_the_weekly_sales_exist_says_what_to_run(tmp_path):
+    """A data home whose features were never computed: one line naming the command, and no run folder."""
+    from atelier.errors import AtelierError
+    from atelier.models.forecast.train import train_forecast
+    from atelier.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    with pytest.raises(AtelierError) as e:
+        train_forecast(settings, "eu")
+    assert "no weekly sales for region eu" in str(e.value) and "atelier features compute -r eu" in e.value.render()
+    assert not list(settings.paths.runs("eu").glob("forecast-*"))
+
+
+def test_a_backtest_asking_more_weeks_than_the_data_has_writes_no_run(settings):
+    from atelier.errors import AtelierError
+    from atelier.models.forecast.backtest import ForecastConfig
+    from atelier.models.forecast.train import train_forecast
+
+    with pytest.raises(AtelierError) as e:
+        train_forecast(settings, "eu", ForecastConfig(origins=40, step=3))  # the tiny world has two years, not 40 x 3 + 24 weeks
+    assert "too few for 40 origins" in str(e.value)
+    assert not list(settings.paths.runs("eu").glob("forecast-*"))

@@ -31,7 +31,7 @@ from atelier.features import series as S
 from atelier.io import write_json_atomic
 from atelier.models.forecast import features as F
 from atelier.models.forecast import network
-from atelier.models.forecast.backtest import METHODS, MODEL, Backtest, ForecastConfig, run
+from atelier.models.forecast.backtest import METHODS, MODEL, Backtest, ForecastConfig, origins, run
 from atelier.models.forecast.panel import Panel, load
 from atelier.models.plots import forecast_plot, horizon_plot
 from atelier.models.progress import Steps
@@ -73,19 +73,22 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
     config = config or ForecastConfig()
     steps = steps or Steps()
     region = get_region(region).code
+    levels = levels or levels_of(settings, region)  # checked before anything is written
+    if not levels:
+        raise AtelierError(f"region {region} has no sales to forecast", fix=f"import events with purchases, then `atelier features compute -r {region}`")
+    steps.step("reading weekly sales", len(levels))
+    panels = {level: load(settings, region, level) for level in levels}
+    for panel in panels.values():
+        origins(panel, config)  # enough weeks for the backtest asked, or one clear error
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = settings.paths.runs(region) / f"forecast-{run_id}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    levels = levels or levels_of(settings, region)
-    if not levels:
-        raise AtelierError(f"region {region} has no sales to forecast", fix=f"import events with purchases, then `atelier features compute -r {region}`")
     metrics: dict = {"region": region, "config": config.model_dump(), "levels": {}}
-    backtests, finals, panels = {}, {}, {}
+    backtests, finals = {}, {}
     workdir = run_dir / "model"
     workdir.mkdir(exist_ok=True)
     for level in levels:
-        steps.step(f"{level} series: reading weekly sales")(1)
-        panel = panels[level] = load(settings, region, level)
+        panel = panels[level]
         bt = run(panel, config, lambda name, total=None, level=level: steps.step(f"{level}: {name}", total))
         backtests[level] = bt
         advance = steps.step(f"{level}: final fit on every complete week", 1)
