@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pytest
 
 from atelier.models.recommend.evaluate import top_k
 from atelier.models.recommend.export import LoadedModel
@@ -149,3 +150,26 @@ def test_model_selection_never_reads_the_test_weeks(settings):
     assert poison["validation"] == clean["validation"]
     assert poison["test"] != clean["test"]
     assert ds.Windows.of(pd.Timestamp(clean["windows"]["end"]) - pd.Timedelta(days=1), 6).to_json() == clean["windows"]
+
+
+def test_signatures_called_flat_answer_as_called_by_keyword(model_world):
+    """The serving path calls exported signatures positionally (models.signatures); same numbers as the keyword call."""
+    import tensorflow as tf
+
+    from atelier.models.recommend import ranking
+    from atelier.models.signatures import Signature
+
+    _, result = model_world
+    loaded = _loaded(model_world)
+    assert loaded.embed_fn.fast, "this TensorFlow has ConcreteFunction._call_flat: the fast path must be the one in use"
+    queries = result.data.eval.query
+    slow = Signature(loaded.embed_fn.signature, fast=False)
+    assert not slow.fast
+    np.testing.assert_array_equal(loaded.embed_fn(queries)["embedding"].numpy(), slow(queries)["embedding"].numpy())
+    stage = ranking.load_stage(loaded.path / "ranking")
+    rows = np.random.default_rng(0).normal(size=(7, len(ranking.FEATURES))).astype(np.float32)
+    by_keyword = stage.scorer.signature(features=tf.constant(rows))["score"].numpy()
+    np.testing.assert_array_equal(ranking.score(stage.scorer, rows), by_keyword)
+    # a missing input is named, not a TensorFlow error about positions
+    with pytest.raises(KeyError, match="client_id"):
+        loaded.embed_fn({k: v for k, v in queries.items() if k != "client_id"})

@@ -28,6 +28,7 @@ import tensorflow as tf
 from atelier.models.recommend.index import AnnIndex, ExactIndex
 from atelier.models.recommend.inputs import BAG, BAG_LENGTH, CATEGORICAL, NUMERIC, FeatureSpec
 from atelier.models.recommend.towers import Tower
+from atelier.models.signatures import Signature
 from atelier.models.store import code_version, save_model
 
 _DTYPES = {CATEGORICAL: tf.string, NUMERIC: tf.float32}
@@ -137,7 +138,7 @@ class LoadedModel:
             region=description["region"],
             query_specs=[FeatureSpec.from_json(s) for s in description["query_specs"]],
             description=description,
-            embed_fn=saved.signatures["serving_default"],
+            embed_fn=Signature(saved.signatures["serving_default"]),
             candidates=candidates,
             exact=ExactIndex(candidates),
             ann=AnnIndex.load(path / "index.faiss", description["index_probe"]),
@@ -163,13 +164,12 @@ class LoadedModel:
     def candidate_tower(self):
         """(signature, specs) of the exported candidate tower, loaded on demand."""
         saved = tf.saved_model.load(str(self.path / "candidate_tower"))
-        return saved.signatures["serving_default"], [FeatureSpec.from_json(s) for s in self.description["candidate_specs"]]
+        return Signature(saved.signatures["serving_default"]), [FeatureSpec.from_json(s) for s in self.description["candidate_specs"]]
 
 
-def call_tower(signature, inputs: dict[str, np.ndarray], device: str = "/CPU:0") -> np.ndarray:
+def call_tower(signature: Signature, inputs: dict[str, np.ndarray], device: str = "/CPU:0") -> np.ndarray:
     with tf.device(device):
-        tensors = {name: tf.constant(inputs[name], dtype=spec.dtype) for name, spec in signature.structured_input_signature[1].items()}
-        return signature(**tensors)["embedding"].numpy()
+        return signature(inputs)["embedding"].numpy()
 
 
 def _load_ranking(path: Path):

@@ -31,6 +31,7 @@ import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 from atelier.models.recommend.copurchase import CoPurchase
+from atelier.models.signatures import Signature
 
 FEATURES = (
     "copurchase", "copurchase_recent", "copurchase_last", "similar", "similar_last",
@@ -350,7 +351,7 @@ def score(scorer, f: np.ndarray) -> np.ndarray:
         return np.zeros(0, np.float32)
     if isinstance(scorer, Scorer):
         return scorer(f).numpy()
-    return scorer(features=tf.constant(f))["score"].numpy()
+    return scorer({"features": f})["score"].numpy()
 
 
 class ScorerModule(tf.Module):
@@ -370,8 +371,8 @@ def save(scorer: Scorer, path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.score.get_concrete_function()})
 
 
-def load(path):
-    return tf.saved_model.load(str(path)).signatures["serving_default"]
+def load(path) -> Signature:
+    return Signature(tf.saved_model.load(str(path)).signatures["serving_default"])
 
 
 def ranked_scores(ctx: Context, clients: Clients, scorer, exclude: list[np.ndarray] | None, tower: list[np.ndarray] | None, fill: np.ndarray) -> np.ndarray:
@@ -411,7 +412,7 @@ def _seconds(v) -> float | None:
 class Stage:
     """The exported ranking stage, as the service loads it."""
 
-    scorer: object  # the SavedModel signature
+    scorer: object  # the SavedModel signature (models.signatures.Signature)
     context: Context
 
 
