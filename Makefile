@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Debian packages the tests and benchmarks use: redis-server (one per region), wrk (HTTP load).
 system-deps:
-	@command -v redis-server >/dev/null && command -v wrk >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server wrk >/dev/null)
+	@command -v redis-server >/dev/null && command -v wrk >/dev/null && command -v chromium >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server wrk chromium >/dev/null)
 	@# the distribution's service is neither used nor stopped: tests start their own servers on free ports
 
 # checkov has pins of its own that clash with the platform's; it gets its own environment.

@@ -4,7 +4,7 @@ from feast import Entity, ValueType
 
 from atelier.features.definitions import tags
 
-# A client of the group. Ids are minted per region (EU…, US…, AP…): see atelier/regions.json.
+# A client of the group. Ids are the client system's own; a client's region comes from its country.
 client = Entity(
     name="client",
     join_keys=["client_id"],

@@ -1,9 +1,9 @@
 """Product features: the global catalog, its attributes, and popularity in each region."""
 
 from feast import FeatureView, Field
-from feast.types import Float64, Int64, String
+from feast.types import String
 
-from atelier.features.definitions import NO_TTL, attribute_view, source, tags
+from atelier.features.definitions import NO_TTL, attribute_view, source, tags, window_fields
 from atelier.features.pipeline import POPULARITY_WINDOWS
 from entities import product
 
@@ -26,7 +26,8 @@ product_catalog = FeatureView(
     name="product_catalog",
     entities=[product],
     ttl=NO_TTL,
-    schema=[Field(name="maison", dtype=String), Field(name="category", dtype=String)],
+    schema=[Field(name="maison", dtype=String, description="The maison that makes the product."),
+            Field(name="category", dtype=String, description="The product's category (bags, fragrance, watches, ...).")],
     source=products_source,
     online=True,
     description="Which maison makes the product and what kind of product it is.",
@@ -42,7 +43,7 @@ product_popularity = FeatureView(
     name="product_popularity",
     entities=[product],
     ttl=NO_TTL,
-    schema=[Field(name=n, dtype=Float64 if n.startswith("revenue") else Int64) for n in POPULARITY_WINDOWS],
+    schema=window_fields(POPULARITY_WINDOWS, "of the product by the region's clients"),
     source=popularity_source,
     online=True,
     description="How much the product is bought, viewed and wished for in this region lately.",

@@ -20,7 +20,7 @@ ENTITIES = {"country": country, "store": store}
 def _view(kind: str, level: str) -> FeatureView:
     name = series.table_name(kind, level)
     keys = {series.KEY[level], "product_id", "event_timestamp"}
-    schema = [Field(name=f.name, dtype=UnixTimestamp if str(f.type).startswith("timestamp") else _TYPES[str(f.type)])
+    schema = [Field(name=f.name, dtype=UnixTimestamp if str(f.type).startswith("timestamp") else _TYPES[str(f.type)], description=series.description(f))
               for f in series.schema(kind, level) if f.name not in keys]
     what = "units, revenue and sales lines of each product" if kind == "sales" else "units, revenue, clients and first-time clients"
     return FeatureView(

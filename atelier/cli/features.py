@@ -78,3 +78,133 @@ def cloud_config(
     s = get_settings()
     yaml_path, env_path = write_cloud_config(region, terraform_output, project, out_dir or s.home / "cloud" / region)
     out.print(f"{region}: {yaml_path}\n{region}: {env_path}")
+
+
+@app.command("check")
+def check_rules(as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON.")) -> None:
+    """Check feature_repo/ against the governance rules (tags, descriptions, permissions, reuse, names).
+
+    The same check runs before every apply; exits 1 when anything breaks a rule."""
+    import json
+
+    from rich.table import Table
+
+    from atelier.features.governance import check, views_of
+    from atelier.features.repo import parse_definitions
+
+    s = get_settings()
+    contents = parse_definitions(s)
+    problems = check(contents)
+    if as_json:
+        out.print_json(json.dumps([p.to_json() for p in problems]))
+    elif problems:
+        table = Table(title=f"{len(problems)} problem(s) in {s.feature_repo}", show_lines=False)
+        for col in ("rule", "object", "problem", "fix"):
+            table.add_column(col, overflow="fold")
+        for p in problems:
+            table.add_row(p.rule, f"{p.kind} {p.name}", p.message, p.fix)
+        out.print(table)
+    else:
+        out.print(f"{len(views_of(contents))} feature views, {len(contents.feature_services)} feature services, "
+                  f"{len(contents.permissions)} permissions: no problems")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_features(
+    region: str | None = typer.Option(None, "--region", "-r", help="One region (default: every region with an applied repository)."),
+    owner: str | None = typer.Option(None, help="Only objects owned by this maison slug (or 'group')."),
+    sharing: str | None = typer.Option(None, help="shared or private."),
+    sensitivity: str | None = typer.Option(None, help="public, internal, confidential or restricted."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """The feature views and services of a region: features, tags, freshness, online rows and who uses them."""
+    import json
+
+    from atelier.errors import AtelierError
+    from atelier.features import catalog
+    from atelier.features.governance import SENSITIVITY, SHARING
+
+    if sharing is not None and sharing not in SHARING:
+        raise AtelierError(f"--sharing {sharing!r} is not one of {', '.join(SHARING)}")
+    if sensitivity is not None and sensitivity not in SENSITIVITY:
+        raise AtelierError(f"--sensitivity {sensitivity!r} is not one of {', '.join(SENSITIVITY)}")
+    s = get_settings()
+    from atelier.regions import get_region, region_codes
+
+    codes = [get_region(region).code] if region else [r for r in region_codes() if (s.paths.feast_dir(r) / "registry.db").exists()]
+    if not codes:
+        raise AtelierError("no region has an applied feature repository", fix="run `atelier features apply -r <region>`")
+    listings = [catalog.describe(s, r, owner=owner, sharing=sharing, sensitivity=sensitivity) for r in codes]
+    if as_json:
+        out.print_json(json.dumps(listings if not region else listings[0]))
+        return
+    for listing in listings:
+        _print_listing(listing)
+
+
+def _print_listing(listing: dict) -> None:
+    from rich.table import Table
+
+    region = listing["region"]
+    views = Table(title=f"{region}: feature views ({listing['project']})", show_lines=True)
+    for col in ("view", "features", "owner", "sharing", "sensitivity", "materialized", "online rows", "used by"):
+        views.add_column(col, overflow="fold")
+    for v in listing["views"]:
+        features = "\n".join(f"[bold]{f['name']}[/] {f['type']}: {f['description'] or '[red](no description)[/]'}" for f in v["features"])
+        used = [f"service {s}" for s in v["feature_services"]] + [f"model {m}" for m in v["models"]]
+        rows = v["online_rows"]
+        views.add_row(f"[bold]{v['name']}[/]\n{v['description']}", features, v["tags"]["owner"], v["tags"]["sharing"], v["tags"]["sensitivity"],
+                      v["materialized_at"] or "never", "?" if rows is None else f"{rows:,}", "\n".join(used) or "-")
+    out.print(views)
+    services = Table(title=f"{region}: feature services", show_lines=True)
+    for col in ("service", "views", "owner", "sharing", "sensitivity", "models"):
+        services.add_column(col, overflow="fold")
+    for sv in listing["services"]:
+        services.add_row(f"[bold]{sv['name']}[/]\n{sv['description']}", "\n".join(sv["views"]), sv["tags"]["owner"], sv["tags"]["sharing"],
+                         sv["tags"]["sensitivity"], "\n".join(sv["models"]) or "-")
+    out.print(services)
+
+
+@app.command("new")
+def new_view(
+    maison: str = typer.Option(..., help="The maison's slug, as in the catalog (lumiere-de-grasse)."),
+    name: str = typer.Option(..., help="What the features are about, snake_case (gifting)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the file if it exists."),
+) -> None:
+    """Scaffold a maison's private view, the feature service reusing the shared client views with it,
+    and the permission that lets only that maison read them (feature_repo/maisons/<maison>_<name>.py)."""
+    from atelier.features.definitions import group_maisons
+    from atelier.features.scaffold import names, new
+
+    s = get_settings()
+    path = new(s, maison, name, known_maisons=group_maisons(), force=force)
+    n = names(maison, name)
+    out.print(f"wrote {path}\n  view {n['view']}, service {n['service']}, permission {n['permission']}\n"
+              f"next: atelier features check; atelier features apply -r <region>; atelier features materialize -r <region> --view {n['view']}")
+
+
+@app.command("ui")
+def ui(
+    region: str = typer.Option(..., "--region", "-r", help="The region whose registry to browse."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default: the UI has no login)."),
+    port: int = typer.Option(8888, help="Port to listen on."),
+) -> None:
+    """Feast's own feature browser on the region's registry (views, services, entities, tags)."""
+    from atelier.errors import AtelierError
+    from atelier.features.repo import project_name
+    from atelier.features.ui import serve
+    from atelier.logs import to_log
+    from atelier.regions import get_region
+    from atelier.serving.bento import port_taken
+
+    s = get_settings()
+    code = get_region(region).code
+    if not (s.paths.feast_dir(code) / "registry.db").exists():
+        raise AtelierError(f"region {code!r} has no applied feature repository", fix=f"run `atelier features apply -r {code}`")
+    if port_taken(port):
+        raise AtelierError(f"port {port} is taken", fix="choose another with --port")
+    out.print(f"{code}: Feast UI (read-only) on http://{host}:{port}/p/{project_name(code)}/feature-view  (Ctrl-C stops it)")
+    with to_log():
+        serve(s, code, host, port)

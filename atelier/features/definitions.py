@@ -24,7 +24,6 @@ from atelier.settings import get_settings
 
 ML_ENGINEER = "ml-engineer"
 SERVING = "service:recommender"
-SENSITIVITY = ("public", "internal", "confidential")
 NO_TTL = timedelta(0)  # rows carry their own validity: the pipeline emits a row whenever a value changes
 READ_ACTIONS = [AuthzedAction.DESCRIBE, AuthzedAction.READ_ONLINE, AuthzedAction.READ_OFFLINE]
 
@@ -51,9 +50,9 @@ def maison_role(maison: str) -> str:
 
 
 def tags(*, owner: str, sharing: str, sensitivity: str) -> dict[str, str]:
-    """Every view says who owns it, whether other maisons may reuse it, and how sensitive it is."""
-    assert sharing in ("shared", "private"), sharing
-    assert sensitivity in SENSITIVITY, sensitivity
+    """Every view says who owns it, whether other maisons may reuse it, and how sensitive it is.
+    The allowed values are checked with every other rule by `atelier features check`
+    (atelier.features.governance), which lists all problems instead of stopping at the first."""
     return {"owner": owner, "sharing": sharing, "sensitivity": sensitivity}
 
 
@@ -72,12 +71,29 @@ def group_maisons() -> list[str]:
     return sorted(_manifest().get("maisons", []))
 
 
+_MEASURES = {("purchase", "count"): "purchases", ("purchase", "amount"): "amount spent on purchases",
+             ("view", "count"): "product views", ("wishlist", "count"): "wishlist additions"}
+
+
+def window_fields(windows: dict[str, tuple[str, str, int]], whose: str) -> list[Field]:
+    """Fields for windowed aggregates (pipeline.*_WINDOWS: name -> (event type, value, days)),
+    each described from its own definition, so a window added there is described here too."""
+    fields = []
+    for name, (event, value, days) in windows.items():
+        measure = _MEASURES.get((event, value), f"{event} {value}")
+        description = f"{measure.capitalize()} {whose}, in the {days} days up to the row's date."
+        fields.append(Field(name=name, dtype=Float64 if value == "amount" else Int64, description=description))
+    return fields
+
+
 def attribute_view(name: str, entity: Entity, batch_source, table: str, **tag_args) -> FeatureView | None:
     """A view of every attribute column of the lake table, typed as the manifest says; None if there are none."""
     attributes = manifest_attributes(table)
     if not attributes:
         return None
-    schema = [Field(name=a["name"], dtype=String if a["kind"] == "categorical" else Float64) for a in attributes]
+    schema = [Field(name=a["name"], dtype=String if a["kind"] == "categorical" else Float64,
+                    description=f"The {table} table's `{a['name']}` column ({a['kind']}), as imported into the lake.")
+              for a in attributes]
     return FeatureView(
         name=name, entities=[entity], ttl=NO_TTL, schema=schema, source=batch_source, online=True,
         description=f"Attribute columns of the {table} table, from the lake's manifest.", tags=tags(**tag_args),
@@ -88,7 +104,7 @@ def maison_engagement_view(maison: str, entity: Entity) -> FeatureView:
     """A maison's private view of its own clients' engagement with it."""
     slug = maison.replace("-", "_")
     batch = source(f"{slug}_engagement_source", f"features/{{region}}/maison_engagement/{maison}", "event_timestamp")
-    schema = [Field(name=n, dtype=Float64 if "spend" in n else Int64) for n in ENGAGEMENT_WINDOWS]
+    schema = window_fields(ENGAGEMENT_WINDOWS, f"by the client, of {maison}'s products")
     return FeatureView(
         name=f"{slug}_engagement", entities=[entity], ttl=NO_TTL, schema=schema, source=batch, online=True,
         description=f"{maison}'s own engagement figures per client (its events only).",
@@ -106,13 +122,14 @@ def _exact(resources) -> list[str]:
     return [f"^{re.escape(r.name)}$" for r in resources]
 
 
-def maison_private_read(maison: str, resources: list) -> Permission:
-    """Only the owning maison (and ML engineers, through their own permission) read these."""
+def maison_private_read(maison: str, resources: list, name: str | None = None) -> Permission:
+    """Only the owning maison (and ML engineers, through their own permission) read these.
+    `name`: the permission's, when a maison has several (one per file of its own)."""
     for r in resources:
         if r.tags.get("owner") != maison or r.tags.get("sharing") != "private":
             raise ValueError(f"{r.name} is not tagged as private to {maison}")
     return Permission(
-        name=f"{maison.replace('-', '_')}_reads_its_private_features",
+        name=name or f"{maison.replace('-', '_')}_reads_its_private_features",
         types=ALL_RESOURCE_TYPES,
         name_patterns=_exact(resources),
         actions=READ_ACTIONS,

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -113,7 +114,13 @@ def parse_definitions(settings: Settings) -> RepoContents:
         for name in [m for m, mod in sys.modules.items() if getattr(mod, "__file__", None) and str(repo) in str(mod.__file__)]:
             del sys.modules[name]
         sys.dont_write_bytecode = True
-        return parse_repo(repo)
+        try:
+            return parse_repo(repo)
+        except Exception as e:  # a maison's file with a typo: say which file and line, not a traceback
+            frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(str(repo))]
+            where = f"{Path(frames[-1].filename).relative_to(repo)}:{frames[-1].lineno}" if frames else str(repo)
+            raise AtelierError(f"the feature repository does not load: {type(e).__name__}: {e}", where=where,
+                               fix="mend that file (ATELIER_DEBUG=1 shows the traceback), then run `atelier features check`") from e
 
 
 def engagement_maisons(settings: Settings) -> list[str]:
@@ -123,10 +130,25 @@ def engagement_maisons(settings: Settings) -> list[str]:
     return sorted({t.split(marker, 1)[1] for t in tables if marker in t})
 
 
+def require_rules(contents: RepoContents) -> None:
+    """Refuse a repository that breaks the governance rules (atelier.features.governance)."""
+    from atelier.features.governance import check
+
+    problems = check(contents)
+    if problems:
+        raise AtelierError(
+            f"the feature repository breaks {len(problems)} rule(s); nothing was applied",
+            details=[f"{p.kind} {p.name}: {p.message} ({p.rule}; fix: {p.fix})" for p in problems],
+            fix="run `atelier features check` for the table, mend the definitions, then apply again",
+        )
+
+
 def apply(settings: Settings, region: str, user: User | None = None) -> dict[str, list[str]]:
-    """Register the definitions in the region's project; returns what was applied and deleted."""
-    store = feature_store(settings, region)
+    """Register the definitions in the region's project, once they pass the governance rules;
+    returns what was applied and deleted."""
     contents = parse_definitions(settings)
+    require_rules(contents)
+    store = feature_store(settings, region)
     contents = contents._replace(projects=[Project(name=store.project)])
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(store.project, store.registry, contents)
     access.authorize_apply(store, to_apply, user, deleting=to_delete)

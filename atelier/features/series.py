@@ -33,25 +33,35 @@ KEY = {"country": "country_code", "store": "store_id"}  # the location's column 
 
 # The one statement of each table's columns: the pipeline writes them, the models read them, the
 # feature views are derived from them. `location` stands for the level's key column (`KEY`).
+def _field(name: str, type_: pa.DataType, description: str = "") -> pa.Field:
+    """A column, with the description the feature views show (and `atelier features list`)."""
+    return pa.field(name, type_, metadata={"description": description} if description else None)
+
+
 SALES_WEEKLY = pa.schema([
-    pa.field("location", pa.string()),  # an ISO alpha-2 country code, or a store id
-    pa.field("product_id", pa.string()),
-    pa.field("week_start", pa.timestamp("us", "UTC")),
-    pa.field("event_timestamp", pa.timestamp("us", "UTC")),
-    pa.field("units", pa.float64()),
-    pa.field("revenue", pa.float64()),
-    pa.field("orders", pa.int64()),
+    _field("location", pa.string()),  # an ISO alpha-2 country code, or a store id
+    _field("product_id", pa.string()),
+    _field("week_start", pa.timestamp("us", "UTC"), "Monday 00:00 UTC starting the week."),
+    _field("event_timestamp", pa.timestamp("us", "UTC")),
+    _field("units", pa.float64(), "Units of the product sold at the location in the week (returns not netted)."),
+    _field("revenue", pa.float64(), "Revenue of those units, in the data's currency."),
+    _field("orders", pa.int64(), "Sales lines of the product at the location in the week."),
 ])
 CLIENTELE_WEEKLY = pa.schema([
-    pa.field("location", pa.string()),
-    pa.field("week_start", pa.timestamp("us", "UTC")),
-    pa.field("event_timestamp", pa.timestamp("us", "UTC")),
-    pa.field("units", pa.float64()),
-    pa.field("revenue", pa.float64()),
-    pa.field("clients", pa.int64()),
-    pa.field("new_clients", pa.int64()),
-    pa.field("last_sale_at", pa.timestamp("us", "UTC")),  # how far the week's data goes (the last week may be partial)
+    _field("location", pa.string()),
+    _field("week_start", pa.timestamp("us", "UTC"), "Monday 00:00 UTC starting the week."),
+    _field("event_timestamp", pa.timestamp("us", "UTC")),
+    _field("units", pa.float64(), "Units sold at the location in the week, all products."),
+    _field("revenue", pa.float64(), "Revenue at the location in the week, all products."),
+    _field("clients", pa.int64(), "Distinct clients who bought at the location in the week."),
+    _field("new_clients", pa.int64(), "Clients whose first purchase in the region fell in the week."),
+    # how far the week's data goes (the last week may be partial)
+    _field("last_sale_at", pa.timestamp("us", "UTC"), "Time of the week's last sale: before the week's end, the week is partial."),
 ])
+
+
+def description(f: pa.Field) -> str:
+    return (f.metadata or {}).get(b"description", b"").decode()
 
 
 TABLES = {"sales": SALES_WEEKLY, "clientele": CLIENTELE_WEEKLY}

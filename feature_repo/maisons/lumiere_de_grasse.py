@@ -12,11 +12,11 @@ from entities import client
 
 lumiere_de_grasse_engagement = maison_engagement_view("lumiere-de-grasse", client)
 
-lumiere_clienteling_v1 = FeatureService(
-    name="lumiere_clienteling_v1",
+lumiere_de_grasse_clienteling_v1 = FeatureService(
+    name="lumiere_de_grasse_clienteling_v1",
     features=[client_profile, client_activity, lumiere_de_grasse_engagement],
     description="What Lumière de Grasse's advisors see about a client.",
     tags=tags(owner="lumiere-de-grasse", sharing="private", sensitivity="confidential"),
 )
 
-lumiere_de_grasse_reads_private = maison_private_read("lumiere-de-grasse", [lumiere_de_grasse_engagement, lumiere_clienteling_v1])
+lumiere_de_grasse_reads_private = maison_private_read("lumiere-de-grasse", [lumiere_de_grasse_engagement, lumiere_de_grasse_clienteling_v1])

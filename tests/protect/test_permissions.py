@@ -63,7 +63,7 @@ def test_a_maison_reads_its_own_private_view_and_service(settings, store):
     client = _a_client(settings)
     row = _read(store, OWN_PRIVATE + SHARED, LUMIERE, client)
     assert set(row) == {"maison_spend_365d", "spend_90d", "country"} and row["country"]
-    offline = _offline(settings, LUMIERE, "lumiere_clienteling_v1")
+    offline = _offline(settings, LUMIERE, "lumiere_de_grasse_clienteling_v1")
     assert {"maison_spend_365d", "spend_365d"} <= set(offline.columns) and len(offline) == 1
 
 
@@ -74,7 +74,7 @@ def test_a_maison_cannot_read_another_maisons_private_view(settings, store):
     with pytest.raises(PermissionDenied):
         _offline(settings, LUMIERE, OTHER_PRIVATE)
     with pytest.raises(PermissionDenied):
-        _offline(settings, VAUCLAIR, "lumiere_clienteling_v1")
+        _offline(settings, VAUCLAIR, "lumiere_de_grasse_clienteling_v1")
     cols, _ = OnlineFeatures(store, OTHER_PRIVATE, user=VAUCLAIR).get([_a_client(settings)])  # its owner can
     assert list(cols) == ["maison_spend_365d"]
 

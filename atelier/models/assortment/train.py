@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from atelier.features import series as S
 from atelier.io import write_json_atomic
 from atelier.models.assortment import evaluate, rank, segments
 from atelier.models.forecast.train import ForecastResult
@@ -120,7 +121,10 @@ def train_assortment(settings: Settings, forecast: ForecastResult, *, n: int = 1
         advance = steps.step("assortment: exporting to the BentoML model store", 1)
         use_bentoml_home(settings)
         tag = save_model(workdir, model_name(region), labels={"region": region, "task": "assortment", "framework": "numpy"},
-                         metadata={"region": region, "n": n, "segments": len(segs.profiles), "code_version": code_version()})
+                         metadata={"region": region, "n": n, "segments": len(segs.profiles), "code_version": code_version(),
+                                   # the views it reads (as tables of the lake), for `atelier features list`
+                                   "feature_views": [S.table_name(kind, lv) for lv in forecast.panels for kind in ("sales", "clientele")]
+                                   + ["client_activity", "client_profile"]})
         metrics["bentoml_tag"] = tag
         write_json_atomic(run_dir / "metrics.json", metrics)
         advance(1)
