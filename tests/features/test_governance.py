@@ -89,6 +89,10 @@ def test_each_rule_fails_on_its_planted_violation(repo_copy: Settings, rule: str
     assert [p.rule for p in problems] == [rule], problems
     assert PLANTED[rule][1] in problems[0].message
     assert problems[0].fix
+    # and the apply refuses it before anything is registered
+    with pytest.raises(AtelierError, match="nothing was applied"):
+        repo.apply(repo_copy, "eu")
+    assert not (repo_copy.paths.feast_dir("eu") / "registry.db").exists()
 
 
 def test_private_names_carry_the_owner_and_services_a_version(repo_copy: Settings):
