@@ -5,10 +5,10 @@ definitions serve every region while each region reads only its own (encrypted) 
 """
 
 from feast import FeatureView, Field
-from feast.types import Array, String, UnixTimestamp
+from feast.types import String
 
-from atelier.features.definitions import NO_TTL, attribute_view, source, tags, window_fields
-from atelier.features.pipeline import CLIENT_WINDOWS, PURCHASE_HISTORY, RECENT_HISTORY
+from atelier.features import schemas
+from atelier.features.definitions import NO_TTL, attribute_view, fields, source, tags
 from entities import client
 
 # The client master, as written by `atelier data generate|import` (one row per client).
@@ -47,15 +47,7 @@ client_activity = FeatureView(
     name="client_activity",
     entities=[client],
     ttl=NO_TTL,
-    schema=window_fields(CLIENT_WINDOWS, "by the client, across maisons")
-    + [
-        Field(name="favourite_maison", dtype=String, description="The maison the client engaged with most (purchases weigh most, then wishlist, then views)."),
-        Field(name="favourite_category", dtype=String, description="The product category the client engaged with most, weighted as favourite_maison."),
-        Field(name="last_purchase_at", dtype=UnixTimestamp, description="Time of the client's latest purchase."),
-        # What the client owns (services leave it out) and last looked at, bought or wished for.
-        Field(name="purchased_products", dtype=Array(String), description=f"Products the client bought, latest first (at most {PURCHASE_HISTORY})."),
-        Field(name="recent_products", dtype=Array(String), description=f"Products the client last viewed, wished for or bought, latest first (at most {RECENT_HISTORY})."),
-    ],
+    schema=fields(schemas.CLIENT_ACTIVITY, skip=("client_id", "event_timestamp")),
     source=client_activity_source,
     online=True,
     description="Purchases, spend, views and wishlist adds over trailing windows; favourites; last purchase; bought and recent products.",

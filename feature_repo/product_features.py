@@ -3,8 +3,8 @@
 from feast import FeatureView, Field
 from feast.types import String
 
-from atelier.features.definitions import NO_TTL, attribute_view, source, tags, window_fields
-from atelier.features.pipeline import POPULARITY_WINDOWS
+from atelier.features import schemas
+from atelier.features.definitions import NO_TTL, attribute_view, fields, source, tags
 from entities import product
 
 # The catalog is the same in every region; a product is known from its launch date.
@@ -43,7 +43,7 @@ product_popularity = FeatureView(
     name="product_popularity",
     entities=[product],
     ttl=NO_TTL,
-    schema=window_fields(POPULARITY_WINDOWS, "of the product by the region's clients"),
+    schema=fields(schemas.PRODUCT_POPULARITY, skip=("product_id", "event_timestamp")),
     source=popularity_source,
     online=True,
     description="How much the product is bought, viewed and wished for in this region lately.",

@@ -6,22 +6,19 @@ point-in-time read sees whole weeks only; online, each series holds its latest w
 Sales figures, no client: shared across maisons, internal.
 """
 
-from feast import FeatureView, Field
-from feast.types import Float64, Int64, UnixTimestamp
+from feast import FeatureView
 
 from atelier.features import series
-from atelier.features.definitions import NO_TTL, source, tags
+from atelier.features.definitions import NO_TTL, fields, source, tags
 from entities import country, product, store
 
-_TYPES = {"double": Float64, "int64": Int64}
 ENTITIES = {"country": country, "store": store}
 
 
 def _view(kind: str, level: str) -> FeatureView:
     name = series.table_name(kind, level)
     keys = {series.KEY[level], "product_id", "event_timestamp"}
-    schema = [Field(name=f.name, dtype=UnixTimestamp if str(f.type).startswith("timestamp") else _TYPES[str(f.type)], description=series.description(f))
-              for f in series.schema(kind, level) if f.name not in keys]
+    schema = fields(series.schema(kind, level), skip=tuple(keys))
     what = "units, revenue and sales lines of each product" if kind == "sales" else "units, revenue, clients and first-time clients"
     return FeatureView(
         name=name,

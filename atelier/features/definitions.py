@@ -11,15 +11,16 @@ import json
 import re
 from datetime import timedelta
 
+import pyarrow as pa
 from feast import Entity, FeatureView, Field
 from feast.feast_object import ALL_RESOURCE_TYPES
 from feast.permissions.action import ALL_ACTIONS, AuthzedAction
 from feast.permissions.permission import Permission
 from feast.permissions.policy import RoleBasedPolicy
-from feast.types import Float64, Int64, String
+from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
 from atelier.features.offline_store import AtelierSource
-from atelier.features.pipeline import ENGAGEMENT_WINDOWS
+from atelier.features.schemas import MAISON_ENGAGEMENT, description
 from atelier.settings import get_settings
 
 ML_ENGINEER = "ml-engineer"
@@ -71,19 +72,21 @@ def group_maisons() -> list[str]:
     return sorted(_manifest().get("maisons", []))
 
 
-_MEASURES = {("purchase", "count"): "purchases", ("purchase", "amount"): "amount spent on purchases",
-             ("view", "count"): "product views", ("wishlist", "count"): "wishlist additions"}
+_FEAST_TYPES = {"string": String, "int64": Int64, "double": Float64, "list<item: string>": Array(String)}
 
 
-def window_fields(windows: dict[str, tuple[str, str, int]], whose: str) -> list[Field]:
-    """Fields for windowed aggregates (pipeline.*_WINDOWS: name -> (event type, value, days)),
-    each described from its own definition, so a window added there is described here too."""
-    fields = []
-    for name, (event, value, days) in windows.items():
-        measure = _MEASURES.get((event, value), f"{event} {value}")
-        description = f"{measure.capitalize()} {whose}, in the {days} days up to the row's date."
-        fields.append(Field(name=name, dtype=Float64 if value == "amount" else Int64, description=description))
-    return fields
+def fields(schema: pa.Schema, *, skip: tuple[str, ...] = ("event_timestamp",)) -> list[Field]:
+    """A view's fields from a feature table's schema (atelier.features.schemas, .series), with the
+    descriptions stated there: the pipeline writes that schema, the view reads it, nothing is
+    restated. Entity keys and the row time are left out (`skip`)."""
+    out = []
+    for f in schema:
+        if f.name in skip:
+            continue
+        kind = str(f.type)
+        dtype = UnixTimestamp if kind.startswith("timestamp") else _FEAST_TYPES[kind]
+        out.append(Field(name=f.name, dtype=dtype, description=description(f)))
+    return out
 
 
 def attribute_view(name: str, entity: Entity, batch_source, table: str, **tag_args) -> FeatureView | None:
@@ -104,7 +107,7 @@ def maison_engagement_view(maison: str, entity: Entity) -> FeatureView:
     """A maison's private view of its own clients' engagement with it."""
     slug = maison.replace("-", "_")
     batch = source(f"{slug}_engagement_source", f"features/{{region}}/maison_engagement/{maison}", "event_timestamp")
-    schema = window_fields(ENGAGEMENT_WINDOWS, f"by the client, of {maison}'s products")
+    schema = fields(MAISON_ENGAGEMENT, skip=("client_id", "event_timestamp"))
     return FeatureView(
         name=f"{slug}_engagement", entities=[entity], ttl=NO_TTL, schema=schema, source=batch, online=True,
         description=f"{maison}'s own engagement figures per client (its events only).",

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from atelier.features import series
+from atelier.features import schemas, series
+from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS, PURCHASE_HISTORY, RECENT_HISTORY
 from atelier.io import staged_dir
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import DatasetWriter, open_dataset, read_dataset
@@ -31,34 +32,7 @@ from atelier.settings import Settings
 DAY = 86_400
 WEIGHT = {"purchase": 5.0, "wishlist": 2.0, "view": 1.0}
 
-CLIENT_WINDOWS = {  # feature -> (event type, value, window in days)
-    "purchases_30d": ("purchase", "count", 30),
-    "purchases_90d": ("purchase", "count", 90),
-    "purchases_365d": ("purchase", "count", 365),
-    "spend_30d": ("purchase", "amount", 30),
-    "spend_90d": ("purchase", "amount", 90),
-    "spend_365d": ("purchase", "amount", 365),
-    "views_30d": ("view", "count", 30),
-    "views_90d": ("view", "count", 90),
-    "wishlist_90d": ("wishlist", "count", 90),
-}
-POPULARITY_WINDOWS = {
-    "purchases_7d": ("purchase", "count", 7),
-    "purchases_30d": ("purchase", "count", 30),
-    "purchases_90d": ("purchase", "count", 90),
-    "purchases_365d": ("purchase", "count", 365),
-    "views_30d": ("view", "count", 30),
-    "wishlist_30d": ("wishlist", "count", 30),
-    "revenue_30d": ("purchase", "amount", 30),
-}
-# A maison's own figures; named apart from client_activity's so a service can hold both.
-PURCHASE_HISTORY = 100
-RECENT_HISTORY = 20
-ENGAGEMENT_WINDOWS = {
-    "maison_purchases_365d": ("purchase", "count", 365),
-    "maison_spend_365d": ("purchase", "amount", 365),
-    "maison_views_90d": ("view", "count", 90),
-}
+# The windows and the tables' columns are stated once, in atelier.features.schemas.
 
 
 @dataclass
@@ -154,7 +128,7 @@ def client_activity(df: pd.DataFrame) -> pa.Table:
     # bought or wished for (the query tower's view of its taste), as of each row's day.
     out["purchased_products"] = _history(purchases, w, span, base, PURCHASE_HISTORY)
     out["recent_products"] = _history(ev, w, span, base, RECENT_HISTORY)
-    return _to_arrow(out)
+    return _to_arrow(out, schemas.CLIENT_ACTIVITY)
 
 
 def _history(events: pd.DataFrame, w: Windowed, span: int, base: int, limit: int) -> pa.Array:
@@ -179,7 +153,7 @@ def maison_engagement(df: pd.DataFrame) -> pa.Table:
     out = {"client_id": uniques[w.key], "event_timestamp": _end_of_day(w.day)}
     for name, v in w.values.items():
         out[name] = v if "spend" in name else v.astype(np.int64)
-    return _to_arrow(out)
+    return _to_arrow(out, schemas.MAISON_ENGAGEMENT)
 
 
 def product_popularity(daily: pd.DataFrame) -> pa.Table:
@@ -192,7 +166,7 @@ def product_popularity(daily: pd.DataFrame) -> pa.Table:
     out = {"product_id": uniques[w.key], "event_timestamp": _end_of_day(w.day)}
     for name, v in w.values.items():
         out[name] = v if name.startswith("revenue") else v.astype(np.int64)
-    return _to_arrow(out)
+    return _to_arrow(out, schemas.PRODUCT_POPULARITY)
 
 
 def _end_of_day(day: np.ndarray) -> pa.Array:
@@ -200,8 +174,14 @@ def _end_of_day(day: np.ndarray) -> pa.Array:
     return pa.array(((day + 1) * DAY - 1) * 10**6, pa.timestamp("us", "UTC"))
 
 
-def _to_arrow(cols: dict) -> pa.Table:
-    return pa.table({n: v if isinstance(v, pa.Array) else pa.array(np.asarray(v, dtype=object if n.endswith("_id") else None)) for n, v in cols.items()})
+def _to_arrow(cols: dict, schema: pa.Schema) -> pa.Table:
+    """The computed columns as a table of the declared schema (atelier.features.schemas): a column
+    missing, extra or of another type fails here, not in Feast or a model later."""
+    if set(cols) != set(schema.names):
+        raise ValueError(f"computed columns {sorted(cols)} differ from the schema's {schema.names}")
+    arrays = [cols[f.name] if isinstance(cols[f.name], pa.Array) else pa.array(np.asarray(cols[f.name], dtype=object if f.name.endswith("_id") else None))
+              for f in schema]
+    return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
 
 
 def compute_features(settings: Settings, region: str, progress: Callable[[int], None] = lambda n: None) -> dict[str, int]:
@@ -245,9 +225,9 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
             sales_parts.append(series.weekly_sales(lines))
             clientele_parts.append(series.weekly_clientele(lines))
             progress(table.num_rows)
-        activity.commit(_activity_schema())
+        activity.commit(schemas.CLIENT_ACTIVITY)
         for w in engagement.values():
-            w.commit(_engagement_schema())
+            w.commit(schemas.MAISON_ENGAGEMENT)
         counts["client_activity"] = activity.rows
         counts["maison_engagement"] = sum(w.rows for w in engagement.values())
         daily = pd.concat(daily_parts) if daily_parts else None
@@ -255,11 +235,11 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
             daily = daily.groupby(["product_id", "day", "event_type"], sort=False).sum().reset_index()
             popularity = product_popularity(daily)
         else:
-            popularity = _popularity_schema().empty_table()
+            popularity = schemas.PRODUCT_POPULARITY.empty_table()
         popularity_writer = DatasetWriter(stage / "product_popularity", keys)
         if popularity.num_rows:
             popularity_writer.write(popularity)
-        popularity_writer.commit(_popularity_schema())
+        popularity_writer.commit(schemas.PRODUCT_POPULARITY)
         counts["product_popularity"] = popularity.num_rows
         # The weekly series of the forecast and assortment models (atelier.features.series).
         for kind, parts in (("sales", sales_parts), ("clientele", clientele_parts)):
@@ -273,31 +253,3 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
                 writer.commit(table.schema)
                 counts[name] = table.num_rows
     return counts
-
-
-def _activity_schema() -> pa.Schema:
-    fields = [pa.field("client_id", pa.string()), pa.field("event_timestamp", pa.timestamp("us", "UTC"))]
-    for name in CLIENT_WINDOWS:
-        fields.append(pa.field(name, pa.float64() if name.startswith("spend") else pa.int64()))
-    fields += [
-        pa.field("favourite_maison", pa.string()),
-        pa.field("favourite_category", pa.string()),
-        pa.field("last_purchase_at", pa.timestamp("us", "UTC")),
-        pa.field("purchased_products", pa.list_(pa.string())),
-        pa.field("recent_products", pa.list_(pa.string())),
-    ]
-    return pa.schema(fields)
-
-
-def _engagement_schema() -> pa.Schema:
-    return pa.schema(
-        [pa.field("client_id", pa.string()), pa.field("event_timestamp", pa.timestamp("us", "UTC"))]
-        + [pa.field(n, pa.float64() if "spend" in n else pa.int64()) for n in ENGAGEMENT_WINDOWS]
-    )
-
-
-def _popularity_schema() -> pa.Schema:
-    return pa.schema(
-        [pa.field("product_id", pa.string()), pa.field("event_timestamp", pa.timestamp("us", "UTC"))]
-        + [pa.field(n, pa.float64() if n.startswith("revenue") else pa.int64()) for n in POPULARITY_WINDOWS]
-    )

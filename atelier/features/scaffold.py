@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pyarrow as pa
+
 from atelier.errors import AtelierError
 from atelier.features.governance import SLUG, prefix
-from atelier.features.pipeline import ENGAGEMENT_WINDOWS
+from atelier.features.schemas import MAISON_ENGAGEMENT, description
 from atelier.io import write_bytes_atomic
 from atelier.settings import Settings
 
@@ -97,8 +99,8 @@ def new(settings: Settings, maison: str, name: str, *, known_maisons: list[str] 
     if clash:
         raise AtelierError(f"the repository already defines {', '.join(clash)}", fix="choose another --name")
     fields = "\n".join(
-        f'        Field(name="{field.name}", dtype={"Float64" if value == "amount" else "Int64"}, description="{field.description}"),'
-        for field, (_, value, _) in zip(_fields(maison), ENGAGEMENT_WINDOWS.values())
+        f'        Field(name="{f.name}", dtype={"Float64" if f.type == pa.float64() else "Int64"}, description="{description(f).replace("the maison", maison)}"),'
+        for f in MAISON_ENGAGEMENT if f.name not in ("client_id", "event_timestamp")
     )
     title = maison.replace("-", " ").title()
     body = TEMPLATE.format(title=title, maison=maison, name=name, fields=fields, **n)
@@ -114,12 +116,6 @@ def new(settings: Settings, maison: str, name: str, *, known_maisons: list[str] 
         raise AtelierError("with the new file the repository would break the rules; nothing was written",
                            details=[f"{p.kind} {p.name}: {p.message}" for p in problems], fix="run `atelier features check` and mend the listed problems first")
     return path
-
-
-def _fields(maison: str):
-    from atelier.features.definitions import window_fields
-
-    return window_fields(ENGAGEMENT_WINDOWS, f"by the client, of {maison}'s products")
 
 
 def _restore(path: Path, previous: bytes | None) -> None:

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from atelier.features.schemas import field
+
 DAY = 86_400
 WEEK = 7 * DAY
 LEVELS = ("country", "store")
@@ -33,35 +35,27 @@ KEY = {"country": "country_code", "store": "store_id"}  # the location's column 
 
 # The one statement of each table's columns: the pipeline writes them, the models read them, the
 # feature views are derived from them. `location` stands for the level's key column (`KEY`).
-def _field(name: str, type_: pa.DataType, description: str = "") -> pa.Field:
-    """A column, with the description the feature views show (and `atelier features list`)."""
-    return pa.field(name, type_, metadata={"description": description} if description else None)
-
-
 SALES_WEEKLY = pa.schema([
-    _field("location", pa.string()),  # an ISO alpha-2 country code, or a store id
-    _field("product_id", pa.string()),
-    _field("week_start", pa.timestamp("us", "UTC"), "Monday 00:00 UTC starting the week."),
-    _field("event_timestamp", pa.timestamp("us", "UTC")),
-    _field("units", pa.float64(), "Units of the product sold at the location in the week (returns not netted)."),
-    _field("revenue", pa.float64(), "Revenue of those units, in the data's currency."),
-    _field("orders", pa.int64(), "Sales lines of the product at the location in the week."),
+    field("location", pa.string()),  # an ISO alpha-2 country code, or a store id
+    field("product_id", pa.string()),
+    field("week_start", pa.timestamp("us", "UTC"), "Monday 00:00 UTC starting the week."),
+    field("event_timestamp", pa.timestamp("us", "UTC")),
+    field("units", pa.float64(), "Units of the product sold at the location in the week (returns not netted)."),
+    field("revenue", pa.float64(), "Revenue of those units, in the data's currency."),
+    field("orders", pa.int64(), "Sales lines of the product at the location in the week."),
 ])
 CLIENTELE_WEEKLY = pa.schema([
-    _field("location", pa.string()),
-    _field("week_start", pa.timestamp("us", "UTC"), "Monday 00:00 UTC starting the week."),
-    _field("event_timestamp", pa.timestamp("us", "UTC")),
-    _field("units", pa.float64(), "Units sold at the location in the week, all products."),
-    _field("revenue", pa.float64(), "Revenue at the location in the week, all products."),
-    _field("clients", pa.int64(), "Distinct clients who bought at the location in the week."),
-    _field("new_clients", pa.int64(), "Clients whose first purchase in the region fell in the week."),
+    field("location", pa.string()),
+    field("week_start", pa.timestamp("us", "UTC"), "Monday 00:00 UTC starting the week."),
+    field("event_timestamp", pa.timestamp("us", "UTC")),
+    field("units", pa.float64(), "Units sold at the location in the week, all products."),
+    field("revenue", pa.float64(), "Revenue at the location in the week, all products."),
+    field("clients", pa.int64(), "Distinct clients who bought at the location in the week."),
+    field("new_clients", pa.int64(), "Clients whose first purchase in the region fell in the week."),
     # how far the week's data goes (the last week may be partial)
-    _field("last_sale_at", pa.timestamp("us", "UTC"), "Time of the week's last sale: before the week's end, the week is partial."),
+    field("last_sale_at", pa.timestamp("us", "UTC"), "Time of the week's last sale: before the week's end, the week is partial."),
 ])
 
-
-def description(f: pa.Field) -> str:
-    return (f.metadata or {}).get(b"description", b"").decode()
 
 
 TABLES = {"sales": SALES_WEEKLY, "clientele": CLIENTELE_WEEKLY}
