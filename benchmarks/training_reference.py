@@ -32,6 +32,7 @@ def main() -> None:
     home, fresh = bench_home("training", spec)
     if fresh:
         raise SystemExit("the training benchmark's world is missing: run benchmarks/training.py first")
+    from atelier.context import RegionContext
     from atelier.data import events as E
     from atelier.data.world import MAISONS, WorldSpec, make_catalog, make_clients
     from atelier.models.recommend import dataset as ds
@@ -50,7 +51,7 @@ def main() -> None:
     for region, result in trained["results"].items():
         log(f"scoring {region}'s held-out clients by the hidden traits")
         w = result["windows"]
-        data = ds.build(s, region, event_weights=TrainConfig().event_weights, cutoff=pd.Timestamp(w["test_cutoff"]), end=pd.Timestamp(w["end"]))
+        data = ds.build(RegionContext.of(s, region), event_weights=TrainConfig().event_weights, cutoff=pd.Timestamp(w["test_cutoff"]), end=pd.Timestamp(w["end"]))
         cutoff_day = (np.datetime64(data.window["cutoff"][:10]) - np.datetime64(world.start.isoformat())).astype(int)
         mid = cutoff_day + 14
         # products as the training set orders them, mapped to the generator's rows

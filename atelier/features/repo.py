@@ -201,13 +201,15 @@ def materialize(
     return written
 
 
-def historical_features(settings: Settings, region: str, entity_df, features: list[str] | str, user: User | None = None):
+def historical_features(settings: Settings, region: str, entity_df, features: list[str] | str, user: User | None = None,
+                        store: FeatureStore | None = None):
     """Point-in-time correct features for `entity_df` (entity ids + event_timestamp), as a DataFrame.
 
     `features` is a feature service name or a list of "view:feature" references. The caller must
-    be allowed to read them offline.
+    be allowed to read them offline. `store`: the region's, when the caller holds it already
+    (atelier.context.RegionContext), instead of building it again.
     """
-    store = feature_store(settings, region)
+    store = store or feature_store(settings, region)
     if isinstance(features, str):
         service = store.get_feature_service(features)
         access.authorize_offline_read(store, [service], user)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -18,6 +17,7 @@ from atelier.data.transactions import import_transactions
 from atelier.features.pipeline import compute_features
 from atelier.models.forecast import backtest
 from atelier.models.forecast import features as F
+from atelier.context import RegionContext
 from atelier.models.forecast.panel import load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def real_panel(settings, tmp_path):
     pq.write_table(table.filter(pc.is_in(table.column("stock_code"), value_set=top)), path)
     import_transactions(settings, path, MAPPING)
     compute_features(settings, "eu")
-    return load(settings, "eu", "country")
+    return load(RegionContext.of(settings, "eu"), "country")
 
 
 def test_real_series_read_nothing_after_their_origin_and_beat_seasonal_naive(real_panel):

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from atelier.context import RegionContext
 from atelier.features import series as S
 from atelier.io import write_json_atomic
 from atelier.models.assortment import evaluate, rank, segments
@@ -34,7 +35,6 @@ from atelier.models.forecast.train import ForecastResult
 from atelier.models.plots import segments_plot
 from atelier.models.progress import Steps
 from atelier.models.store import code_version, save_model, use_bentoml_home
-from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset
 from atelier.settings import Settings
 
@@ -55,9 +55,9 @@ class AssortmentResult:
     segments: segments.Segments
 
 
-def _clientele(settings: Settings, region: str, as_of: pd.Timestamp) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+def _clientele(ctx: RegionContext, as_of: pd.Timestamp) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
     """(segment features per client, each client's country, (client, product) purchases) as of `as_of`."""
-    keys = key_store(settings, region)
+    settings, region, keys = ctx.settings, ctx.region, ctx.keys
     activity = read_dataset(settings.paths.feature_table("client_activity", region), keys).to_pandas()
     latest = segments.latest(activity, as_of)
     features = segments.client_features(latest, as_of)
@@ -81,7 +81,7 @@ def train_assortment(settings: Settings, forecast: ForecastResult, *, n: int = 1
     advance = steps.step("assortment: client segments", 1)
     first = next(iter(forecast.panels.values()))
     as_of = first.week_starts[-1] + pd.Timedelta(days=7)  # the end of the last complete week
-    features, country, bought = _clientele(settings, region, as_of)
+    features, country, bought = _clientele(RegionContext.of(settings, region), as_of)
     segs = segments.fit(features, k=k, seed=seed)
     mix = segs.mix(country.reindex(features.index).dropna())
     audience = segs.audience(bought)

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from atelier.context import RegionContext
 from atelier.errors import AtelierError
 from atelier.features import series as S
-from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset
-from atelier.settings import Settings
 
 
 @dataclass
@@ -77,11 +76,11 @@ class Panel:
         return out
 
 
-def load(settings: Settings, region: str, level: str = "country") -> Panel:
+def load(ctx: RegionContext, level: str = "country") -> Panel:
     """The region's panel at `level`, from its feature tables and the catalog."""
     if level not in S.LEVELS:
         raise AtelierError(f"unknown series level {level!r}", fix=f"use one of: {', '.join(S.LEVELS)}")
-    keys = key_store(settings, region)
+    settings, region, keys = ctx.settings, ctx.region, ctx.keys
     path = settings.paths.feature_table(S.table_name("sales", level), region)
     if not path.exists():
         raise AtelierError(f"no weekly sales for region {region}", where=str(path), fix=f"run `atelier features compute -r {region}`")

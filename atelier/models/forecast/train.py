@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from atelier.context import RegionContext
 from atelier.errors import AtelierError
 from atelier.features import series as S
 from atelier.io import write_json_atomic
@@ -37,7 +38,6 @@ from atelier.models.plots import forecast_plot, horizon_plot
 from atelier.models.progress import Steps
 from atelier.models.store import code_version, save_model, use_bentoml_home
 from atelier.protect.parquet import read_dataset
-from atelier.regions import get_region
 from atelier.settings import Settings
 
 PLOTTED = 4  # series shown in forecast.png
@@ -58,10 +58,11 @@ class ForecastResult:
     forecasts: pd.DataFrame  # the next weeks of every active series, every level (as exported)
 
 
-def levels_of(settings: Settings, region: str) -> list[str]:
+def levels_of(ctx: RegionContext) -> list[str]:
     """The levels with sales in the region: countries, and stores where sales carry a store id."""
     from atelier.protect.parquet import dataset_info
 
+    settings, region = ctx.settings, ctx.region
     paths = {level: settings.paths.feature_table(S.table_name("sales", level), region) for level in S.LEVELS}
     if not any(p.exists() for p in paths.values()):
         raise AtelierError(f"no weekly sales for region {region}", where=str(paths["country"]), fix=f"run `atelier features compute -r {region}`")
@@ -72,12 +73,13 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
                    export_model: bool = True, levels: list[str] | None = None) -> ForecastResult:
     config = config or ForecastConfig()
     steps = steps or Steps()
-    region = get_region(region).code
-    levels = levels or levels_of(settings, region)  # checked before anything is written
+    ctx = RegionContext.of(settings, region)  # built once, passed down
+    region = ctx.region
+    levels = levels or levels_of(ctx)  # checked before anything is written
     if not levels:
         raise AtelierError(f"region {region} has no sales to forecast", fix=f"import events with purchases, then `atelier features compute -r {region}`")
     steps.step("reading weekly sales", len(levels))
-    panels = {level: load(settings, region, level) for level in levels}
+    panels = {level: load(ctx, level) for level in levels}
     for panel in panels.values():
         origins(panel, config)  # enough weeks for the backtest asked, or one clear error
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

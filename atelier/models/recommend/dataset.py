@@ -21,16 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from feast.permissions.user import User
 
+from atelier.context import RegionContext
 from atelier.errors import AtelierError
-from atelier.features import repo
 from atelier.models.recommend import baselines as bl
 from atelier.models.recommend.inputs import FeatureSpec, specs_from_service, to_inputs
-from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset, write_dataset
 from atelier.protect.residency import assert_region_clients
-from atelier.settings import Settings
 
 QUERY_SERVICE = "query_tower_v1"
 CANDIDATE_SERVICE = "candidate_tower_v1"
@@ -89,30 +86,30 @@ class RegionData:
     window: dict[str, str] = field(default_factory=dict)
 
 
-def _products(settings: Settings, region: str, specs: list[FeatureSpec], at: pd.Timestamp, user: User | None) -> pd.DataFrame:
-    catalog = read_dataset(settings.paths.catalog("products"), None, columns=["product_id", "maison", "category", "countries"]).to_pandas()
+def _products(ctx: RegionContext, specs: list[FeatureSpec], at: pd.Timestamp) -> pd.DataFrame:
+    catalog = read_dataset(ctx.paths.catalog("products"), None, columns=["product_id", "maison", "category", "countries"]).to_pandas()
     entity = pd.DataFrame({"product_id": catalog["product_id"], "event_timestamp": at})
-    features = repo.historical_features(settings, region, entity, CANDIDATE_SERVICE, user=user)
+    features = ctx.historical_features(entity, CANDIDATE_SERVICE)
     features = features.drop(columns=["event_timestamp"]).set_index("product_id")
     keep = [s.name for s in specs if s.name not in ("maison", "category")]
     return catalog.set_index("product_id").join(features[keep]).reset_index()
 
 
-def catalog_as_of(settings: Settings, region: str, specs: list[FeatureSpec], at: pd.Timestamp, user: User | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def catalog_as_of(ctx: RegionContext, specs: list[FeatureSpec], at: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The products and their candidate-tower inputs as of `at` (the export uses the latest)."""
-    products = _products(settings, region, specs, at, user)
+    products = _products(ctx, specs, at)
     return products, to_inputs({s.name: products[s.name].to_numpy() for s in specs}, specs, "product_id", products["product_id"].to_numpy())
 
 
-def _query_features(settings, region, ids: pd.Series, at: pd.Series, user) -> pd.DataFrame:
+def _query_features(ctx: RegionContext, ids: pd.Series, at: pd.Series) -> pd.DataFrame:
     entity = pd.DataFrame({"client_id": ids.to_numpy(), "event_timestamp": at.to_numpy()}).drop_duplicates()
-    hist = repo.historical_features(settings, region, entity, QUERY_SERVICE, user=user)
+    hist = ctx.historical_features(entity, QUERY_SERVICE)
     return hist.set_index(["client_id", "event_timestamp"])
 
 
-def read_events(settings: Settings, region: str) -> pd.DataFrame:
+def read_events(ctx: RegionContext) -> pd.DataFrame:
     """The region's events, with each event's country (the client's; the line's when anonymous)."""
-    keys = key_store(settings, region)
+    settings, region, keys = ctx.settings, ctx.region, ctx.keys
     table = read_dataset(settings.paths.client_table("events", region), keys)
     cols = ["client_id", "product_id", "event_type", "event_timestamp"] + (["country"] if "country" in table.column_names else [])
     events = table.select(cols).to_pandas()
@@ -130,24 +127,22 @@ def windows(events: pd.DataFrame, weeks: int) -> Windows:
 
 
 def build(
-    settings: Settings,
-    region: str,
+    ctx: RegionContext,
     *,
     event_weights: dict[str, float],
     cutoff: pd.Timestamp,
     end: pd.Timestamp,
     events: pd.DataFrame | None = None,
-    user: User | None = None,
     max_examples: int | None = None,
     seed: int = 7,
 ) -> RegionData:
     """Training examples before `cutoff`; evaluation on the purchases in [cutoff, end)."""
-    store = repo.feature_store(settings, region)
-    query_specs = specs_from_service(store, QUERY_SERVICE)
-    candidate_specs = specs_from_service(store, CANDIDATE_SERVICE)
-    events = read_events(settings, region) if events is None else events
+    region = ctx.region
+    query_specs = specs_from_service(ctx.store, QUERY_SERVICE)
+    candidate_specs = specs_from_service(ctx.store, CANDIDATE_SERVICE)
+    events = read_events(ctx) if events is None else events
     # Product features as of the cut-off: as of `end` they would count the evaluation weeks' sales.
-    products = _products(settings, region, candidate_specs, cutoff, user)
+    products = _products(ctx, candidate_specs, cutoff)
     index = pd.Series(np.arange(len(products)), index=products["product_id"])
 
     # Training examples: weighted events before the cutoff.
@@ -159,7 +154,7 @@ def build(
         raise AtelierError(f"no training events before {cutoff:%Y-%m-%d} in region {region!r}", fix="use more data or fewer --eval-weeks")
     # Features change at day boundaries only: query them once per (client, day).
     day = train["event_timestamp"].dt.floor("D")
-    hist = _query_features(settings, region, train["client_id"], day, user)
+    hist = _query_features(ctx, train["client_id"], day)
     rows = hist.reindex(pd.MultiIndex.from_arrays([train["client_id"], day]))
     query = to_inputs({s.name: rows[s.name].to_numpy() for s in query_specs}, query_specs, "client_id", train["client_id"].to_numpy(), as_of=train["event_timestamp"])
     examples = Examples(
@@ -177,7 +172,7 @@ def build(
     before = purchases[purchases["event_timestamp"] < cutoff]
     eval_ids = np.array(sorted(future["client_id"].unique()), dtype=object)
     if len(eval_ids):
-        hist = _query_features(settings, region, pd.Series(eval_ids), pd.Series([cutoff] * len(eval_ids)), user)
+        hist = _query_features(ctx, pd.Series(eval_ids), pd.Series([cutoff] * len(eval_ids)))
         rows = hist.reindex(pd.MultiIndex.from_arrays([eval_ids, [cutoff] * len(eval_ids)]))
         eval_query = to_inputs({s.name: rows[s.name].to_numpy() for s in query_specs}, query_specs, "client_id", eval_ids, as_of=cutoff.to_pydatetime())
     else:
@@ -194,7 +189,7 @@ def build(
 
     # Most popular in the region as of the cutoff (what the service falls back on)
     pop_entity = pd.DataFrame({"product_id": products["product_id"], "event_timestamp": cutoff})
-    pop = repo.historical_features(settings, region, pop_entity, POPULARITY_SERVICE, user=user).set_index("product_id").reindex(products["product_id"])
+    pop = ctx.historical_features(pop_entity, POPULARITY_SERVICE).set_index("product_id").reindex(products["product_id"])
     popularity = bl.fallback_popularity({name: pop[name].to_numpy(float) for name, _ in bl.FALLBACK_POPULARITY})
 
     candidate = to_inputs({s.name: products[s.name].to_numpy() for s in candidate_specs}, candidate_specs, "product_id", products["product_id"].to_numpy())
@@ -221,7 +216,7 @@ def build(
     )
 
 
-def save_training_set(settings: Settings, region: str, data: RegionData, run_dir) -> int:
+def save_training_set(ctx: RegionContext, data: RegionData, run_dir) -> int:
     """Persist the examples (encrypted with the region's key) for reproducibility and audits."""
     ex = data.train
     cols = {
@@ -239,8 +234,8 @@ def save_training_set(settings: Settings, region: str, data: RegionData, run_dir
         else:
             cols[spec.name] = pa.array(x)
     table = pa.table(cols)
-    assert_region_clients(settings, region, table.column("client_id"), where=f"training set of {region}")
-    write_dataset(run_dir / "training_set", table, key_store(settings, region))
+    assert_region_clients(ctx.settings, ctx.region, table.column("client_id"), where=f"training set of {ctx.region}")
+    write_dataset(run_dir / "training_set", table, ctx.keys)
     return table.num_rows
 
 
@@ -268,8 +263,8 @@ class RankingWindow:
 
 
 def ranking_window(
-    settings: Settings, region: str, data: RegionData, start: pd.Timestamp, end: pd.Timestamp, lam: float | None,
-    *, client_ids: np.ndarray | None = None, user: User | None = None,
+    ctx: RegionContext, data: RegionData, start: pd.Timestamp, end: pd.Timestamp, lam: float | None,
+    *, client_ids: np.ndarray | None = None,
 ) -> RankingWindow:
     """The ranking stage's inputs as of `start` (features from the store, co-purchase fitted on the
     purchases before `start`) for the clients who bought in [start, end), or for `client_ids`."""
@@ -278,7 +273,7 @@ def ranking_window(
 
     purchases = data.purchases
     history = bl.History.before(purchases, start, len(data.products))
-    pop = repo.historical_features(settings, region, pd.DataFrame({"product_id": data.products["product_id"], "event_timestamp": start}), [f"product_popularity:{p}" for p in ranking.POPULARITY], user=user)
+    pop = ctx.historical_features(pd.DataFrame({"product_id": data.products["product_id"], "event_timestamp": start}), [f"product_popularity:{p}" for p in ranking.POPULARITY])
     pop = pop.set_index("product_id").reindex(data.products["product_id"])
     first_sale = np.full(len(data.products), np.iinfo(np.int64).max)
     np.minimum.at(first_sale, history.product, history.timestamp)
@@ -307,7 +302,7 @@ def ranking_window(
     if len(client_ids):
         cols = ["client_activity:purchased_products", "client_activity:purchases_365d", "client_activity:last_purchase_at", "client_profile:country"]
         entity = pd.DataFrame({"client_id": client_ids, "event_timestamp": start})
-        raw = repo.historical_features(settings, region, entity, cols, user=user).set_index("client_id").reindex(client_ids)
+        raw = ctx.historical_features(entity, cols).set_index("client_id").reindex(client_ids)
         index = {p: i for i, p in enumerate(data.products["product_id"])}
         clients = ranking.Clients.from_features({c: raw[c].tolist() for c in raw.columns}, index, start.timestamp())
         warm = raw["purchases_365d"].notna().to_numpy()

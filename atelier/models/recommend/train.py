@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 from feast.permissions.user import User
 
+from atelier.context import RegionContext
 from atelier.io import write_json_atomic
 from atelier.models.plots import loss_plot, recall_plot
 from atelier.models.progress import Steps
@@ -31,7 +32,6 @@ from atelier.models.recommend.index import AnnIndex, ExactIndex
 from atelier.models.recommend.two_tower import TrainConfig, embed, fit
 from atelier.models.store import use_bentoml_home
 from atelier.protect.residency import assert_region_clients
-from atelier.regions import get_region
 from atelier.settings import Settings
 
 
@@ -65,16 +65,17 @@ def train_region(
     """
     config = config or TrainConfig()
     steps = steps or Steps()
-    region = get_region(region).code
+    ctx = RegionContext.of(settings, region, user)  # built once, passed down
+    region = ctx.region
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = settings.paths.runs(region) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
 
     steps.step("reading point-in-time features")(1)
-    events = ds.read_events(settings, region)
+    events = ds.read_events(ctx)
     windows = ds.windows(events, config.eval_weeks)
-    common = dict(event_weights=config.event_weights, events=events, user=user, max_examples=config.max_examples, seed=config.seed)
-    selection = ds.build(settings, region, cutoff=windows.validation_cutoff, end=windows.test_cutoff, **common)
+    common = dict(event_weights=config.event_weights, events=events, max_examples=config.max_examples, seed=config.seed)
+    selection = ds.build(ctx, cutoff=windows.validation_cutoff, end=windows.test_cutoff, **common)
 
     # 1. Choices, on the validation weeks only.
     val = compare.Contenders(selection, config.exclude_purchased)
@@ -89,8 +90,8 @@ def train_region(
     rank_history = None
     if config.ranking:
         # The ranking stage learns from the weeks before the validation cut-off; its epochs are chosen there.
-        lists = _ranking_lists(settings, region, selection, windows.validation_cutoff, config, lam, user, steps)
-        window = ds.ranking_window(settings, region, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids, user=user)
+        lists = _ranking_lists(ctx, selection, windows.validation_cutoff, config, lam, steps)
+        window = ds.ranking_window(ctx, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids)
         served = lambda scorer: _served(window, scorer, tower_val, selection.popularity, config.exclude_purchased)  # noqa: E731
         scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
                                            validation=lambda s: val.measure(served(s))["all"].get(compare.SELECT_ON, 0.0))
@@ -98,8 +99,8 @@ def train_region(
     choice = compare.choose_served(validation, config.serve)
 
     # 2. Refit on train + validation with the chosen epochs.
-    data = ds.build(settings, region, cutoff=windows.test_cutoff, end=windows.end, **common)
-    ds.save_training_set(settings, region, data, run_dir)
+    data = ds.build(ctx, cutoff=windows.test_cutoff, end=windows.end, **common)
+    ds.save_training_set(ctx, data, run_dir)
     refit_history = None
     if config.refit:
         final = config.model_copy(update={"epochs": history["best_epochs"]})
@@ -108,10 +109,10 @@ def train_region(
 
     context = None
     if config.ranking:
-        lists = _ranking_lists(settings, region, data, windows.test_cutoff, config, lam, user, steps)
+        lists = _ranking_lists(ctx, data, windows.test_cutoff, config, lam, steps)
         scorer, _ = ranking.fit(lists, rank_history["best_epochs"], seed=config.seed, progress=steps.step("refitting the ranking stage", rank_history["best_epochs"]))
         # What serves: the co-purchase table, popularity and country shares as of the last day.
-        context = ds.ranking_window(settings, region, data, windows.end, windows.end, lam, client_ids=np.zeros(0, object), user=user).context
+        context = ds.ranking_window(ctx, data, windows.end, windows.end, lam, client_ids=np.zeros(0, object)).context
 
     # 3. The test weeks, read once.
     advance = steps.step("scoring the test weeks (once)")
@@ -119,11 +120,11 @@ def train_region(
     test_contenders = compare.Contenders(data, config.exclude_purchased)
     test = compare.table(test_contenders, tower_test, lam)
     if config.ranking:
-        window = ds.ranking_window(settings, region, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids, user=user)
+        window = ds.ranking_window(ctx, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids)
         test[compare.RANKED] = test_contenders.measure(_served(window, scorer, tower_test, data.popularity, config.exclude_purchased))
     queries = embed(model.query_tower, data.eval.query)
     # What serves: product features as of the last day, not the test cut-off.
-    products, candidate_inputs = ds.catalog_as_of(settings, region, data.candidate_specs, windows.end, user)
+    products, candidate_inputs = ds.catalog_as_of(ctx, data.candidate_specs, windows.end)
     candidates = embed(model.candidate_tower, candidate_inputs)
     metrics = {
         "windows": windows.to_json(),
@@ -193,7 +194,7 @@ def train_region(
     return RunResult(region, run_dir, tag, metrics, model=model, data=data, catalog=candidate_inputs)
 
 
-def _ranking_lists(settings, region, data: ds.RegionData, cutoff, config: TrainConfig, lam, user, steps: Steps) -> list:
+def _ranking_lists(ctx: RegionContext, data: ds.RegionData, cutoff, config: TrainConfig, lam, steps: Steps) -> list:
     """The ranker's training lists: one window of `eval_weeks` per step back from `cutoff`.
 
     Only co-purchase and popularity propose candidates here: the two-tower was trained on these
@@ -207,7 +208,7 @@ def _ranking_lists(settings, region, data: ds.RegionData, cutoff, config: TrainC
         start = cutoff - k * weeks
         if start <= first + weeks:  # too little history before it to learn from
             break
-        window = ds.ranking_window(settings, region, data, start, start + weeks, lam, user=user)
+        window = ds.ranking_window(ctx, data, start, start + weeks, lam)
         clients, truth, bought = window.warm_only()
         if clients.history:
             prep = ranking.prepare(window.context, clients)
