@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from atelier.features import catalog, repo
+from atelier.errors import AtelierError
+from atelier.features import catalog, repo, scaffold
+from atelier.features.definitions import group_maisons
 from atelier.local_redis import free_port
 from atelier.protect.keys import key_store
 from atelier.protect.parquet import read_dataset
@@ -68,14 +70,16 @@ def test_new_check_apply_materialize_list(home: Path, repo_dir: Path, settings: 
     assert "client_profile" not in text.split("feature services")[0], "--sharing private leaves the shared views out"
 
 
-def test_new_refuses_bad_names_unknown_maisons_and_existing_files(home: Path, repo_dir: Path):
+def test_new_refuses_bad_names_unknown_maisons_and_existing_files(settings: Settings, repo_dir: Path):
+    s = settings.model_copy(update={"feature_repo": repo_dir})
     before = sorted(p.name for p in (repo_dir / "maisons").iterdir())
-    for args, words in ((["--maison", "maison-fantome", "--name", "gifting"], "not in the group's catalog"),
-                        (["--maison", "casa-verbena", "--name", "Gifting!"], "is not snake_case"),
-                        (["--maison", "Casa Verbena", "--name", "gifting"], "is not a slug"),
-                        (["--maison", "lumiere-de-grasse", "--name", "engagement"], "the repository already defines lumiere_de_grasse_engagement")):
-        r = _run(["features", "new", *args], home, repo_dir)
-        assert r.returncode == 1 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    for maison, name, words in (("maison-fantome", "gifting", "not in the group's catalog"),
+                                ("casa-verbena", "Gifting!", "is not snake_case"),
+                                ("Casa Verbena", "gifting", "is not a slug"),
+                                ("lumiere-de-grasse", "engagement", "the repository already defines lumiere_de_grasse_engagement")):
+        with pytest.raises(AtelierError) as e:
+            scaffold.new(s, maison, name, known_maisons=group_maisons())
+        assert words in str(e.value) and e.value.fix, (maison, name, str(e.value))
     assert sorted(p.name for p in (repo_dir / "maisons").iterdir()) == before, "nothing written"
 
 
