@@ -17,3 +17,25 @@ if not os.path.exists("/dev/nvidiactl"):
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 __version__ = "0.1.0"
+
+
+def _skip_feast_typechecks() -> None:
+    """Feast decorates its classes with typeguard's `@typechecked`, which re-parses and recompiles
+    their source when `feast` is imported: 6 to 7 of the 8 seconds that `import feast` took here,
+    paid by every CLI command, every bento worker and every test process. The checks only verify
+    argument types at run time (Python's `-O` turns them off the same way); atelier's own inputs
+    are validated before they reach Feast. Set ATELIER_FEAST_TYPECHECKS=1 to keep them."""
+    if os.environ.get("ATELIER_FEAST_TYPECHECKS") == "1" or "feast" in __import__("sys").modules:
+        return
+    try:
+        import typeguard
+    except ImportError:
+        return
+
+    def typechecked(target=None, **_options):
+        return (lambda t: t) if target is None else target
+
+    typeguard.typechecked = typechecked
+
+
+_skip_feast_typechecks()

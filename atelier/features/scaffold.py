@@ -6,8 +6,8 @@ permission naming the maison, the naming convention), so the first apply works a
 edits from a correct example instead of copying another maison's file.
 
 The view starts on the maison's engagement table, which `atelier features compute` writes for
-every maison that defines a view on it (its own clients' purchases, spend and views of its
-products); the team edits the fields, or points `source(...)` at another dataset of the lake.
+every maison of the catalog (its clients' purchases, spend and views of its products); the team
+edits the fields, or points `source(...)` at another dataset of the lake.
 The file is written only if the repository, with it, passes the check; otherwise nothing is left.
 """
 

@@ -46,7 +46,8 @@ def test_new_check_apply_materialize_list(home: Path, repo_dir: Path, settings: 
     assert scaffold.exists() and "casa_verbena_gifting_private_read" in scaffold.read_text()
     again = _run(["features", "new", "--maison", "casa-verbena", "--name", "gifting"], home, repo_dir)
     assert again.returncode == 1 and "casa_verbena_gifting.py exists already" in again.stderr and "--force" in again.stderr
-    for args in (["features", "check"], ["features", "compute", "-r", "eu"], ["features", "apply", "-r", "eu"],
+    # no `features compute`: it writes an engagement table for every maison of the catalog already
+    for args in (["features", "check"], ["features", "apply", "-r", "eu"],
                  ["features", "materialize", "-r", "eu", "--view", "casa_verbena_gifting", "--view", "client_profile"]):
         r = _run(args, home, repo_dir)
         assert r.returncode == 0, (args, r.stdout, r.stderr)
