@@ -6,6 +6,7 @@ Each region runs the same code on its own clients only.
 """
 
 import os
+import sys
 
 # TensorFlow Recommenders is written for Keras 2. The switch must be set before TensorFlow is first
 # imported anywhere in the process, so it lives here, at the top of the package.
@@ -25,7 +26,7 @@ def _skip_feast_typechecks() -> None:
     paid by every CLI command, every bento worker and every test process. The checks only verify
     argument types at run time (Python's `-O` turns them off the same way); atelier's own inputs
     are validated before they reach Feast. Set ATELIER_FEAST_TYPECHECKS=1 to keep them."""
-    if os.environ.get("ATELIER_FEAST_TYPECHECKS") == "1" or "feast" in __import__("sys").modules:
+    if os.environ.get("ATELIER_FEAST_TYPECHECKS") == "1" or "feast" in sys.modules:
         return
     try:
         import typeguard

@@ -10,7 +10,7 @@ when first used, and a function that takes a context cannot mix two regions' sto
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from feast.permissions.user import User
@@ -24,7 +24,6 @@ class RegionContext:
     settings: Settings
     region: str
     user: User | None = None  # who acts, for Feast permissions (None: the settings' user and roles)
-    _cache: dict = field(default_factory=dict, repr=False)
 
     @staticmethod
     def of(settings: Settings, region: str, user: User | None = None) -> RegionContext:

@@ -125,6 +125,7 @@ def list_features(
     from atelier.errors import AtelierError
     from atelier.features import catalog
     from atelier.features.governance import SENSITIVITY, SHARING
+    from atelier.features.repo import registry_path
 
     if sharing is not None and sharing not in SHARING:
         raise AtelierError(f"--sharing {sharing!r} is not one of {', '.join(SHARING)}")
@@ -133,7 +134,7 @@ def list_features(
     s = get_settings()
     from atelier.regions import get_region, region_codes
 
-    codes = [get_region(region).code] if region else [r for r in region_codes() if (s.paths.feast_dir(r) / "registry.db").exists()]
+    codes = [get_region(region).code] if region else [r for r in region_codes() if registry_path(s, r).exists()]
     if not codes:
         raise AtelierError("no region has an applied feature repository", fix="run `atelier features apply -r <region>`")
     listings = [catalog.describe(s, r, owner=owner, sharing=sharing, sensitivity=sensitivity) for r in codes]
@@ -193,7 +194,7 @@ def ui(
 ) -> None:
     """Feast's own feature browser on the region's registry (views, services, entities, tags)."""
     from atelier.errors import AtelierError
-    from atelier.features.repo import project_name
+    from atelier.features.repo import project_name, registry_path
     from atelier.features.ui import serve
     from atelier.logs import to_log
     from atelier.regions import get_region
@@ -201,7 +202,7 @@ def ui(
 
     s = get_settings()
     code = get_region(region).code
-    if not (s.paths.feast_dir(code) / "registry.db").exists():
+    if not registry_path(s, code).exists():
         raise AtelierError(f"region {code!r} has no applied feature repository", fix=f"run `atelier features apply -r {code}`")
     if port_taken(port):
         raise AtelierError(f"port {port} is taken", fix="choose another with --port")

@@ -20,7 +20,7 @@ from atelier.settings import Settings
 def describe(settings: Settings, region: str, *, owner: str | None = None, sharing: str | None = None,
              sensitivity: str | None = None) -> dict:
     """{'region', 'views': [...], 'services': [...]} for the region's applied project, filtered by tags."""
-    registry = settings.paths.feast_dir(region) / "registry.db"
+    registry = repo.registry_path(settings, region)
     if not registry.exists():
         raise AtelierError(f"region {region!r} has no applied feature repository", where=str(registry),
                            fix=f"run `atelier features apply -r {region}`")

@@ -43,6 +43,11 @@ def project_name(region: str) -> str:
     return f"atelier_{get_region(region).code}"
 
 
+def registry_path(settings: Settings, region: str) -> Path:
+    """The region's Feast registry file (it exists once the region's repository was applied)."""
+    return settings.paths.feast_dir(get_region(region).code) / "registry.db"
+
+
 def config_dict(settings: Settings, region: str, *, inline_secrets: bool) -> dict:
     region = get_region(region).code
     feast_dir = settings.paths.feast_dir(region)
@@ -56,7 +61,7 @@ def config_dict(settings: Settings, region: str, *, inline_secrets: bool) -> dic
         "project": project_name(region),
         "provider": "local",
         "registry": {
-            "registry_type": "file", "path": str(feast_dir / "registry.db"), "cache_ttl_seconds": 60,
+            "registry_type": "file", "path": str(registry_path(settings, region)), "cache_ttl_seconds": 60,
             # written atomically: a kill during apply or materialize leaves the previous registry
             "registry_store_type": "atelier.features.registry_store.AtomicFileRegistryStore",
         },

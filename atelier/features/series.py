@@ -68,6 +68,11 @@ def table_name(kind: str, level: str) -> str:
     return f"{level}_{kind}_weekly"
 
 
+def view_names(levels) -> list[str]:
+    """The sales and clientele views of `levels`: what a model trained on those series read."""
+    return [table_name(kind, level) for level in levels for kind in TABLES]
+
+
 def schema(kind: str, level: str) -> pa.Schema:
     """A table's schema at a level: the location column named by the level's join key."""
     base = TABLES[kind]

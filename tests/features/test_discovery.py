@@ -158,3 +158,22 @@ def test_feast_ui_in_headless_chromium_shows_the_views_and_their_tags(home: Path
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_list_and_ui_refuse_bad_input_with_the_fix(home: Path, repo_dir: Path, settings: Settings):
+    """Wrong filter values, a region never applied, a taken port: one line each, with what to do."""
+    r = _run(["features", "list", "--sharing", "open"], home, repo_dir)
+    assert r.returncode == 1 and "--sharing 'open' is not one of shared, private" in r.stderr and "Traceback" not in r.stderr
+    r = _run(["features", "list"], home, repo_dir)
+    assert r.returncode == 1 and "no region has an applied feature repository" in r.stderr and "atelier features apply" in r.stderr
+    r = _run(["features", "ui", "-r", "us"], home, repo_dir)
+    assert r.returncode == 1 and "region 'us' has no applied feature repository" in r.stderr and "atelier features apply -r us" in r.stderr
+    repo.apply(settings, "eu")
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = _run(["features", "ui", "-r", "eu", "--port", str(taken.getsockname()[1])], home, repo_dir)
+    assert r.returncode == 1 and "is taken" in r.stderr and "--port" in r.stderr
+    assert not (home / "feast" / "us").exists() or not (home / "feast" / "us" / "registry.db").exists(), "nothing was applied for us"

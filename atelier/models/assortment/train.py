@@ -123,7 +123,7 @@ def train_assortment(settings: Settings, forecast: ForecastResult, *, n: int = 1
         tag = save_model(workdir, model_name(region), labels={"region": region, "task": "assortment", "framework": "numpy"},
                          metadata={"region": region, "n": n, "segments": len(segs.profiles), "code_version": code_version(),
                                    # the views it reads (as tables of the lake), for `atelier features list`
-                                   "feature_views": [S.table_name(kind, lv) for lv in forecast.panels for kind in ("sales", "clientele")]
+                                   "feature_views": S.view_names(forecast.panels)
                                    + ["client_activity", "client_profile"]})
         metrics["bentoml_tag"] = tag
         write_json_atomic(run_dir / "metrics.json", metrics)

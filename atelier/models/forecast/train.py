@@ -127,7 +127,7 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         advance = steps.step("exporting to the BentoML model store", 1)
         use_bentoml_home(settings)
         # the views it reads (as tables of the lake; `atelier features list` shows the usage)
-        views = [S.table_name(kind, lv) for lv in levels for kind in ("sales", "clientele")] + ["product_catalog", "product_attributes"]
+        views = S.view_names(levels) + ["product_catalog", "product_attributes"]
         metadata = {"region": region, "levels": levels, "horizon": config.horizon, "code_version": code_version(), "feature_views": views,
                     "wape": {lv: m["test"][MODEL]["wape"] for lv, m in metrics["levels"].items()}}
         tag = save_model(workdir, model_name(region), labels={"region": region, "task": "forecast", "framework": "tensorflow"}, metadata=metadata)
