@@ -171,6 +171,10 @@ class Paths:
     def feature_table(self, name: str, region: str | None) -> Path:
         return self.features(region) / name
 
+    def stream(self, region: str) -> Path:
+        """A region's events received in real time: the journal's parts and its ledger (atelier.events)."""
+        return self.home / "stream" / region
+
     def feast_dir(self, region: str) -> Path:
         return self.home / "feast" / region
 

@@ -4,7 +4,7 @@ Sources name datasets under the data home; `{region}` is filled by the region's 
 definitions serve every region while each region reads only its own (encrypted) data.
 """
 
-from feast import FeatureView, Field
+from feast import FeatureView, Field, PushSource
 from feast.types import String
 
 from atelier.features import schemas
@@ -51,5 +51,31 @@ client_activity = FeatureView(
     source=client_activity_source,
     online=True,
     description="Purchases, spend, views and wishlist adds over trailing windows; favourites; last purchase; bought and recent products.",
+    tags=tags(owner="group", sharing="shared", sensitivity="confidential"),
+)
+
+# The real-time path: POST /events (atelier.events) writes each client's last events here the
+# moment they arrive; `push` through this source is Feast's own way in. Its offline rows are
+# computed from the event journal by `atelier features compute`, so a full materialize rebuilds
+# the online rows.
+client_events_push = PushSource(
+    name="client_events_push",
+    batch_source=source(
+        name="client_recent_source",
+        table="features/{region}/client_recent",
+        timestamp_field="event_timestamp",
+        description="Each client's last events received in real time, as of its latest one.",
+    ),
+    description="Client events as they happen (POST /events, atelier events replay).",
+)
+
+client_recent = FeatureView(
+    name="client_recent",
+    entities=[client],
+    ttl=NO_TTL,
+    schema=fields(schemas.CLIENT_RECENT, skip=("client_id", "event_timestamp")),
+    source=client_events_push,
+    online=True,
+    description="The client's last events, received in real time: what it just viewed, wished for, bought or returned.",
     tags=tags(owner="group", sharing="shared", sensitivity="confidential"),
 )

@@ -4,6 +4,7 @@
     POST /similar     {product_id, k}
     POST /forecast    {product_ids | maison, country | store_id, horizon_weeks}
     POST /assortment  {country | store_id, n, maison?}
+    POST /events      {events: [{event_id, client_id, product_id, event_type, event_timestamp, ...}]}
     GET  /livez /readyz /metrics, and the OpenAPI page at /
 
 The region and the models come from the environment (baked into the bento by `atelier build`):
@@ -12,17 +13,25 @@ routes answer 404 `no_model`, saying how to train one, otherwise).
 Concurrent requests are batched (atelier.serving.batching: those that arrive while a batch runs
 form the next) before the stages (feature read, query tower, retrieval, ranking, filters), which
 live in atelier.serving and are tested without HTTP; /metrics shows the time of each.
+Events go into both sides of the region's feature store before they are acknowledged
+(atelier.events.ingest), and /recommend reads them at once.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import bentoml
+from feast.permissions.user import User
 from starlette.responses import JSONResponse
 
 import atelier  # noqa: F401  (TensorFlow's Keras switch, before TensorFlow loads)
+from atelier.context import RegionContext
+from atelier.events.batch import Event, ForeignClients, Problems
+from atelier.events.ingest import Ingestor, StoreUnavailable
+from atelier.features.definitions import SERVING
 from atelier.regions import country_to_region
 from atelier.serving import contract
 from atelier.serving.batching import Batcher
@@ -33,6 +42,8 @@ from atelier.serving.runtime import (
     AssortmentRequest,
     AssortmentResponse,
     BearerAuth,
+    EventsRequest,
+    EventsResponse,
     ForecastRequest,
     ForecastResponse,
     JsonOnly,
@@ -55,6 +66,12 @@ STAGE_SECONDS = bentoml.metrics.Histogram(
     documentation="Time per batch in each stage: online features, query tower, retrieval (candidates), ranking, filters; topk is retrieval to answer.",
     labelnames=["stage"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+)
+
+EVENTS = bentoml.metrics.Counter(
+    name="atelier_events",
+    documentation="Client events received by POST /events: stored (accepted) or already stored (duplicate).",
+    labelnames=["outcome"],
 )
 
 REGION = os.environ.get("ATELIER_REGION", "eu")
@@ -93,6 +110,11 @@ class Recommender:
         self.planner: Planner = start_planner(REGION, Path(self.model.path),
                                               getattr(self, "forecast_model", None), getattr(self, "assortment_model", None))
         ENGINE_PLANNER.append(self.planner)
+        self.ingestor = Ingestor(RegionContext.of(get_settings(), REGION, User(f"recommender-{REGION}", [SERVING])))
+        try:  # a batch journaled but not applied online when the last process died
+            self.ingestor.recover()
+        except StoreUnavailable as e:
+            logging.getLogger(__name__).warning("journaled events wait for the online store: %s", e.what)
 
     def _answer_batch(self, queries: list[Query]):
         answers = self.engine.recommend(queries)
@@ -136,12 +158,28 @@ class Recommender:
         return AssortmentResponse(region=REGION, model=self.planner.assortment_tag or "", items=items, segments=segments)
 
 
+    @bentoml.api(input_spec=EventsRequest, route="/events")
+    def events(self, events: list[Event]) -> EventsResponse:
+        try:
+            receipt = self.ingestor.ingest(events)
+        except Problems as e:
+            return JSONResponse({"error": e.what, "code": "invalid_request", "detail": e.problems}, status_code=400)
+        except ForeignClients as e:
+            return JSONResponse({"error": e.what, "code": "other_region"}, status_code=403)
+        except StoreUnavailable as e:
+            return JSONResponse({"error": e.render(), "code": "store_unavailable"}, status_code=503, headers={"Retry-After": str(e.retry_after)})
+        EVENTS.labels(outcome="accepted").inc(receipt.accepted)
+        EVENTS.labels(outcome="duplicate").inc(receipt.duplicates)
+        return JSONResponse(EventsResponse(region=REGION, accepted=receipt.accepted, duplicates=receipt.duplicates).model_dump(), status_code=202)
+
+
 _settings = get_settings()
 ENGINE: list = []  # the worker's engine, once started (for the document and /readyz)
 ENGINE_PLANNER: list = []  # the worker's planner, once started (for the document's examples)
 DOCUMENT: list = []
 ROUTES = {"/recommend": (RecommendRequest, RecommendResponse), "/similar": (SimilarRequest, SimilarResponse),
-          "/forecast": (ForecastRequest, ForecastResponse), "/assortment": (AssortmentRequest, AssortmentResponse)}
+          "/forecast": (ForecastRequest, ForecastResponse), "/assortment": (AssortmentRequest, AssortmentResponse),
+          "/events": (EventsRequest, EventsResponse)}
 
 
 def _document() -> dict:
@@ -163,7 +201,9 @@ def _build_document() -> dict:
         maisons=maisons, countries=sorted(country_to_region()), secured=bool(_settings.api_tokens),
         examples={"/recommend": {"client_id": "C-10042", "k": 10}, "/similar": {"product_id": first, "k": 10},
                   "/forecast": {"product_ids": [first], "country": _home_country(), "horizon_weeks": 4},
-                  "/assortment": {"country": _home_country(), "n": 20}},
+                  "/assortment": {"country": _home_country(), "n": 20},
+                  "/events": {"events": [{"event_id": "pos-0001-17", "client_id": "C-10042", "product_id": first, "event_type": "view",
+                                          "event_timestamp": "2026-12-03T14:30:00Z", "channel": "web"}]}},
         description=f"Recommendations for the clients of region {REGION}, answered in the region. " + (__doc__ or "").split("\n\n", 1)[-1],
     )
 

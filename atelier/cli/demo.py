@@ -2,8 +2,9 @@
 
 keys -> a generated world -> features per region (embedded sqlite online stores) -> a two-tower
 model per region, and a forecast and assortments for the served region -> residency audit -> a
-bento -> a served region answering a recommendation, a forecast and an assortment over HTTP. No
-server to start by hand; the demo starts and stops its own.
+bento -> a served region answering a recommendation, the same again after a few live events
+(POST /events), a forecast and an assortment over HTTP. No server to start by hand; the demo
+starts and stops its own.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def demo(
             client = next(c for c in roster(s, serve_region).to_pylist() if (reader.get_one(c) or {}).get("purchases_365d"))
             answer = httpx.post(f"{url}/recommend", json={"client_id": client, "k": 5}, headers=auth, timeout=30)
             similar = httpx.post(f"{url}/similar", json={"product_id": answer.json()["items"][0]["product_id"], "k": 3}, headers=auth, timeout=30)
+            replayed, after = live_events(url, token, client, answer.json()["items"])
             lists = assortment.assortments[assortment.assortments["level"] == "country"]
             country = lists.groupby("location")["expected_units"].sum().idxmax()
             planning = {"product_ids": [lists.loc[lists["location"] == country, "product_id"].iloc[0]], "country": country, "horizon_weeks": 4}
@@ -102,6 +104,8 @@ def demo(
             proc.wait(30)
     out.print(f"\nPOST {url}/recommend {{\"client_id\": \"{client}\", \"k\": 5}}  ->  {answer.status_code}")
     out.print_json(json.dumps(answer.json()))
+    out.print(f"POST {url}/events: {replayed}  ->  /recommend again, at once:")
+    out.print(_before_after(answer.json()["items"], after.json()["items"]))
     out.print(f"POST {url}/similar {{\"product_id\": \"{answer.json()['items'][0]['product_id']}\", \"k\": 3}}  ->  {similar.status_code}")
     out.print_json(json.dumps(similar.json()))
     out.print(f"POST {url}/forecast {json.dumps(planning)}  ->  {forecasted.status_code}")
@@ -109,6 +113,42 @@ def demo(
     out.print(f"POST {url}/assortment {{\"country\": \"{country}\", \"n\": 3}}  ->  {assorted.status_code}")
     out.print_json(json.dumps(assorted.json()))
     console.rule("[bold green]demo complete[/]")
+
+
+def live_events(url: str, token: str, client: str, items: list[dict]):
+    """Replay a few events of `client` into the service (as `atelier events replay --url` does):
+    views of the products most similar to its last recommendation, and a purchase of its first;
+    then ask /recommend again. Returns what was sent, and the new answer."""
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from atelier.events import replay
+    from atelier.events.batch import Event
+
+    auth = {"authorization": f"Bearer {token}"}
+    near = httpx.post(f"{url}/similar", json={"product_id": items[-1]["product_id"], "k": 3}, headers=auth, timeout=30).json()["items"]
+    now = datetime.now(timezone.utc) - timedelta(seconds=10)
+    kinds = [(i["product_id"], "view") for i in near] * 2 + [(items[0]["product_id"], "purchase")]
+    events = [Event(event_id=f"demo-{uuid.uuid4().hex[:12]}", client_id=client, product_id=p, event_type=k, channel="web",
+                    event_timestamp=now + timedelta(seconds=n)) for n, (p, k) in enumerate(kinds)]
+    totals = replay.replay(events, replay.over_http(url, token), rate=50, batch=len(events))
+    after = httpx.post(f"{url}/recommend", json={"client_id": client, "k": 5}, headers=auth, timeout=30)
+    what = f"{len(near) * 2} views of {', '.join(i['product_id'] for i in near)}, a purchase of {items[0]['product_id']} ({totals.accepted} accepted)"
+    return what, after
+
+
+def _before_after(before: list[dict], after: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="recommendations before and after the events", title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("before")
+    table.add_column("after")
+    for n in range(max(len(before), len(after))):
+        b = before[n]["product_id"] if n < len(before) else ""
+        a = after[n]["product_id"] if n < len(after) else ""
+        table.add_row(str(n + 1), b, a if a == b else f"[bold]{a}[/]")
+    return table
 
 
 def demo_service(settings, region: str, port: int, token: str) -> tuple[list[str], dict]:

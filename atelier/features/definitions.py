@@ -72,7 +72,7 @@ def group_maisons() -> list[str]:
     return sorted(_manifest().get("maisons", []))
 
 
-_FEAST_TYPES = {"string": String, "int64": Int64, "double": Float64, "list<item: string>": Array(String)}
+_FEAST_TYPES = {"string": String, "int64": Int64, "double": Float64, "list<item: string>": Array(String), "list<item: int64>": Array(Int64)}
 
 
 def fields(schema: pa.Schema, *, skip: tuple[str, ...] = ("event_timestamp",)) -> list[Field]:
@@ -148,6 +148,17 @@ def shared_read(resources: list) -> Permission:
         name_patterns=_exact([r for r in resources if r is not None and r.tags.get("sharing") == "shared"]),
         actions=READ_ACTIONS,
         policy=RoleBasedPolicy(roles=[maison_role(m) for m in group_maisons()] + [SERVING]),
+    )
+
+
+def service_writes_events(resources: list) -> Permission:
+    """The regional services write the real-time views (POST /events), and nothing else."""
+    return Permission(
+        name="services_write_client_events",
+        types=ALL_RESOURCE_TYPES,
+        name_patterns=_exact(resources),
+        actions=[AuthzedAction.WRITE_ONLINE, AuthzedAction.WRITE_OFFLINE],
+        policy=RoleBasedPolicy(roles=[SERVING]),
     )
 
 

@@ -13,7 +13,7 @@ builds protobuf responses and type-converts them per value. On any other store i
 from __future__ import annotations
 
 import struct
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from feast import FeatureService, FeatureStore
 from feast.infra.key_encoding_utils import serialize_entity_key
@@ -21,6 +21,7 @@ from feast.infra.online_stores.redis import RedisOnlineStore, RedisType, _versio
 from feast.permissions.user import User
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from google.protobuf.timestamp_pb2 import Timestamp
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -53,11 +54,21 @@ def _decode(raw: bytes | None):
     return value
 
 
+def _timestamp(raw: bytes | None) -> datetime | None:
+    """A serialized `google.protobuf.Timestamp` (Feast's `_ts:<view>` field) as a datetime."""
+    if not raw:
+        return None
+    ts = Timestamp.FromString(raw)
+    return datetime.fromtimestamp(ts.seconds, tz=timezone.utc) + timedelta(microseconds=ts.nanos // 1000)
+
+
 class OnlineFeatures:
     """`fail_fast`: no retries on an unreachable Redis (redis-py retries with backoff for up to
     ~10 s by default); a serving path answers with a fallback instead of waiting."""
 
-    def __init__(self, store: FeatureStore, refs: list[str], user: User | None = None, fail_fast: bool = True):
+    def __init__(self, store: FeatureStore, refs: list[str], user: User | None = None, fail_fast: bool = True, timestamps: tuple[str, ...] = ()):
+        """`timestamps`: views whose row time is read too, as column `_ts:<view>` (a datetime, or
+        None where the entity has no row): the real-time overlay needs to know what a batch row holds."""
         if not refs:
             raise AtelierError("no features requested")
         self.store = store
@@ -68,6 +79,10 @@ class OnlineFeatures:
             self.views = [store.get_feature_view(v) for v in sorted(views)]
         except Exception as e:
             raise AtelierError(f"feature views not found in region {store.project!r}: {e}", fix="run `atelier features apply`") from None
+        self.timestamps = list(timestamps)
+        unknown = set(self.timestamps) - views
+        if unknown:
+            raise AtelierError(f"row times asked of views that are not read: {sorted(unknown)}")
         access.authorize_online_read(store, self.views, user)
         join_keys = {c.name for v in self.views for c in v.entity_columns}
         if len(join_keys) != 1:
@@ -82,6 +97,7 @@ class OnlineFeatures:
                 self._redis.set_retry(Retry(NoBackoff(), 0))
             by_name = {v.name: v for v in self.views}
             self._fields = [field_name(_versioned_fv_name(by_name[r.split(":")[0]], config), n) for r, n in zip(self.refs, self.names)]
+            self._fields += [f"_ts:{_versioned_fv_name(by_name[v], config)}".encode() for v in self.timestamps]
             jk = self.join_key.encode()
             self._prefix = struct.pack("<III", 1, 2, len(jk)) + jk
             self._suffix = config.project.encode()
@@ -100,13 +116,25 @@ class OnlineFeatures:
                     for i in ids:
                         pipe.hmget(self._key(i), self._fields)
                     rows = pipe.execute()
-            found = [any(x is not None for x in row) for row in rows]
-            cols = {n: [_decode(row[j]) for row in rows] for j, n in enumerate(self.names)}
+            n = len(self.names)
+            found = [any(x is not None for x in row[:n]) for row in rows]
+            cols = {name: [_decode(row[j]) for row in rows] for j, name in enumerate(self.names)}
+            for j, view in enumerate(self.timestamps):
+                cols[f"_ts:{view}"] = [_timestamp(row[n + j]) for row in rows]
             return cols, found
         response = self.store.get_online_features(features=self.refs, entity_rows=[{self.join_key: i} for i in ids]).to_dict()
         cols = {n: response[n] for n in self.names}
         found = [any(cols[n][k] is not None for n in self.names) for k in range(len(ids))]
+        for view in self.timestamps:
+            cols[f"_ts:{view}"] = self._row_times(view, ids)
         return cols, found
+
+    def _row_times(self, view: str, ids: list[str]) -> list[datetime | None]:
+        """The row time of `view` for each id, from the online store's own read (any store)."""
+        fv = next(v for v in self.views if v.name == view)
+        keys = [EntityKeyProto(join_keys=[self.join_key], entity_values=[ValueProto(string_val=i)]) for i in ids]
+        rows = self.store._get_provider().online_read(config=self.store.config, table=fv, entity_keys=keys)
+        return [None if ts is None else (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)) for ts, _values in rows]
 
     def get_one(self, entity_id: str) -> dict | None:
         cols, found = self.get([entity_id])

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from atelier.features import schemas, series
 from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS, PURCHASE_HISTORY, RECENT_HISTORY
 from atelier.io import staged_dir
 from atelier.protect.keys import key_store
-from atelier.protect.parquet import DatasetWriter, open_dataset, read_dataset
+from atelier.protect.parquet import DatasetWriter, open_dataset, read_dataset, write_dataset
 from atelier.protect.residency import assert_region_clients
 from atelier.settings import Settings
 
@@ -184,6 +185,45 @@ def _to_arrow(cols: dict, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
 
 
+def journaled_events(settings: Settings, region: str, schema: pa.Schema | None = None) -> pa.Table:
+    """The region's events received in real time (atelier.events.journal), each once; in the
+    lake's event columns when `schema` is given."""
+    from atelier.context import RegionContext
+    from atelier.events import journal
+
+    table = journal.read(RegionContext.of(settings, region))
+    return table if schema is None else table.select(schema.names).cast(schema)
+
+
+def _client_complete(events, streamed: pa.Table):
+    """The lake's event parts, each with its clients' streamed events; then the streamed events of
+    clients no part holds. Every client's events are in one table (the windows need them all)."""
+    left = streamed
+    for fragment in events.get_fragments():
+        table = fragment.to_table(schema=events.schema)
+        if left.num_rows and table.num_rows:
+            mine = pc.is_in(left.column("client_id"), value_set=pc.unique(table.column("client_id")))
+            table, left = pa.concat_tables([table, left.filter(mine)]), left.filter(pc.invert(mine))
+        yield table
+    if left.num_rows:
+        yield left
+
+
+def client_recent(streamed: pa.Table) -> pa.Table:
+    """The real-time view's offline rows: each client's log of streamed events as of its latest one,
+    built by the same merge as the online rows (atelier.events.fresh)."""
+    from atelier.events import fresh
+
+    if not streamed.num_rows:
+        return schemas.CLIENT_RECENT.empty_table()
+    logs: dict[str, list] = {}
+    times = pc.cast(streamed.column("event_timestamp"), pa.int64()).to_pylist()
+    cols = [streamed.column(n).to_pylist() for n in ("event_id", "client_id", "product_id", "event_type")]
+    for t, e, c, p, k in zip(times, *cols):
+        logs.setdefault(c, []).append((t, e, p, k))
+    return fresh.table([fresh.row(c, fresh.merge(fresh.Log(), evs)) for c, evs in logs.items()])
+
+
 def compute_features(settings: Settings, region: str, progress: Callable[[int], None] = lambda n: None) -> dict[str, int]:
     """Compute all of a region's feature tables from its events; swap them in together."""
     keys = key_store(settings, region)
@@ -202,9 +242,10 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
         engagement = {m: DatasetWriter(stage / "maison_engagement" / m, keys) for m in maisons}
         daily_parts, sales_parts, clientele_parts = [], [], []
         # Parts of the events table are client-complete (see atelier.data.lake), so each is
-        # processed on its own and memory stays bounded by the largest part.
-        for fragment in events.get_fragments():
-            table = fragment.to_table(schema=events.schema)
+        # processed on its own and memory stays bounded by the largest part. Events received in
+        # real time (the journal, atelier.events) join their client's part.
+        streamed = journaled_events(settings, region)
+        for table in _client_complete(events, streamed.select(events.schema.names).cast(events.schema)):
             if not table.num_rows:
                 continue
             assert_region_clients(settings, region, table.column("client_id"), where=f"events/region={region}")
@@ -229,6 +270,9 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
         for w in engagement.values():
             w.commit(schemas.MAISON_ENGAGEMENT)
         counts["client_activity"] = activity.rows
+        recent = client_recent(streamed)
+        write_dataset(stage / "client_recent", recent, keys, schema=schemas.CLIENT_RECENT)
+        counts["client_recent"] = recent.num_rows
         counts["maison_engagement"] = sum(w.rows for w in engagement.values())
         daily = pd.concat(daily_parts) if daily_parts else None
         if daily is not None:

@@ -76,7 +76,8 @@ def encode_values(column: pa.Array | pa.ChunkedArray, value_type: FeastValueType
         out = pc.binary_join_element_wise(pa.scalar(b"\x12"), varint(pc.fill_null(pc.binary_length(s), 0).to_numpy()), pc.fill_null(s, b""), _EMPTY)
     elif value_type in (FeastValueType.INT64, FeastValueType.INT32, FeastValueType.UNIX_TIMESTAMP, FeastValueType.BOOL):
         if value_type == FeastValueType.UNIX_TIMESTAMP:
-            ints = pc.cast(pc.cast(col, pa.timestamp("s", col.type.tz) if pa.types.is_timestamp(col.type) else pa.int64()), pa.int64())
+            # whole seconds, the fraction dropped, as Feast's own conversion does
+            ints = pc.cast(pc.cast(col, pa.timestamp("s", col.type.tz) if pa.types.is_timestamp(col.type) else pa.int64(), safe=False), pa.int64())
         else:
             ints = pc.cast(col, pa.int64())
         tag = {FeastValueType.INT64: 0x20, FeastValueType.INT32: 0x18, FeastValueType.UNIX_TIMESTAMP: 0x40, FeastValueType.BOOL: 0x38}[value_type]
@@ -95,6 +96,8 @@ def encode_values(column: pa.Array | pa.ChunkedArray, value_type: FeastValueType
             out = _tagged_fixed(0x35, f.astype("<f4"), 4)
     elif value_type == FeastValueType.STRING_LIST:
         out = _string_lists(col)
+    elif value_type == FeastValueType.INT64_LIST:
+        out = _int64_lists(col)
     else:
         raise NotImplementedError(f"fast encoding of {value_type} is not supported")
     return pc.if_else(valid, out, _EMPTY)
@@ -110,6 +113,19 @@ def _string_lists(col: pa.Array) -> pa.Array:
     joined = pc.binary_join(pa.ListArray.from_arrays(rebased, elements), _EMPTY)
     joined = pc.fill_null(joined, b"")
     return pc.binary_join_element_wise(pa.scalar(b"b"), varint(pc.binary_length(joined).to_numpy()), joined, _EMPTY)
+
+
+def _int64_lists(col: pa.Array) -> pa.Array:
+    """`int64_list_val` (field 14): an Int64List whose field 1 is packed varints."""
+    col = pc.cast(col, pa.list_(pa.int64()))
+    offsets = pc.fill_null(col.offsets, 0) if col.null_count else col.offsets
+    flat = col.values.slice(offsets[0].as_py(), offsets[-1].as_py() - offsets[0].as_py())
+    elements = varint(pc.fill_null(flat, 0).to_numpy(zero_copy_only=False).astype(np.int64))
+    rebased = pc.subtract(offsets, offsets[0])
+    packed = pc.fill_null(pc.binary_join(pa.ListArray.from_arrays(rebased, elements), _EMPTY), b"")
+    size = pc.binary_length(packed).to_numpy()
+    inner = pc.if_else(pa.array(size > 0), pc.binary_join_element_wise(pa.scalar(b"\n"), varint(size), packed, _EMPTY), _EMPTY)
+    return pc.binary_join_element_wise(pa.scalar(b"r"), varint(pc.binary_length(inner).to_numpy()), inner, _EMPTY)
 
 
 def encode_timestamps(column: pa.Array | pa.ChunkedArray) -> pa.Array:

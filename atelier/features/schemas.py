@@ -12,8 +12,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 TS = pa.timestamp("us", "UTC")
-PURCHASE_HISTORY = 100  # purchased_products keeps at most this many, latest first
+PURCHASE_HISTORY = 100  # purchased_products keeps the last this many, oldest first
 RECENT_HISTORY = 20  # recent_products: the last products viewed, wished for or bought
+FRESH_LOG = 50  # client_recent: the client's last events received in real time
+SESSION_GAP_S = 30 * 60  # a session ends after 30 minutes without an event
 
 # feature -> (event type, value, window in days)
 CLIENT_WINDOWS = {
@@ -74,8 +76,22 @@ CLIENT_ACTIVITY = pa.schema([
     field("favourite_category", pa.string(), "The product category the client engaged with most, weighted as favourite_maison."),
     field("last_purchase_at", TS, "Time of the client's latest purchase."),
     # What the client owns (services leave it out) and last looked at, bought or wished for.
-    field("purchased_products", pa.list_(pa.string()), f"Products the client bought, latest first (at most {PURCHASE_HISTORY})."),
-    field("recent_products", pa.list_(pa.string()), f"Products the client last viewed, wished for or bought, latest first (at most {RECENT_HISTORY})."),
+    field("purchased_products", pa.list_(pa.string()), f"Products the client bought, oldest first (the last {PURCHASE_HISTORY})."),
+    field("recent_products", pa.list_(pa.string()), f"Products the client last viewed, wished for or bought, oldest first (the last {RECENT_HISTORY})."),
+])
+
+# The real-time view (a Feast push view, fed by POST /events: atelier.events): the client's last
+# events as they arrive, oldest first, one list per attribute. Serving lays them over
+# client_activity (atelier.events.fresh.overlay) until the batch features hold them too.
+CLIENT_RECENT = pa.schema([
+    field("client_id", pa.string()),
+    field("event_timestamp", TS),
+    field("event_ids", pa.list_(pa.string()), f"Ids of the client's last events received in real time, oldest first (the last {FRESH_LOG})."),
+    field("event_products", pa.list_(pa.string()), "The product of each of those events."),
+    field("event_types", pa.list_(pa.string()), "The type of each of those events (purchase, view, wishlist, return)."),
+    field("event_times", pa.list_(pa.int64()), "The time of each of those events, in microseconds since 1970-01-01 UTC."),
+    field("last_purchase_at", TS, "Time of the client's latest purchase received in real time."),
+    field("session_events", pa.int64(), f"Events in the client's latest session (no gap over {SESSION_GAP_S // 60} minutes), up to its last event."),
 ])
 
 MAISON_ENGAGEMENT = pa.schema([

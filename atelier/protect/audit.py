@@ -76,7 +76,7 @@ class Report:
 def _region_datasets(settings: Settings, region: str) -> list[tuple[str, Path]]:
     roots = [
         ("offline", p) for p in sorted(settings.paths.lake.glob(f"*/region={region}"))
-    ] + [("offline", settings.paths.features(region)), ("training set", settings.paths.runs(region))]
+    ] + [("offline", settings.paths.features(region)), ("offline", settings.paths.stream(region)), ("training set", settings.paths.runs(region))]
     found = []
     for kind, root in roots:
         if root.exists():

@@ -19,7 +19,7 @@ from atelier.settings import Settings
 
 def region_datasets(settings: Settings, region: str) -> list[Path]:
     """Every encrypted dataset that belongs to the region."""
-    roots = [settings.paths.lake, settings.paths.features(region), settings.paths.runs(region)]
+    roots = [settings.paths.lake, settings.paths.features(region), settings.paths.stream(region), settings.paths.runs(region)]
     found = []
     for root in roots:
         if root.exists():

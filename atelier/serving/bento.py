@@ -161,6 +161,26 @@ def bento_path(settings: Settings, tag: str) -> Path:
 INSECURE_LOCAL = "ATELIER_INSECURE_LOCAL"  # Settings.insecure_local, for the service
 
 
+def serving_home(settings: Settings, region: str) -> Path:
+    """The BentoML home a region's server runs with: the shared model and bento stores linked in,
+    and a Prometheus folder of its own.
+
+    BentoML empties `<home>/prometheus_multiproc_dir` whenever a server starts, and its workers
+    keep their metrics there: two regions served from one home on one machine wiped each other's
+    metrics, and /metrics of one showed the other's."""
+    home = settings.home / "serve" / region
+    home.mkdir(parents=True, exist_ok=True)
+    for name in ("models", "bentos"):
+        target = settings.paths.bentoml_home / name
+        target.mkdir(parents=True, exist_ok=True)
+        link = home / name
+        if not link.is_symlink():
+            if link.exists():
+                shutil.rmtree(link)
+            link.symlink_to(target, target_is_directory=True)
+    return home
+
+
 def serve_command(
     settings: Settings, region: str, port: int, *, gpu: bool = False, bento: str | None = None, workers: int | None = None,
     insecure_local: bool = False,
@@ -183,7 +203,7 @@ def serve_command(
     settings.model_copy(update={"insecure_local": insecure_local}).service_tokens()  # refuses an open service
     env = {
         **os.environ,
-        "BENTOML_HOME": str(settings.paths.bentoml_home),
+        "BENTOML_HOME": str(serving_home(settings, region)),
         "ATELIER_HOME": str(settings.home),
         "ATELIER_REGION": region,
         "ATELIER_MODEL_TAG": {e.name: e.value for e in info.info.envs}["ATELIER_MODEL_TAG"],

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 ErrorCode = Literal[
     "invalid_request", "malformed_body", "unauthorized", "local_only", "unknown_product",
     "unsupported_media_type", "unknown_maison", "unknown_country", "internal",
-    "unknown_store", "other_region", "no_model",
+    "unknown_store", "other_region", "no_model", "store_unavailable",
 ]
 
 
@@ -51,18 +51,25 @@ ERRORS = {  # status -> (what it means, its codes); a route may answer a status 
           ["unknown_product", "unknown_store", "no_model"]),
     415: ("The body is not `application/json`.", ["unsupported_media_type"]),
     422: ("A filter names a maison or a country this region does not know.", ["unknown_maison", "unknown_country"]),
+    503: ("The region's online store cannot be reached: nothing of the request was acknowledged. Send it again after `Retry-After` seconds.", ["store_unavailable"]),
 }
 ROUTE_ERRORS = {
     "/recommend": (400, 401, 403, 415, 422),
     "/similar": (400, 401, 403, 404, 415),
     "/forecast": (400, 401, 403, 404, 415, 422),
     "/assortment": (400, 401, 403, 404, 415, 422),
+    "/events": (400, 401, 403, 415, 503),
 }
+SUCCESS = {"/events": (202, "Accepted: every event of the batch is stored, online and offline (`duplicates` were already).")}
 ROUTE_CODES = {
     ("/recommend", 403): ["local_only"],
     ("/similar", 403): ["local_only"],
     ("/similar", 404): ["unknown_product"],
     ("/assortment", 404): ["unknown_store", "no_model"],
+}
+ROUTE_TEXT = {  # what a status means on a route, where it differs from ERRORS
+    ("/events", 400): "The body is not valid JSON, or an event is invalid: a field missing, unknown or out of range, an unknown product, a time in the future, an event id twice. `detail` lists every bad row (`loc`: events, row, field); nothing of the batch was written.",
+    ("/events", 403): "A service started without API tokens (--insecure-local) answers this machine only; an event of a client this region does not hold (`other_region`): nothing of the batch was written.",
 }
 REF = "#/components/schemas/{model}"
 
@@ -79,11 +86,15 @@ def _schema(model: type[BaseModel], schemas: dict) -> dict:
 def _error_response(status: int, route: str = "") -> dict:
     text, codes = ERRORS[status]
     codes = ROUTE_CODES.get((route, status), codes)
-    return {
+    text = ROUTE_TEXT.get((route, status), text)
+    out = {
         "description": text,
         "content": {"application/json": {"schema": {"allOf": [{"$ref": REF.format(model="ErrorBody")}, {"properties": {"code": {"enum": codes}}}]},
                                           "example": {"error": text, "code": codes[0]}}},
     }
+    if status == 503:
+        out["headers"] = {"Retry-After": {"description": "Seconds to wait before sending again.", "schema": {"type": "integer"}}}
+    return out
 
 
 def document(base: dict, requests: dict[str, type[BaseModel]], responses: dict[str, type[BaseModel]], *,
@@ -109,7 +120,8 @@ def document(base: dict, requests: dict[str, type[BaseModel]], responses: dict[s
         answer = _schema(responses[route], schemas)
         operation = copy.deepcopy(base["paths"][route]["post"])
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body, "example": examples[route]}}}
-        operation["responses"] = {"200": {"description": "The answer.", "content": {"application/json": {"schema": answer}}},
+        status, text = SUCCESS.get(route, (200, "The answer."))
+        operation["responses"] = {str(status): {"description": text, "content": {"application/json": {"schema": answer}}},
                                   **{str(s): _error_response(s, route) for s in ROUTE_ERRORS[route]}}
         if not secured:
             operation["responses"].pop("401")
@@ -190,7 +202,8 @@ class ErrorShape:
                 if message.get("more_body"):
                     return
                 status = start["status"]
-                return await _raw(send, status, reshape(status, body))
+                kept = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-type", b"content-length")]
+                return await _raw(send, status, reshape(status, body), kept)
             return await send(message)
 
         return await self.app(scope, receive, wrapped)
@@ -209,8 +222,9 @@ class ErrorShape:
             await _json(send, 200, self.readiness_fn())
 
 
-async def _raw(send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+async def _raw(send, status: int, body: bytes, headers: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -5,7 +5,9 @@ with BentoML's adaptive dispatcher) and answers each:
 
 1. refuse malformed filters (an unknown maison or country);
 2. read the exact feature list the model was trained with, for the whole batch in one round
-   trip to the region's online store;
+   trip to the region's online store, with the client's events received since the batch
+   features (atelier.events.fresh.overlay: a purchase a second ago is left out, a view moves
+   the client's recent products);
 3. embed the clients that have features with the exported SavedModel, in one call;
 4. retrieval: the two-tower's nearest products (one index call for the batch) and, when the
    model has a ranking stage, the co-purchase and popularity candidates (`atelier.models.recommend.ranking`);
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from atelier.events import fresh
 from atelier.features.online import OnlineFeatures
 from atelier.models.recommend import ranking
 from atelier.models.recommend.baselines import fallback_popularity
@@ -228,6 +231,8 @@ class Recommender:
                 cols, found = self.features.get([queries[i].client_id for i in valid])
             except Exception as e:  # unreachable store: every client gets the fallback
                 log.warning("online store unavailable, answering with popularity: %s", e)
+            if "_ts:client_activity" in cols:  # the events received since the batch features
+                found = fresh.overlay(cols, found, cols, cols["_ts:client_activity"])
         t1 = time.perf_counter()
         known = [j for j, f in enumerate(found) if f]
         vectors = {}

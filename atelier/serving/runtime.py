@@ -14,9 +14,11 @@ from typing import Annotated, ClassVar
 
 from _bentoml_sdk.io_models import IODescriptor
 from feast.permissions.user import User
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from atelier.errors import AtelierError
+from atelier.events import fresh
+from atelier.events.batch import MAX_BATCH, Count, Event
 from atelier.features.definitions import SERVING
 from atelier.features.online import OnlineFeatures
 from atelier.features.repo import feature_store
@@ -31,14 +33,6 @@ log = logging.getLogger(__name__)
 OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/docs", "/", "/schema.json")
 
 
-def _whole(value):
-    """JSON Schema's integer: 23 and 23.0 alike, never "23", true or 23.5."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError("must be a whole number")
-    return int(value)
-
-
-Count = Annotated[int, BeforeValidator(_whole)]
 
 
 class RecommendRequest(IODescriptor):
@@ -185,6 +179,21 @@ class AssortmentResponse(BaseModel):
     segments: list[Segment]
 
 
+class EventsRequest(IODescriptor):
+    """POST /events: 1 to 1,000 client events, written to the region's online store (fresh
+    features, read by /recommend at once) and appended to its offline journal (the next batch
+    features and training read them). Event ids make a resent batch harmless."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    events: list[Event] = Field(..., min_length=1, max_length=MAX_BATCH, description="The events, in any order.")
+
+
+class EventsResponse(BaseModel):
+    region: str
+    accepted: int = Field(description="Events stored now, online and offline.")
+    duplicates: int = Field(description="Events whose id was stored already (a resent batch): counted once, not stored again.")
+
+
 class JsonOnly:
     """ASGI middleware: the API routes read JSON only; any other body type is a 415 with a JSON reason.
 
@@ -192,7 +201,7 @@ class JsonOnly:
     parser and came back as a 500: a client's mistake must never look like the server's.
     """
 
-    def __init__(self, app, routes: tuple[str, ...] = ("/recommend", "/similar", "/forecast", "/assortment")):
+    def __init__(self, app, routes: tuple[str, ...] = ("/recommend", "/similar", "/forecast", "/assortment", "/events")):
         self.app, self.routes = app, routes
 
     async def __call__(self, scope, receive, send):
@@ -254,6 +263,18 @@ def limit_threads(threads: int) -> None:
         log.warning("TensorFlow threads already configured; not limited to %d", threads)
 
 
+def online_features(store, refs: list[str], user: User) -> OnlineFeatures:
+    """The model's features, with the real-time view's events and the batch row's time, so the
+    events received since the batch features reach the answer (atelier.events.fresh.overlay).
+    A registry applied before the real-time view existed serves the batch features alone."""
+    try:
+        store.get_feature_view(fresh.VIEW)
+    except Exception:
+        log.warning("no %s view in region %s's registry: answers use the batch features only (run `atelier features apply`)", fresh.VIEW, store.project)
+        return OnlineFeatures(store, refs, user=user)
+    return OnlineFeatures(store, refs + fresh.REFS, user=user, timestamps=("client_activity",))
+
+
 def start(settings: Settings, model_path: Path, region: str, tag: str, threads: int | None = 1) -> Recommender:
     """Load the model and connect to the region's store with the exact feature list it was trained on."""
     if threads:
@@ -263,7 +284,7 @@ def start(settings: Settings, model_path: Path, region: str, tag: str, threads: 
         raise AtelierError(f"model {tag} was trained for region {model.region!r}, not {region!r}", fix="serve each region with its own model")
     user = User(f"recommender-{region}", [SERVING])
     store = feature_store(settings, region)
-    features = OnlineFeatures(store, model.feature_refs + [PURCHASED], user=user)
+    features = online_features(store, model.feature_refs + [PURCHASED], user)
     names = sorted({*(name for name, _ in FALLBACK_POPULARITY), *POPULARITY})
     popularity = OnlineFeatures(store, [f"product_popularity:{n}" for n in names], user=user)
     log.info("region %s: model %s on %s; %d features from %s", region, tag, model.device, len(model.feature_refs), type(store._get_provider().online_store).__name__)

@@ -25,6 +25,7 @@ CASES = {
     ValueType.FLOAT: pa.array([0.0, 2.5, None], pa.float32()),
     ValueType.BOOL: pa.array([True, False, None]),
     ValueType.STRING_LIST: pa.array([["P1", "P22"], [], None, ["é" * 200], ["a", "", "b"]], pa.list_(pa.string())).slice(0),
+    ValueType.INT64_LIST: pa.array([[1, 150, -1], [], None, [2**62, 0, 300] * 40, [1764720000123456]], pa.list_(pa.int64())),
     ValueType.UNIX_TIMESTAMP: pa.array([dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), None, dt.datetime(1970, 1, 1, tzinfo=UTC)], pa.timestamp("us", "UTC")),
 }
 

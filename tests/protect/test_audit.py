@@ -172,3 +172,19 @@ def test_a_us_store_in_eu_series_and_a_us_country_in_an_eu_forecast_are_found(cl
         assert len(found) == 1 and found[0].examples == ["country US (us)"]
     finally:
         model_file.write_bytes(original)  # the model store outlives this test's data home
+
+
+def test_us_client_in_the_eu_event_journal_is_found(clean):
+    """The journal of events received in real time is part of the region's offline store."""
+    from atelier.context import RegionContext
+    from atelier.events import journal
+
+    settings, _ = clean
+    ctx = RegionContext.of(settings, "eu")
+    client = _us_client(settings)
+    row = {"event_id": "planted", "client_id": client, "product_id": "P0000001", "event_type": "view", "event_timestamp": NOW,
+           "channel": None, "store_id": None, "country": None, "quantity": 1, "amount": None, "received_at": NOW}
+    journal.Journal(ctx).append(pa.Table.from_pylist([row], schema=journal.SCHEMA))
+    report = audit_residency(settings, ["eu"])
+    found = [f for f in report.findings if "stream/eu/events" in f.place]
+    assert len(found) == 1 and found[0].examples == [client], report.findings

@@ -7,7 +7,7 @@ import pytest
 
 from atelier.errors import AtelierError
 from atelier.protect.keys import LocalKeyStore, key_store
-from atelier.protect.parquet import read_dataset, write_dataset
+from atelier.protect.parquet import dataset_info, read_dataset, write_dataset
 from atelier.protect.rotation import region_datasets, rotate_region
 
 PLANTED = "Mme Planted-Secret-Value"
@@ -116,3 +116,21 @@ def test_rotation_interrupted_midway_leaves_everything_readable(settings, monkey
     assert calls["n"] == 2, "one dataset re-wrapped, the next one interrupted"
     for d in datasets:
         assert read_dataset(d, key_store(settings, "eu")).num_rows == expected[d] == json.loads((d / "_dataset.json").read_text())["rows"]
+
+
+def test_rotation_covers_the_event_journal(settings):
+    """Events received in real time are encrypted like the lake, and rotate with it."""
+    import datetime as dt
+
+    from atelier.context import RegionContext
+    from atelier.events import journal
+
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    row = {"event_id": "e1", "client_id": "x", "product_id": "P0000001", "event_type": "view", "event_timestamp": now,
+           "channel": None, "store_id": None, "country": None, "quantity": 1, "amount": None, "received_at": now}
+    ctx = RegionContext.of(settings, "eu")
+    name = journal.Journal(ctx).append(pa.Table.from_pylist([row], schema=journal.SCHEMA))
+    part = journal.parts_dir(ctx) / name
+    assert part in region_datasets(settings, "eu") and dataset_info(part)["encrypted"]
+    rotate_region(settings, "eu")
+    assert journal.read(ctx).column("event_id").to_pylist() == ["e1"]

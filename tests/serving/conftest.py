@@ -81,7 +81,7 @@ def servers(served_world, serving_redis, tmp_path_factory):
     from atelier.errors import AtelierError
     from atelier.features import repo
     from atelier.local_redis import free_port
-    from atelier.serving.bento import build, serve_command, wait_until_ready
+    from atelier.serving.bento import build, serve_command, serving_home, wait_until_ready
     from atelier.settings import Settings
 
     home = served_world
@@ -100,12 +100,13 @@ def servers(served_world, serving_redis, tmp_path_factory):
         port = free_port()  # free now; another process may take it before bentoml binds it (see below)
         if r == "eu":
             cmd, run_env = serve_command(settings, "eu", port, workers=1, insecure_local=True)
-            run_env = {**env, **{k: v for k, v in run_env.items() if k.startswith(("ATELIER_REGION", "ATELIER_MODEL", "ATELIER_BENTO", "ATELIER_INSECURE",
+            run_env = {**env, **{k: v for k, v in run_env.items() if k.startswith(("ATELIER_REGION", "ATELIER_MODEL", "ATELIER_BENTO", "ATELIER_INSECURE", "BENTOML_HOME",
                                                                                      "ATELIER_FORECAST", "ATELIER_ASSORTMENT"))}}
         else:
             cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "atelier.bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"]
             # apac is served as in production, with tokens; us without, as a local service may be
-            run_env = {**env, "ATELIER_REGION": r, **({"ATELIER_API_TOKENS": TOKENS} if r == "apac" else {"ATELIER_INSECURE_LOCAL": "1"})}
+            run_env = {**env, "ATELIER_REGION": r, "BENTOML_HOME": str(serving_home(settings, r)),
+                       **({"ATELIER_API_TOKENS": TOKENS} if r == "apac" else {"ATELIER_INSECURE_LOCAL": "1"})}
             if r == "apac":
                 run_env.update(ATELIER_FORECAST_TAG="atelier-forecast-apac:latest", ATELIER_ASSORTMENT_TAG="atelier-assortment-apac:latest")
         log = logs / f"{r}.log"

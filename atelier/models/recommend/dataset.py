@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from atelier.context import RegionContext
 from atelier.errors import AtelierError
+from atelier.features.pipeline import journaled_events
 from atelier.models.recommend import baselines as bl
 from atelier.models.recommend.inputs import FeatureSpec, specs_from_service, to_inputs
 from atelier.protect.parquet import read_dataset, write_dataset
@@ -108,9 +109,13 @@ def _query_features(ctx: RegionContext, ids: pd.Series, at: pd.Series) -> pd.Dat
 
 
 def read_events(ctx: RegionContext) -> pd.DataFrame:
-    """The region's events, with each event's country (the client's; the line's when anonymous)."""
+    """The region's events, the lake's and those received since in real time, with each event's
+    country (the client's; the line's when anonymous)."""
     settings, region, keys = ctx.settings, ctx.region, ctx.keys
     table = read_dataset(settings.paths.client_table("events", region), keys)
+    streamed = journaled_events(settings, region, table.schema)  # received in real time (atelier.events)
+    if streamed.num_rows:
+        table = pa.concat_tables([table, streamed])
     cols = ["client_id", "product_id", "event_type", "event_timestamp"] + (["country"] if "country" in table.column_names else [])
     events = table.select(cols).to_pandas()
     if events.empty:

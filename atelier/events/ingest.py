@@ -1,0 +1,158 @@
+"""Client events in, into both sides of the region's feature store: the order of writes, and recovery.
+
+For one batch, under the region's writer lock:
+
+1. check it (atelier.events.batch): a bad row rejects the batch (400), a client of another
+   region too (403); nothing is written;
+2. apply what an earlier batch left half-done (see below);
+3. leave out the events the journal holds already (a resent batch): they are counted as
+   duplicates, never twice;
+4. read the clients' fresh rows from the online store. An unreachable store stops the batch
+   here (503 with Retry-After) with nothing written;
+5. append the new events to the journal: one encrypted part, fsynced (the durable record);
+6. merge them into the fresh rows and write those to the online store (the push view
+   `client_recent`, in Feast's layout, Feast's "newer row wins" rule kept);
+7. mark the part applied in the ledger; only then is the batch acknowledged (202).
+
+A crash, or a store lost, between 5 and 7 leaves a part journaled and not applied online. Step 2
+of the next batch, and the service's start, apply such parts again. Applying is idempotent (the
+fresh row is a set of events keyed by id), so a part applied twice counts nothing twice. After a
+restart or a resend, every event is then in both stores; an event that never reached step 5 is
+in neither, and was never acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import redis
+from feast.permissions.action import AuthzedAction
+
+from atelier import crash
+from atelier.context import RegionContext
+from atelier.errors import AtelierError
+from atelier.events import fresh
+from atelier.events.batch import Event, check, to_table
+from atelier.events.journal import Journal
+from atelier.protect import access
+from atelier.protect.parquet import MARKER, read_dataset
+from atelier.protect.residency import roster
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5
+UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)  # the store, not the batch
+
+
+class StoreUnavailable(AtelierError):
+    """The online store cannot be reached: nothing of the batch is acknowledged."""
+
+    retry_after = RETRY_AFTER_S
+
+
+@dataclass
+class Receipt:
+    accepted: int
+    duplicates: int
+    seconds: float = 0.0
+
+
+class Ingestor:
+    """A region's event intake (one per service worker, or per replay)."""
+
+    def __init__(self, ctx: RegionContext):
+        from atelier.features.online import OnlineFeatures
+
+        self.ctx = ctx
+        self.journal = Journal(ctx)
+        store = ctx.store
+        try:
+            self.view = store.get_feature_view(fresh.VIEW)
+        except Exception:
+            raise AtelierError(f"region {ctx.region!r} has no {fresh.VIEW} view", fix=f"run `atelier features apply -r {ctx.region}`") from None
+        access.authorize(store, [self.view], AuthzedAction.WRITE_ONLINE, ctx.user)  # the policy: feature_repo/permissions.py
+        self.reader = OnlineFeatures(store, fresh.REFS, user=ctx.user, timestamps=(fresh.VIEW,))
+        self._products: tuple[int, pa.Array] | None = None
+
+    def products(self) -> pa.Array:
+        """The catalog's product ids, read again whenever the catalog is rewritten."""
+        path = self.ctx.paths.catalog("products")
+        stamp = (path / MARKER).stat().st_mtime_ns
+        if self._products is None or self._products[0] != stamp:
+            ids = read_dataset(path, None, columns=["product_id"]).column("product_id").combine_chunks()
+            self._products = (stamp, ids)
+        return self._products[1]
+
+    def ingest(self, events: Sequence[Event]) -> Receipt:
+        t0 = time.perf_counter()
+        now = datetime.now(timezone.utc)
+        table = to_table(list(events), now)
+        check(table, self.products(), roster(self.ctx.settings, self.ctx.region), self.ctx.region, now)
+        with self.journal.lock():
+            self._recover()
+            seen = self.journal.seen(table.column("event_id").to_pylist())
+            new = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=pa.array(sorted(seen), pa.string())))) if seen else table
+            if new.num_rows:
+                current = self._read(new)
+                part = self.journal.append(new)
+                crash.point("events.journaled")  # durable offline, not online yet: recovery's case
+                self._write(current, new)
+                self.journal.mark_applied(part)
+        return Receipt(new.num_rows, table.num_rows - new.num_rows, time.perf_counter() - t0)
+
+    def recover(self) -> int:
+        """Apply the journaled parts the online store may lack; how many parts were applied."""
+        with self.journal.lock():
+            return self._recover()
+
+    def _recover(self) -> int:
+        parts = self.journal.unapplied()
+        for name in parts:
+            events = self.journal.part(name)
+            self._write(self._read(events), events)
+            self.journal.mark_applied(name)
+            log.info("region %s: applied journaled part %s (%d events) to the online store", self.ctx.region, name, events.num_rows)
+        return len(parts)
+
+    def _read(self, events: pa.Table) -> dict[str, tuple[fresh.Log, int | None]]:
+        """Each client's fresh log and row time (microseconds), as the online store holds them."""
+        clients = list(dict.fromkeys(events.column("client_id").to_pylist()))
+        try:
+            cols, _ = self.reader.get(clients)
+        except UNREACHABLE as e:
+            raise _unavailable(self.ctx.region, e) from None
+        out = {}
+        for j, c in enumerate(clients):
+            stamp = cols[f"_ts:{fresh.VIEW}"][j]
+            out[c] = (fresh.Log.of({n: cols[n][j] for n in fresh.LOG_FIELDS}), fresh.micros(stamp))
+        return out
+
+    def _write(self, current: dict[str, tuple[fresh.Log, int | None]], events: pa.Table) -> None:
+        from atelier.features.engine import write_online
+
+        times = pc.cast(events.column("event_timestamp"), pa.int64()).to_pylist()
+        by_client: dict[str, list] = {}
+        for t, e, c, p, k in zip(times, *(events.column(n).to_pylist() for n in ("event_id", "client_id", "product_id", "event_type"))):
+            by_client.setdefault(c, []).append((t, e, p, k))
+        rows = []
+        for client, new in by_client.items():
+            log_, stamp = current.get(client, (fresh.Log(), None))
+            rows.append(fresh.row(client, fresh.merge(log_, new), stamp))
+        store = self.ctx.store
+        try:
+            write_online(store.config, store._get_provider().online_store, self.view, fresh.table(rows))
+        except UNREACHABLE as e:
+            raise _unavailable(self.ctx.region, e) from None
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def _unavailable(region: str, error: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"the online store of region {region!r} cannot be reached ({type(error).__name__}: {str(error)[:200]})",
+                            fix=f"send the batch again in {RETRY_AFTER_S} s: nothing of it was acknowledged, and a resent event is counted once")

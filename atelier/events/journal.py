@@ -1,0 +1,177 @@
+"""The offline side of real-time events: an append-only journal per region, encrypted like the lake.
+
+Each accepted batch becomes one *part*: a small dataset (`atelier.protect.parquet`) under
+`<home>/stream/<region>/events/`, written in a staging folder, fsynced and renamed into place,
+so a part is either whole or absent. A part is the durable record of its events; everything else
+can be rebuilt from the parts.
+
+The *ledger* (`ledger.sqlite` beside the parts) indexes them: each event id, the part that holds
+it, and whether the part was applied to the online store yet. It holds ids and part names only,
+never client data. It answers "was this event seen?" for a batch in one query, and "what is not
+online yet?" for recovery. A part written but not yet in the ledger (a crash between the two)
+is indexed again on the next open.
+
+Readers (the feature pipeline, training) see the union of the lake's events and the journal's,
+each event id once (`read`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from atelier import crash
+from atelier.context import RegionContext
+from atelier.protect.parquet import MARKER, read_dataset, write_dataset
+
+# The lake's event columns (atelier.data.lake.finalize_events), and the two a streamed event adds.
+SCHEMA = pa.schema([
+    pa.field("event_id", pa.string()),
+    pa.field("client_id", pa.string()),
+    pa.field("product_id", pa.string()),
+    pa.field("event_type", pa.string()),
+    pa.field("event_timestamp", pa.timestamp("us", "UTC")),
+    pa.field("channel", pa.string()),
+    pa.field("store_id", pa.string()),
+    pa.field("country", pa.string()),
+    pa.field("quantity", pa.int64()),
+    pa.field("amount", pa.float64()),
+    pa.field("received_at", pa.timestamp("us", "UTC")),
+])
+_THREADS = threading.Lock()
+
+
+def stream_dir(ctx: RegionContext) -> Path:
+    return ctx.paths.stream(ctx.region)
+
+
+def parts_dir(ctx: RegionContext) -> Path:
+    return stream_dir(ctx) / "events"
+
+
+def part_names(ctx: RegionContext) -> list[str]:
+    """The complete parts, oldest first (a part's name starts with its write time)."""
+    folder = parts_dir(ctx)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and (p / MARKER).exists())
+
+
+def read(ctx: RegionContext, columns: list[str] | None = None) -> pa.Table:
+    """Every journaled event of the region, each event id once (the first part that holds it)."""
+    names = part_names(ctx)
+    if not names:
+        return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(columns)
+    table = pa.concat_tables([read_dataset(parts_dir(ctx) / n, ctx.keys) for n in names])
+    ids = table.column("event_id")
+    if pc.count_distinct(ids).as_py() != table.num_rows:  # a batch journaled twice (resent after a crash)
+        seen: set[str] = set()
+        keep = [not (e in seen or seen.add(e)) for e in ids.to_pylist()]
+        table = table.filter(pa.array(keep))
+    return table if columns is None else table.select(columns)
+
+
+class Journal:
+    """A region's journal, its ledger, and the lock that makes one writer at a time.
+
+    The lock is a file lock: it serializes the writers of one machine (a service's workers, a
+    replay). Where several machines ingest one region, the offline side is BigQuery's and the
+    lock the online store's (not built here)."""
+
+    def __init__(self, ctx: RegionContext):
+        self.ctx = ctx
+        self.dir = stream_dir(ctx)
+        parts_dir(ctx).mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.dir / "ledger.sqlite", isolation_level=None, check_same_thread=False, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, part TEXT NOT NULL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS parts (part TEXT PRIMARY KEY, applied INTEGER NOT NULL DEFAULT 0)")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        with _THREADS, open(self.dir / ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def seen(self, ids: list[str]) -> set[str]:
+        """Which of `ids` the journal holds already."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update(r[0] for r in rows)
+        return found
+
+    def append(self, events: pa.Table) -> str:
+        """Write `events` as one durable part and index it (not yet applied online); its name."""
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        target = parts_dir(self.ctx) / name
+        write_dataset(target, events.select(SCHEMA.names).cast(SCHEMA), self.ctx.keys)
+        _fsync_tree(target)
+        crash.point("events.part")  # the part is on disk, the ledger does not know it yet
+        self._index(name, events.column("event_id").to_pylist())
+        return name
+
+    def _index(self, name: str, ids: list[str]) -> None:
+        with _transaction(self.db):
+            self.db.execute("INSERT OR IGNORE INTO parts (part, applied) VALUES (?, 0)", (name,))
+            self.db.executemany("INSERT OR IGNORE INTO events (event_id, part) VALUES (?, ?)", [(i, name) for i in ids])
+
+    def mark_applied(self, name: str) -> None:
+        self.db.execute("UPDATE parts SET applied = 1 WHERE part = ?", (name,))
+
+    def unapplied(self) -> list[str]:
+        """Parts not yet applied online, oldest first; parts the ledger never indexed are indexed now."""
+        known = {r[0] for r in self.db.execute("SELECT part FROM parts")}
+        for name in part_names(self.ctx):
+            if name not in known:
+                ids = read_dataset(parts_dir(self.ctx) / name, self.ctx.keys, columns=["event_id"]).column("event_id").to_pylist()
+                self._index(name, ids)
+        return [r[0] for r in self.db.execute("SELECT part FROM parts WHERE applied = 0 ORDER BY part")]
+
+    def part(self, name: str) -> pa.Table:
+        return read_dataset(parts_dir(self.ctx) / name, self.ctx.keys)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush a freshly renamed dataset folder's files, the folder and its parent to disk."""
+    for p in folder.iterdir():
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for d in (folder, folder.parent):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,199 @@
+"""How soon a client's action reaches /recommend, and how fast events go in, beside raw Redis.
+
+    .venv/bin/python benchmarks/freshness.py [--clients 20000] [--products 2000] [--events 1000]
+
+World: --clients clients and --products products (eu), the eu model (one quick epoch: quality is
+not measured here), features materialized into a redis-server, served by `bentoml serve` with
+2 workers.
+
+* Freshness: for --events clients in turn, a purchase of the product on top of the client's
+  recommendations is POSTed to /events; from its 202, /recommend is asked until that product is
+  gone. The time from the 202 to that answer, p50 and p99, while 8 other connections keep
+  asking /recommend (c=8).
+* Ingestion throughput, online plus offline, in events/s: batches of 1,000 events through the
+  intake the service uses (atelier.events.ingest: checks, ledger, encrypted journal part with
+  fsync, fresh rows in Feast's Redis layout), and over HTTP (POST /events); beside a raw
+  pipelined Redis write of the same fields (HSET of id, product, type and time per event,
+  1,000 per pipeline), in the same run. Medians of 5 rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+from common import ROOT, bench_home, log, make_world, mark_ready, percentiles, save, table
+
+BATCH = 1000
+ROUNDS = 5
+
+
+def _events(clients, products, n, kind="view"):
+    from atelier.events.batch import Event
+
+    now = datetime.now(timezone.utc) - timedelta(seconds=5)
+    return [Event(event_id=uuid.uuid4().hex, client_id=random.choice(clients), product_id=random.choice(products), event_type=kind,
+                  event_timestamp=now + timedelta(microseconds=i), channel="web") for i in range(n)]
+
+
+def raw_redis(client, events) -> float:
+    """A raw pipelined write of the same fields: one HSET per event, one pipeline per batch; seconds."""
+    t0 = time.perf_counter()
+    with client.pipeline(transaction=False) as pipe:
+        for e in events:
+            pipe.hset(f"raw:{e.client_id}".encode(), mapping={b"event_id": e.event_id, b"product_id": e.product_id,
+                                                               b"event_type": e.event_type, b"event_time": str(int(e.event_timestamp.timestamp() * 1e6))})
+        pipe.execute()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=20_000)
+    ap.add_argument("--products", type=int, default=2_000)
+    ap.add_argument("--events", type=int, default=1_000)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)
+    spec = {"clients": args.clients, "products": args.products, "events_per_client": 20.0, "chunk_clients": 50_000}
+    home, fresh_world = bench_home("freshness", spec)
+    from feast.permissions.user import User
+
+    from atelier.context import RegionContext
+    from atelier.events.ingest import Ingestor
+    from atelier.features import repo
+    from atelier.features.definitions import SERVING
+    from atelier.local_redis import LocalRedis, free_port
+    from atelier.models.recommend.train import train_region
+    from atelier.models.recommend.two_tower import TrainConfig
+    from atelier.protect.parquet import read_dataset
+    from atelier.protect.residency import roster
+    from atelier.serving.bento import wait_until_ready
+    from atelier.settings import Settings
+
+    s0 = Settings(home=home)
+    if fresh_world:
+        make_world(s0, spec, ["eu"])
+        log("training the eu model")
+        train_region(s0, "eu", TrainConfig(epochs=1))
+        mark_ready(home, spec)
+    import shutil
+
+    shutil.rmtree(home / "stream", ignore_errors=True)  # every run starts with an empty journal
+    redis = LocalRedis("atelier-eu", "bench-freshness").start()
+    proc = None
+    try:
+        s = Settings(home=home, online_store="redis", redis={"eu": redis.endpoint()})
+        env = {**os.environ, **redis.env("eu"), "ATELIER_HOME": str(home), "ATELIER_ONLINE_STORE": "redis", "BENTOML_HOME": str(s.paths.bentoml_home),
+               "ATELIER_REGION": "eu", "ATELIER_WORKERS": str(args.workers)}
+        os.environ.update(env)
+        repo.apply(s, "eu")
+        repo.materialize(s, "eu", incremental=False)
+        clients = roster(s, "eu").to_pylist()
+        products = read_dataset(s.paths.catalog("products"), None, columns=["product_id"]).column("product_id").to_pylist()
+
+        # ingestion, in process, beside raw Redis
+        ingestor = Ingestor(RegionContext.of(s, "eu", User("bench", [SERVING])))
+        raw_client = redis.client()
+        ours, raw = [], []
+        for _ in range(ROUNDS + 1):
+            batch = _events(clients, products, BATCH)
+            t0 = time.perf_counter()
+            ingestor.ingest(batch)
+            ours.append(time.perf_counter() - t0)
+            raw.append(raw_redis(raw_client, batch))
+        ours, raw = ours[1:], raw[1:]  # the first round warms up
+        intake_eps, raw_eps = BATCH / statistics.median(ours), BATCH / statistics.median(raw)
+        log(f"intake {intake_eps:,.0f} events/s, raw redis {raw_eps:,.0f} events/s")
+
+        # the service
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log_file = home / "service.log"
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", "atelier.bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"],
+                                cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT), "ATELIER_INSECURE_LOCAL": "1"}, stdout=open(log_file, "w"), stderr=subprocess.STDOUT)
+        wait_until_ready(url, proc, log=log_file)
+        http = httpx.Client(base_url=url, timeout=30)
+        known = [c for c in random.Random(1).sample(clients, min(len(clients), 6 * args.events)) if not http.post("/recommend", json={"client_id": c, "k": 10}).json()["fallback"]]
+        log(f"{len(known):,} clients with personal answers")
+
+        http_times = []
+        for _ in range(ROUNDS + 1):
+            body = {"events": [e.model_dump(mode="json", exclude_none=True) for e in _events(clients, products, BATCH)]}
+            t0 = time.perf_counter()
+            r = http.post("/events", json=body)
+            http_times.append(time.perf_counter() - t0)
+            assert r.status_code == 202, r.text
+        http_eps = BATCH / statistics.median(http_times[1:])
+
+        stop = threading.Event()
+        load_counts = [0] * 8
+
+        def load(i: int) -> None:
+            with httpx.Client(base_url=url, timeout=30) as c:
+                rng = random.Random(100 + i)
+                while not stop.is_set():
+                    c.post("/recommend", json={"client_id": rng.choice(known), "k": 10})
+                    load_counts[i] += 1
+
+        threads = [threading.Thread(target=load, args=(i,), daemon=True) for i in range(8)]
+        for t in threads:
+            t.start()
+        fresh_s, asks, t_load = [], [], time.perf_counter()
+        for c in known[: args.events]:
+            top = http.post("/recommend", json={"client_id": c, "k": 10}).json()["items"][0]["product_id"]
+            r = http.post("/events", json={"events": [{"event_id": uuid.uuid4().hex, "client_id": c, "product_id": top, "event_type": "purchase",
+                                                         "event_timestamp": datetime.now(timezone.utc).isoformat()}]})
+            acked = time.perf_counter()
+            assert r.status_code == 202 and r.json()["accepted"] == 1, r.text
+            n = 0
+            while True:
+                n += 1
+                items = http.post("/recommend", json={"client_id": c, "k": 10}).json()["items"]
+                if top not in {i["product_id"] for i in items}:
+                    break
+                if time.perf_counter() - acked > 10:
+                    raise SystemExit(f"client {c}: product {top} still recommended 10 s after its purchase")
+            fresh_s.append(time.perf_counter() - acked)
+            asks.append(n)
+        load_rps = sum(load_counts) / (time.perf_counter() - t_load)
+        stop.set()
+        for t in threads:
+            t.join()
+        f = percentiles(fresh_s)
+        rows = [
+            ["freshness: 202 to /recommend without the product, p50", f"{f['p50_ms']:.2f} ms", f"{len(fresh_s):,} purchases, /recommend at c=8 ({load_rps:,.0f} requests/s) meanwhile"],
+            ["freshness p99", f"{f['p99_ms']:.2f} ms", f"answers needed: {max(asks)} at most ({sum(a > 1 for a in asks)} needed more than one)"],
+            ["ingestion, in process (online + journal)", f"{intake_eps:,.0f} events/s", f"batches of {BATCH:,}, median of {ROUNDS}"],
+            ["ingestion over HTTP (POST /events)", f"{http_eps:,.0f} events/s", f"batches of {BATCH:,}, median of {ROUNDS}"],
+            ["raw pipelined Redis write, same fields", f"{raw_eps:,.0f} events/s", "HSET per event, one pipeline per batch"],
+            ["ingestion / raw", f"{intake_eps / raw_eps:.2f}x in process, {http_eps / raw_eps:.2f}x over HTTP", ""],
+        ]
+        goals = [["freshness p99 <= 100 ms", f"{f['p99_ms']:.2f} ms", "yes" if f["p99_ms"] <= 100 else "NO"],
+                 ["ingestion >= 0.5x raw Redis", f"{intake_eps / raw_eps:.2f}x", "yes" if intake_eps >= 0.5 * raw_eps else "NO"]]
+        t1 = table(f"Real-time events, {args.clients:,} clients, {args.products:,} products, {args.workers} workers", ["what", "measured", "how"], rows)
+        t2 = table("Goals", ["goal", "measured", "met"], goals)
+        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "load_rps": load_rps, "tables": [t1, t2]})
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        redis.stop()
+
+
+if __name__ == "__main__":
+    main()
