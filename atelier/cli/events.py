@@ -45,6 +45,9 @@ def replay(
         feature_store(get_settings(), code)  # refuses a region whose features were never applied, with the fix
         ingestor = Ingestor(RegionContext.of(get_settings(), code))
         send = rp.direct(ingestor)
+        import gc
+
+        gc.freeze()  # as the service does once started: what is loaded stays out of the collector's way
     try:
         with progress_bar(f"replaying into {code}", total=len(events)) as advance:
             totals = rp.replay(events, send, rate=rate, batch=batch, progress=advance)

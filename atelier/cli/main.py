@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from atelier.cli import audit, data, demo, events, features, keys, serve, train
+from atelier.cli import audit, data, demo, deploy, events, features, keys, serve, train
 from atelier.cli.common import console
 from atelier.errors import AtelierError
 
@@ -34,6 +34,7 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show l
 
 cli.add_typer(data.app, name="data")
 cli.add_typer(features.app, name="features")
+cli.add_typer(deploy.app, name="deploy")
 cli.add_typer(events.app, name="events")
 cli.add_typer(keys.app, name="keys")
 cli.add_typer(audit.app, name="audit")

@@ -180,14 +180,4 @@ class RedisWriter:
         return pa.array(keep)
 
     def _send(self, buffer: memoryview, replies: int) -> list:
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command([buffer], check_health=True)
-            out = [conn.read_response() for _ in range(replies)]
-        except BaseException:
-            conn.disconnect()  # replies may be left unread: never hand this connection out again
-            raise
-        finally:
-            pool.release(conn)
-        return out
+        return rc.send(self.client, buffer, replies)

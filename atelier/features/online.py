@@ -15,17 +15,20 @@ from __future__ import annotations
 import struct
 from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
 from feast import FeatureService, FeatureStore
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisType, _versioned_fv_name
 from feast.permissions.user import User
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.value_type import ValueType as FeastValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from atelier.errors import AtelierError
+from atelier.features import redis_codec as rc
 from atelier.features.redis_codec import field_name
 from atelier.protect import access
 
@@ -111,6 +114,9 @@ class OnlineFeatures:
         if self._redis is not None:
             if len(ids) == 1:
                 rows = [self._redis.hmget(self._key(ids[0]), self._fields)]
+            elif len(ids) > 64:  # big batches: the commands built a column at a time (redis_codec)
+                keys = rc.entity_keys(pa.array(ids, pa.string()), self.join_key, FeastValueType.STRING, self._suffix.decode())
+                rows = rc.send(self._redis, rc.concat(rc.hmget_commands(keys, self._fields)), len(ids))
             else:
                 with self._redis.pipeline(transaction=False) as pipe:
                     for i in ids:

@@ -50,9 +50,10 @@ def varint(values: np.ndarray) -> pa.Array:
     """Protobuf base-128 varints of uint64 values (negative int64 as two's complement)."""
     v = values.astype(np.uint64)
     n = len(v)
-    matrix = np.zeros((n, 10), np.uint8)
+    width = max(1, -(-int(v.max()).bit_length() // 7)) if n else 1  # bytes the largest value needs (lengths: one)
+    matrix = np.zeros((n, width), np.uint8)
     lengths = np.ones(n, np.int64)
-    for k in range(10):
+    for k in range(width):
         chunk = (v >> np.uint64(7 * k)) & np.uint64(0x7F)
         more = (v >> np.uint64(7 * (k + 1))) != 0
         matrix[:, k] = chunk.astype(np.uint8) | np.where(more, 0x80, 0).astype(np.uint8)
@@ -194,8 +195,25 @@ def hset_commands(keys: pa.Array, fields: list[bytes], values: list[pa.Array], t
     return pc.binary_join_element_wise(*parts, _EMPTY)
 
 
-def hmget_commands(keys: pa.Array, field: bytes) -> pa.Array:
-    return pc.binary_join_element_wise(pa.scalar(b"*3\r\n" + _bulk_const(b"HMGET")), _bulk(keys), pa.scalar(_bulk_const(field)), _EMPTY)
+def hmget_commands(keys: pa.Array, field: bytes | list[bytes]) -> pa.Array:
+    """One RESP `HMGET key f1 f2 ...` per key, as a binary array."""
+    fields = [field] if isinstance(field, bytes) else list(field)
+    tail = b"".join(_bulk_const(f) for f in fields)
+    return pc.binary_join_element_wise(pa.scalar(b"*%d\r\n" % (2 + len(fields)) + _bulk_const(b"HMGET")), _bulk(keys), pa.scalar(tail), _EMPTY)
+
+
+def send(client, buffer: memoryview, replies: int) -> list:
+    """Send a RESP buffer of pipelined commands on one of `client`'s connections; read `replies` replies."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([buffer], check_health=True)
+        return [conn.read_response() for _ in range(replies)]
+    except BaseException:
+        conn.disconnect()  # replies may be left unread: never hand this connection out again
+        raise
+    finally:
+        pool.release(conn)
 
 
 def concat(commands: pa.Array) -> memoryview:

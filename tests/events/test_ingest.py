@@ -52,6 +52,10 @@ def test_a_resent_batch_counts_nothing_twice(redis_settings):
     log = _online_log(redis_settings, client)
     assert sorted(log.ids) == ["e0", "e1", "e2", "e3", "new0"]
     assert log.products == [products[0], products[0], products[1], products[2], products[3]]  # time order
+    stock = repo.feature_store(redis_settings, "eu").get_online_features(
+        features=["client_recent:event_products", "client_recent:last_purchase_at", "client_recent:session_events"], entity_rows=[{"client_id": client}]).to_dict()
+    assert stock["event_products"] == [log.products] and stock["session_events"] == [5]  # stock Feast reads the push view
+    assert stock["last_purchase_at"][0] is not None
     offline = journal.read(ing.ctx)
     assert offline.num_rows == 5 and pc.count_distinct(offline.column("event_id")).as_py() == 5
 

@@ -15,13 +15,17 @@ def _compare(settings):
     repo.materialize(settings, "eu", end=NOW)
     store = repo.feature_store(settings, "eu")
     refs = feature_refs(store, "query_tower_v1")
-    reader = OnlineFeatures(store, refs)
+    reader = OnlineFeatures(store, refs, timestamps=("client_activity",))
     ids = [f"EU{i:08d}" for i in range(0, 240)] + ["EU99999999"]
-    ours, found = reader.get(ids)
+    ours, found = reader.get(ids)  # a big batch: commands built a column at a time
     feast = store.get_online_features(features=refs, entity_rows=[{"client_id": i} for i in ids]).to_dict()
     for name in reader.names:
         assert ours[name] == feast[name], name
     assert found[-1] is False and sum(found) > 50
+    small, _ = reader.get(ids[:10] + ids[-1:])  # a small one: a plain pipeline
+    assert {n: v for n, v in small.items()} == {n: v[:10] + v[-1:] for n, v in ours.items()}
+    stamps = ours["_ts:client_activity"]
+    assert stamps[-1] is None and all(t is None or t <= NOW for t in stamps) and sum(t is not None for t in stamps) > 50
     assert reader.get_one("EU99999999") is None
     return reader
 

@@ -1,0 +1,1 @@
+"""Deploying the regional bentos onto each region's GKE cluster."""
