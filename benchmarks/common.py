@@ -54,6 +54,20 @@ def make_world(settings, spec: dict, regions: list[str], *, apply: bool = True) 
             repo.apply(settings, r)
 
 
+def stop(procs, grace_s: float = 20) -> None:
+    """Stop server processes: SIGTERM to all, then SIGKILL to any still there after `grace_s`."""
+    import subprocess
+
+    procs = [p for p in procs if p is not None]
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def mark_ready(home: Path, spec: dict) -> None:
     (home / "spec.json").write_text(json.dumps(spec))
 

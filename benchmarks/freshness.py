@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
-from common import ROOT, bench_home, log, make_world, mark_ready, percentiles, save, table
+from common import ROOT, bench_home, log, make_world, mark_ready, percentiles, save, stop, table
 
 BATCH = 1000
 ROUNDS = 5
@@ -140,13 +140,13 @@ def main() -> None:
             assert r.status_code == 202, r.text
         http_eps = BATCH / statistics.median(http_times[1:])
 
-        stop = threading.Event()
+        halt = threading.Event()
         load_counts = [0] * 8
 
         def load(i: int) -> None:
             with httpx.Client(base_url=url, timeout=30) as c:
                 rng = random.Random(100 + i)
-                while not stop.is_set():
+                while not halt.is_set():
                     c.post("/recommend", json={"client_id": rng.choice(known), "k": 10})
                     load_counts[i] += 1
 
@@ -171,7 +171,7 @@ def main() -> None:
             fresh_s.append(time.perf_counter() - acked)
             asks.append(n)
         load_rps = sum(load_counts) / (time.perf_counter() - t_load)
-        stop.set()
+        halt.set()
         for t in threads:
             t.join()
         f = percentiles(fresh_s)
@@ -189,12 +189,7 @@ def main() -> None:
         t2 = table("Goals", ["goal", "measured", "met"], goals)
         save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "load_rps": load_rps, "tables": [t1, t2]})
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop([proc])
         redis.stop()
 
 

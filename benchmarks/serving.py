@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from common import ROOT, Timer, bench_home, log, make_world, mark_ready, parse_wrk, percentiles, save, table
+from common import ROOT, Timer, bench_home, log, make_world, mark_ready, parse_wrk, percentiles, save, stop, table
 
 CONCURRENCY = (1, 8, 32)
 
@@ -143,13 +143,7 @@ def main() -> None:
         t2 = table("Goals", ["goal", "measured", "met"], goals)
         save("serving", {"products": args.products, "floor": floor, "results": {f"{k[0]}@{k[1]}": v for k, v in results.items()}, "tables": [t1, t2]})
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         redis.stop()
 
 

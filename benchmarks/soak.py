@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from common import ROOT, bench_home, log, make_world, mark_ready, parse_wrk, save, table
+from common import ROOT, bench_home, log, make_world, mark_ready, parse_wrk, save, stop, table
 
 TOKEN = "soak-benchmark-token"
 
@@ -139,12 +139,7 @@ def main() -> None:
         ])
         save("soak", {"minutes": minutes, "growth": growth, "errors": errors, "drift": drift, "tables": [t1, t2]})
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop([proc], grace_s=30)
         redis.stop()
 
 
