@@ -109,3 +109,15 @@ def test_no_secret_value_reaches_a_manifest_and_outputs_of_another_region_are_re
     assert wrong.returncode == 1 and "not region 'eu'" in wrong.stdout + wrong.stderr
     with pytest.raises(AtelierError, match="no version"):
         m.manifests("eu", "atelier-recommender-eu", m.read_outputs(_outputs(tmp_path, "eu"), "eu"))
+
+
+def test_the_secrets_referenced_are_those_terraform_creates():
+    import hcl2
+
+    tf = hcl2.load(open(Path(__file__).resolve().parents[2] / "terraform" / "modules" / "region" / "secrets.tf"))
+    created = set(tf["locals"][0]["secrets"])
+    assert created == set(m.SECRETS)
+    unquote = lambda d: {k.strip('"'): v for k, v in d.items()}  # noqa: E731  (python-hcl2 keeps the quotes of block labels)
+    blocks = {k: unquote(v) for block in tf["resource"] for k, v in unquote(block).items()}
+    secret = blocks["google_secret_manager_secret"]["serving"]
+    assert secret["secret_id"].strip('"') == "${local.name}-${each.key}"  # atelier-<region>-<key>, as the manifests name them

@@ -94,6 +94,30 @@ def customer_managed_keys(parsed: dict) -> list[str]:
     return bad
 
 
+def secrets_stay(parsed: dict) -> list[str]:
+    """Secret Manager secrets: replicated by hand, in the region's location only, each replica under
+    a key of the region's key ring (automatic replication would copy them to other locations)."""
+    bad = []
+    rings = {n for t, n, b in resources(parsed) if t == "google_kms_key_ring" and b.get("location") in REGIONAL}
+    keys = {n for t, n, b in resources(parsed) if t == "google_kms_crypto_key" and any(f"google_kms_key_ring.{r}." in str(b.get("key_ring")) for r in rings)}
+    for rtype, name, body in resources(parsed):
+        if rtype != "google_secret_manager_secret":
+            continue
+        where = f"{rtype}.{name}"
+        user = ((body.get("replication") or [{}])[0].get("user_managed") or [None])[0]
+        if not user:
+            bad.append(f"{where}: not replicated by hand (automatic replication leaves the region)")
+            continue
+        for replica in user.get("replicas", []):
+            if replica.get("location") not in REGIONAL:
+                bad.append(f"{where}: a replica in {replica.get('location')!r}, not the region's location")
+            ref = ((replica.get("customer_managed_encryption") or [{}])[0]).get("kms_key_name")
+            match = re.match(r"\$\{google_kms_crypto_key\.(\w+)[\[.]", str(ref))
+            if not match or match.group(1) not in keys:
+                bad.append(f"{where}: a replica without a key of the region's key ring")
+    return bad
+
+
 def nothing_public(parsed: dict) -> list[str]:
     bad = []
     text = repr(parsed)
@@ -130,4 +154,4 @@ def gpu_pool(parsed: dict) -> list[str]:
 
 
 def all_rules(parsed: dict) -> list[str]:
-    return in_region(parsed) + customer_managed_keys(parsed) + nothing_public(parsed) + gpu_pool(parsed)
+    return in_region(parsed) + customer_managed_keys(parsed) + secrets_stay(parsed) + nothing_public(parsed) + gpu_pool(parsed)

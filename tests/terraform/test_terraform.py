@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from atelier.regions import all_regions
-from policy import all_rules, customer_managed_keys, gpu_pool, in_region, nothing_public, parse, parse_dir
+from policy import all_rules, customer_managed_keys, gpu_pool, in_region, nothing_public, parse, parse_dir, resources, secrets_stay
 
 ROOT = Path(__file__).resolve().parents[2] / "terraform"
 MODULE = ROOT / "modules" / "region"
@@ -101,3 +101,17 @@ def test_planted_public_cluster_and_missing_gpu_pool_fail():
     assert nothing_public(_planted("enable_private_nodes    = true", "enable_private_nodes    = false")) == [
         "google_container_cluster.bentos: nodes or control plane have public IPs"]
     assert gpu_pool(_planted('dynamic "guest_accelerator"', 'dynamic "other_thing"')) == ["no GKE node pool with an NVIDIA GPU"]
+
+
+def test_the_services_secrets_stay_in_the_region_under_its_key(module):
+    """The secrets `atelier deploy manifests` references exist, readable by the serving identity only."""
+    secrets = {n: b for t, n, b in resources(module) if t == "google_secret_manager_secret"}
+    assert list(secrets) == ["serving"] and secrets["serving"]["secret_id"] == "${local.name}-${each.key}"
+    grants = [b for t, n, b in resources(module) if t == "google_secret_manager_secret_iam_member"]
+    assert [g["member"] for g in grants] == ["serviceAccount:${google_service_account.serving.email}"]
+    assert [g["role"] for g in grants] == ["roles/secretmanager.secretAccessor"]
+    replica = 'location = var.location\n        customer_managed_encryption {'
+    assert secrets_stay(_planted(replica, 'location = "us-central1"\n        customer_managed_encryption {')) == [
+        "google_secret_manager_secret.serving: a replica in 'us-central1', not the region's location"]
+    assert secrets_stay(_planted('kms_key_name = google_kms_crypto_key.key["secrets"].id', 'kms_key_name = "projects/x/locations/us/keyRings/k/cryptoKeys/c"')) == [
+        "google_secret_manager_secret.serving: a replica without a key of the region's key ring"]

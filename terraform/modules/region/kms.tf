@@ -10,6 +10,7 @@ locals {
     redis        = "Memorystore online store"
     artifacts    = "Artifact Registry (bento images)"
     gke          = "GKE secrets and node boot disks"
+    secrets      = "Secret Manager (the services' API tokens, the Memorystore AUTH string)"
   }
 }
 
@@ -46,6 +47,7 @@ resource "google_kms_crypto_key_iam_member" "agents" {
     artifacts = { key = "artifacts", member = local.agents.registry }
     gke       = { key = "gke", member = local.agents.gke }
     disks     = { key = "gke", member = local.agents.disks }
+    secrets   = { key = "secrets", member = local.agents.secrets }
   }
   crypto_key_id = google_kms_crypto_key.key[each.value.key].id
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"

@@ -12,6 +12,7 @@ locals {
     registry = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-artifactregistry.iam.gserviceaccount.com"
     gke      = "serviceAccount:service-${data.google_project.this.number}@container-engine-robot.iam.gserviceaccount.com"
     disks    = "serviceAccount:service-${data.google_project.this.number}@compute-system.iam.gserviceaccount.com"
+    secrets  = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-secretmanager.iam.gserviceaccount.com"
   }
 }
 
@@ -29,7 +30,7 @@ data "google_bigquery_default_service_account" "bq" {
 
 # Data access to the stores is logged (who read which client data, when).
 resource "google_project_iam_audit_config" "data_access" {
-  for_each = toset(["storage.googleapis.com", "bigquery.googleapis.com", "cloudkms.googleapis.com", "redis.googleapis.com"])
+  for_each = toset(["storage.googleapis.com", "bigquery.googleapis.com", "cloudkms.googleapis.com", "redis.googleapis.com", "secretmanager.googleapis.com"])
   project  = var.project_id
   service  = each.value
   audit_log_config {

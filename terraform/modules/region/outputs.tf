@@ -50,3 +50,7 @@ output "service_accounts" {
     { for m, sa in google_service_account.maison : "maison:${m}" => sa.email },
   )
 }
+
+output "secrets" {
+  value = { for k, v in google_secret_manager_secret.serving : k => v.id }
+}
