@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse
 
 import atelier  # noqa: F401  (TensorFlow's Keras switch, before TensorFlow loads)
 from atelier.context import RegionContext
+from atelier.errors import AtelierError
 from atelier.events.batch import Event, ForeignClients, Problems
 from atelier.events.ingest import Ingestor, StoreUnavailable
 from atelier.features.definitions import SERVING
@@ -111,11 +112,16 @@ class Recommender:
         self.planner: Planner = start_planner(REGION, Path(self.model.path),
                                               getattr(self, "forecast_model", None), getattr(self, "assortment_model", None))
         ENGINE_PLANNER.append(self.planner)
-        self.ingestor = Ingestor(RegionContext.of(get_settings(), REGION, User(f"recommender-{REGION}", [SERVING])))
-        try:  # a batch journaled but not applied online when the last process died
-            self.ingestor.recover()
+        self.ingestor: Ingestor | None = None
+        self.no_events = "the event intake did not start; the service's log says why"
+        try:
+            self.ingestor = Ingestor(RegionContext.of(get_settings(), REGION, User(f"recommender-{REGION}", [SERVING])))
+            self.ingestor.recover()  # a batch journaled but not applied online when the last process died
         except StoreUnavailable as e:
             logging.getLogger(__name__).warning("journaled events wait for the online store: %s", e.what)
+        except AtelierError as e:  # a registry applied before the real-time view existed: /events says so
+            self.no_events = e.render()
+            logging.getLogger(__name__).warning("POST /events is off: %s", self.no_events)
         # Everything loaded so far (TensorFlow, Feast, the model, the catalog) lives as long as the
         # worker: out of the collector's sight, a request's garbage is collected without walking
         # it again (an event batch went from 115 to 75 ms).
@@ -165,6 +171,8 @@ class Recommender:
 
     @bentoml.api(input_spec=EventsRequest, route="/events")
     def events(self, events: list[Event]) -> EventsResponse:
+        if self.ingestor is None:
+            return JSONResponse({"error": self.no_events, "code": "store_unavailable"}, status_code=503, headers={"Retry-After": "60"})
         try:
             receipt = self.ingestor.ingest(events)
         except Problems as e:

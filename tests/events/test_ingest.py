@@ -173,3 +173,15 @@ def test_events_reach_the_next_batch_features_and_training_set_point_in_time(set
     assert list(after["recent_products"]) == cols["recent_products"][0]
     recent = read_dataset(settings.paths.feature_table("client_recent", "eu"), keys).to_pandas()
     assert list(recent[recent.client_id == client].iloc[0]["event_ids"]) == ["e0", "e1", "e2"]
+
+
+def test_a_registry_without_the_real_time_view_is_refused_with_the_fix(settings):
+    """A region applied before `client_recent` existed: the intake says what to run (the service
+    then answers /events with a 503 saying so, and keeps answering /recommend)."""
+    from atelier.errors import AtelierError
+
+    repo.apply(settings, "eu")
+    store = repo.feature_store(settings, "eu")
+    store.registry.delete_feature_view(fresh.VIEW, store.project)
+    with pytest.raises(AtelierError, match="features apply -r eu"):
+        Ingestor(RegionContext.of(settings, "eu", User("svc", [SERVING])))
