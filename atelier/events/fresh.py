@@ -61,6 +61,16 @@ def merge(log: Log, events: Iterable[tuple[int, str, str, str]]) -> Log:
     return Log([e[1] for e in kept], [e[2] for e in kept], [e[3] for e in kept], [e[0] for e in kept])
 
 
+def by_client(events: pa.Table) -> dict[str, list[tuple[int, str, str, str]]]:
+    """A table of events (the journal's columns) as each client's (time_us, event_id, product_id,
+    event_type) tuples, what `merge` takes."""
+    times = events.column("event_timestamp").cast(pa.int64()).to_pylist()
+    out: dict[str, list] = {}
+    for t, e, c, p, k in zip(times, *(events.column(n).to_pylist() for n in ("event_id", "client_id", "product_id", "event_type"))):
+        out.setdefault(c, []).append((t, e, p, k))
+    return out
+
+
 def row(client_id: str, log: Log, previous_us: int | None = None) -> dict:
     """The view's row for `log`. Its time is the last event's, or just after the row it replaces
     when that one is as new (the online store keeps a row only if it is newer than the stored one)."""

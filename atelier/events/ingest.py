@@ -136,12 +136,8 @@ class Ingestor:
     def _write(self, current: dict[str, tuple[fresh.Log, int | None]], events: pa.Table) -> None:
         from atelier.features.engine import write_online
 
-        times = pc.cast(events.column("event_timestamp"), pa.int64()).to_pylist()
-        by_client: dict[str, list] = {}
-        for t, e, c, p, k in zip(times, *(events.column(n).to_pylist() for n in ("event_id", "client_id", "product_id", "event_type"))):
-            by_client.setdefault(c, []).append((t, e, p, k))
         rows = []
-        for client, new in by_client.items():
+        for client, new in fresh.by_client(events).items():
             log_, stamp = current.get(client, (fresh.Log(), None))
             rows.append(fresh.row(client, fresh.merge(log_, new), stamp))
         store = self.ctx.store

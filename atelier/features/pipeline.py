@@ -216,12 +216,7 @@ def client_recent(streamed: pa.Table) -> pa.Table:
 
     if not streamed.num_rows:
         return schemas.CLIENT_RECENT.empty_table()
-    logs: dict[str, list] = {}
-    times = pc.cast(streamed.column("event_timestamp"), pa.int64()).to_pylist()
-    cols = [streamed.column(n).to_pylist() for n in ("event_id", "client_id", "product_id", "event_type")]
-    for t, e, c, p, k in zip(times, *cols):
-        logs.setdefault(c, []).append((t, e, p, k))
-    return fresh.table([fresh.row(c, fresh.merge(fresh.Log(), evs)) for c, evs in logs.items()])
+    return fresh.table([fresh.row(c, fresh.merge(fresh.Log(), evs)) for c, evs in fresh.by_client(streamed).items()])
 
 
 def compute_features(settings: Settings, region: str, progress: Callable[[int], None] = lambda n: None) -> dict[str, int]:
