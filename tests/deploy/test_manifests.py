@@ -121,3 +121,14 @@ def test_the_secrets_referenced_are_those_terraform_creates():
     blocks = {k: unquote(v) for block in tf["resource"] for k, v in unquote(block).items()}
     secret = blocks["google_secret_manager_secret"]["serving"]
     assert secret["secret_id"].strip('"') == "${local.name}-${each.key}"  # atelier-<region>-<key>, as the manifests name them
+
+
+def test_unusable_terraform_outputs_are_refused_with_the_fix(tmp_path):
+    with pytest.raises(AtelierError, match="terraform output -json"):
+        m.read_outputs(tmp_path / "absent.json", "eu")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(AtelierError, match="not JSON"):
+        m.read_outputs(tmp_path / "bad.json", "eu")
+    (tmp_path / "short.json").write_text(json.dumps({"location": {"value": "europe-west9"}}))
+    with pytest.raises(AtelierError, match="lack artifact_registry"):
+        m.read_outputs(tmp_path / "short.json", "eu")
