@@ -84,6 +84,15 @@ def main() -> None:
             tables.append(table(f"{label}, {level}: every metric over all origins and horizons", ["method", "WAPE", "MASE", "wQL", "P10-P90 coverage"],
                                 [[meth, f"{test[meth]['wape']:.3f}", f"{test[meth]['mase']:.3f}", f"{test[meth].get('wql', float('nan')):.3f}",
                                   f"{test[meth]['coverage']:.3f}" if "coverage" in test[meth] else "-"] for meth in METHODS]))
+            launches = m.get("launches", {})
+            if launches.get("cells"):
+                lm = launches["methods"]
+                tables.append(table(f"{label}, {level}: products launched inside the horizon, forecast from their attributes "
+                                    f"({launches['cells']:,} cells, {launches['units']:,.0f} units; "
+                                    "the baselines have no history to read and forecast zero)",
+                                    ["method", "WAPE", "wQL", "P10-P90 coverage"],
+                                    [[meth, f"{lm[meth]['wape']:.3f}", f"{lm[meth].get('wql', float('nan')):.3f}",
+                                      f"{lm[meth]['coverage']:.3f}" if "coverage" in lm[meth] else "-"] for meth in METHODS]))
             simple = min(test["seasonal naive"]["wape"], test["moving average"]["wape"])
             model = test[MODEL]
             goal_rows += [

@@ -107,11 +107,12 @@ class Planner:
         out = []
         for p in ids:
             g = by_product.get(p)
-            rows = g.sort_values("week_start") if g is not None else None
+            # a product launching inside the horizon has rows from its launch week on: zero before
+            known = {pd.Timestamp(r.week_start): r for r in g.itertuples()} if g is not None else {}
             out.append({
                 "product_id": p, "active": g is not None,
-                "weeks": [{"week_start": str(w.date()), "p10": _r(r.p10), "p50": _r(r.p50), "p90": _r(r.p90)} for w, r in zip(rows["week_start"], rows.itertuples())]
-                if rows is not None else [{"week_start": str(pd.Timestamp(w).date()), "p10": 0.0, "p50": 0.0, "p90": 0.0} for w in weeks],
+                "weeks": [{"week_start": str(pd.Timestamp(w).date()), **({"p10": _r(r.p10), "p50": _r(r.p50), "p90": _r(r.p90)} if (r := known.get(pd.Timestamp(w))) is not None
+                                                                      else {"p10": 0.0, "p50": 0.0, "p90": 0.0})} for w in weeks],
             })
         return where, out
 

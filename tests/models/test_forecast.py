@@ -20,8 +20,10 @@ def _week(n: int) -> pd.Timestamp:
     return MONDAY + pd.Timedelta(weeks=n)
 
 
-def _panel(units: np.ndarray, locations=("FR",), last_sale: pd.Timestamp | None = None):
-    """A country-level panel whose series i (product P{i}) sells units[i, w] in week w."""
+def _panel(units: np.ndarray, locations=("FR",), last_sale: pd.Timestamp | None = None, launches: dict[int, int] | None = None,
+           countries: dict[int, list[str]] | None = None):
+    """A country-level panel whose series i (product P{i}) sells units[i, w] in week w; `launches`:
+    product index -> the week the catalog launches it; `countries`: where it is sold."""
     rows = []
     for i, row in enumerate(units):
         for w, u in enumerate(row):
@@ -33,7 +35,10 @@ def _panel(units: np.ndarray, locations=("FR",), last_sale: pd.Timestamp | None 
     places = pd.DataFrame({"level": "country", "location": list(locations) * weeks,
                            "week_start": [_week(w) for w in range(weeks) for _ in locations], "units": 1.0, "clients": 1, "new_clients": 0,
                            "last_sale_at": last_sale or _week(weeks) - pd.Timedelta(seconds=1)})
-    products = pd.DataFrame({"product_id": [f"P{i}" for i in range(len(units))], "maison": "m", "category": "c", "price": 10.0})
+    products = pd.DataFrame({"product_id": [f"P{i}" for i in range(len(units))], "maison": "m", "category": "c", "price": 10.0,
+                             "catalog_timestamp": [_week((launches or {}).get(i, -10_000)) if i in (launches or {}) else pd.Timestamp(0, tz="UTC")
+                                                   for i in range(len(units))],
+                             "countries": [(countries or {}).get(i) for i in range(len(units))]})
     return build(sales, places, products, "country")
 
 
@@ -127,6 +132,45 @@ def test_nothing_after_an_origin_is_read_for_its_forecasts():
     clean_train, dirty_train = F.training_rows(panel, origin, vocabulary, seed=1), F.training_rows(poisoned, origin, vocabulary, seed=1)
     assert np.array_equal(clean_train.numeric, dirty_train.numeric) and np.array_equal(clean_train.target, dirty_train.target)
     assert (clean_train.origin + clean_train.horizon - 1 < origin).all()
+
+
+def test_a_product_launched_inside_the_horizon_is_forecast_from_its_attributes():
+    """A product the catalog launches in week 50 has rows at every location that may sell it before
+    it sells anything; an origin before its launch forecasts it from its launch week on, on its
+    location's typical scale, with no history; the backtest counts its cells apart."""
+    rng = np.random.default_rng(5)
+    units = rng.poisson(4.0, (7, 70)).astype(float)
+    units[5, :50] = 0  # P5: launched in week 50, sold in FR, DE and IT from then on
+    units[6, :] = 0  # P6: launched in week 52, sold only in Italy, where it never sold (yet)
+    units[0, :] = 0  # P0: no sale, no known launch: no row anywhere
+    panel = _panel(units, locations=("FR", "DE", "IT"), launches={5: 50, 6: 52}, countries={6: ["IT"]})
+    rows = {(loc, p) for loc, p in zip(panel.series["location"], panel.series["product_id"])}
+    assert {loc for loc, p in rows if p == "P5"} == {"FR", "DE", "IT"}  # it sells in IT only (series i sells at location i % 3)
+    assert {loc for loc, p in rows if p == "P6"} == {"IT"}
+    assert not any(p == "P0" for _, p in rows)
+
+    vocabulary = F.Vocabulary.of(panel)
+    origin = 45
+    ex = F.forecast_rows(panel, origin, vocabulary)
+    launched = panel.series["product_id"].to_numpy()[ex.series] == "P5"
+    assert launched.any() and (ex.horizon[launched] >= 50 - origin + 1).all()  # from its launch week on
+    assert set(ex.horizon[launched]) == set(range(6, F.HORIZON + 1))
+    history = [F.NUMERIC.index(f"week_minus_{k}") for k in range(1, F.HISTORY + 1)]
+    assert (ex.numeric[launched][:, history] == 0).all()
+    # Its scale: the location's weekly units (1 in this panel) over its active series at the origin:
+    # FR has P3, DE has P1 and P4, IT has P2 (P5 has not sold yet): not the floor of an empty history.
+    where = panel.series["location"].to_numpy()[ex.series[launched]]
+    assert ex.scale[launched].tolist() == pytest.approx([{"FR": 1.0, "DE": 0.5, "IT": 1.0}[w] for w in where])
+    assert not set(ex.series[launched]) & set(F.active(panel, origin))
+    # The leak test's rule holds for launches too: nothing from the origin on moves their features.
+    dirty = F.forecast_rows(panel.poisoned(origin, rng), origin, vocabulary)
+    assert np.array_equal(ex.series, dirty.series) and np.array_equal(ex.numeric, dirty.numeric) and np.array_equal(ex.scale, dirty.scale)
+    # Training rows learn launches: a launch row's target is at or after its launch week, before the cut.
+    train = F.training_rows(panel, 60, vocabulary, origins=30, first_origin=13, seed=0)
+    new = panel.series["launch_column"].to_numpy()[train.series] >= train.origin
+    assert new.any()
+    assert (train.origin[new] + train.horizon[new] - 1 >= panel.series["launch_column"].to_numpy()[train.series[new]]).all()
+    assert (train.origin + train.horizon - 1 < 60).all()
 
 
 @pytest.mark.slow

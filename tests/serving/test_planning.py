@@ -20,6 +20,7 @@ def planner(tmp_path):
     # FR sells P1 (2, 3, 4 units a week at P50); store S1 (in France) sells P2.
     rows = [("country", "FR", "P1", w, 1.0 + i, 2.0 + i, 3.0 + i) for i, w in enumerate(WEEKS)]
     rows += [("store", "S1", "P2", w, 0.0, 1.0, 2.0) for w in WEEKS]
+    rows += [("country", "FR", "P3", WEEKS[2], 0.5, 1.5, 4.0)]  # P3 launches in the third week: forecast from its attributes
     pd.DataFrame(rows, columns=["level", "location", "product_id", "week_start", "p10", "p50", "p90"]).assign(unit_price=10.0).to_parquet(forecast / "forecasts.parquet")
     pd.DataFrame({"level": ["country", "country"], "location": ["FR", "FR"], "product_id": ["P1", "P2"], "expected_units": [9.0, 1.5],
                   "expected_revenue": [90.0, 30.0], "new_here": [False, True], "carried_by_similar": [0, 1], "segments": [[0], [1, 0]],
@@ -32,12 +33,17 @@ def planner(tmp_path):
     return Planner("eu", products, stores, forecast, assortment, forecast_tag="f:1", assortment_tag="a:1")
 
 
-def test_forecast_weeks_in_order_and_a_product_the_location_never_sold_is_zero(planner):
+def test_forecast_weeks_in_order_a_launch_from_its_week_and_a_product_the_location_never_sold_is_zero(planner):
     where, rows = planner.forecast(product_ids=["P1", "P3"], maison=None, country="FR", store_id=None, horizon=2)
     assert (where.level, where.id) == ("country", "FR")
     assert rows[0] == {"product_id": "P1", "active": True, "weeks": [
         {"week_start": "2026-11-02", "p10": 1.0, "p50": 2.0, "p90": 3.0}, {"week_start": "2026-11-09", "p10": 2.0, "p50": 3.0, "p90": 4.0}]}
-    assert rows[1]["active"] is False and [w["p50"] for w in rows[1]["weeks"]] == [0.0, 0.0]
+    assert rows[1]["active"] is False and [w["p50"] for w in rows[1]["weeks"]] == [0.0, 0.0]  # it launches after these 2 weeks
+    _, launch = planner.forecast(product_ids=["P3"], maison=None, country="FR", store_id=None, horizon=3)
+    assert launch[0]["active"] is True
+    assert [(w["week_start"], w["p50"]) for w in launch[0]["weeks"]] == [("2026-11-02", 0.0), ("2026-11-09", 0.0), ("2026-11-16", 1.5)]
+    _, never = planner.forecast(product_ids=["P2"], maison=None, country="FR", store_id=None, horizon=2)
+    assert never[0]["active"] is False and [w["p50"] for w in never[0]["weeks"]] == [0.0, 0.0]
     _, by_maison = planner.forecast(product_ids=None, maison="orris-ambre", country=None, store_id="S1", horizon=3)
     assert [r["product_id"] for r in by_maison] == ["P2"] and len(by_maison[0]["weeks"]) == 3
 

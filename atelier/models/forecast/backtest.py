@@ -9,8 +9,11 @@ again on examples whose targets lie before that origin (nothing after it is read
 `features.at` and its leak test) and scored once on the weeks after it.
 
 Scored cells are the series active at the origin (a sale in the year before it) times every
-horizon. Units of series that first sell after the origin are not forecast by any method here;
-their share of the actuals is reported beside the figures.
+horizon, and the series of products the catalog launches inside the horizon from their launch
+week on (`features.launching`; reported apart as well, by `Backtest.launches`). Units of other
+series that first sell after the origin (a product already on sale elsewhere, new to this
+location) are not forecast by any method here; their share of the actuals is reported beside
+the figures.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Scored:
     examples: F.Examples
     naive_scale: np.ndarray
     forecasts: dict[str, np.ndarray]
+    launch: np.ndarray  # (N,) cells of a series with no sale before the origin (launching inside the horizon)
 
 
 @dataclass
@@ -69,20 +73,32 @@ class Backtest:
     new_series_share: float = 0.0
     validation_scored: Scored | None = None  # the validation origin's forecasts (for choices downstream, e.g. the assortment)
 
-    def cells(self, method: str, horizon: int | None = None, origin: int | None = None):
-        """(actual, forecasts (N, q), series-origin keys, naive scales) over the chosen cells."""
+    def cells(self, method: str, horizon: int | None = None, origin: int | None = None, launches: bool = False):
+        """(actual, forecasts (N, q), series-origin keys, naive scales) over the chosen cells
+        (with `launches`, only those of series launching inside the horizon)."""
         parts = [s for s in self.scored if origin is None or s.origin == origin]
         actual = np.concatenate([s.examples.target for s in parts])
         fc = np.concatenate([s.forecasts[method] for s in parts])
         keys = np.concatenate([s.examples.series.astype(np.int64) * 10_000 + s.origin for s in parts])
         scale = np.concatenate([s.naive_scale for s in parts])
+        keep = np.ones(len(actual), bool)
         if horizon is not None:
-            h = np.concatenate([s.examples.horizon for s in parts]) == horizon
-            actual, fc, keys, scale = actual[h], fc[h], keys[h], scale[h]
-        return actual, fc, keys, scale
+            keep &= np.concatenate([s.examples.horizon for s in parts]) == horizon
+        if launches:
+            keep &= np.concatenate([s.launch for s in parts])
+        return actual[keep], fc[keep], keys[keep], scale[keep]
 
     def test(self) -> dict[str, dict]:
         return {m: report(*self.cells(m)) for m in METHODS}
+
+    def launches(self) -> dict:
+        """The cells of products launched inside the horizon: how many, their units, and every
+        method's metrics on them (the baselines, with no history to read, forecast zero)."""
+        actual = self.cells(MODEL, launches=True)[0]
+        out: dict = {"cells": int(len(actual)), "units": float(actual.sum())}
+        if len(actual):
+            out["methods"] = {m: report(*self.cells(m, launches=True)) for m in METHODS}
+        return out
 
     def per_horizon(self) -> dict[str, list[float]]:
         horizons = sorted(set(np.concatenate([s.examples.horizon for s in self.scored]).tolist()))
@@ -108,10 +124,11 @@ def origins(panel: Panel, config: ForecastConfig) -> tuple[int, list[int]]:
 
 
 def _score(panel: Panel, origin: int, ex: F.Examples, forecasts: dict[str, np.ndarray]) -> Scored:
-    rows = F.active(panel, origin)
+    rows = np.unique(ex.series)
     per_series = naive_scale(panel.units[rows, :origin], panel.first_sale()[rows])
     scale = per_series[np.searchsorted(rows, ex.series)]
-    return Scored(origin, ex, scale, forecasts)
+    launch = panel.cum("units")[ex.series, origin] == 0  # no history: a launch, forecast from its attributes
+    return Scored(origin, ex, scale, forecasts, launch)
 
 
 def _forecasts(panel: Panel, ex: F.Examples, net, gbm) -> dict[str, np.ndarray]:
@@ -152,8 +169,10 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
         ex = F.forecast_rows(panel, origin, vocabulary, config.horizon)
         result.scored.append(_score(panel, origin, ex, _forecasts(panel, ex, net, gbm)))
         window = panel.units[:, origin:origin + config.horizon]
+        forecast = np.zeros(len(window), bool)
+        forecast[ex.series] = True
         all_units += float(window.sum())
-        new_units += float(window[panel.first_sale() >= origin].sum())
+        new_units += float(window[(panel.first_sale() >= origin) & ~forecast].sum())
         advance(1)
     result.new_series_share = new_units / all_units if all_units else 0.0
     return result

@@ -91,6 +91,27 @@ def active(panel: Panel, origin: int) -> np.ndarray:
     return np.flatnonzero(c[:, origin] - c[:, lo] > 0)
 
 
+def launching(panel: Panel, origin: int, horizons: int = HORIZON) -> np.ndarray:
+    """Series with no sale before `origin` whose product the catalog launches inside the next
+    `horizons` weeks: forecast from their attributes (maison, category, price, location, weeks
+    since launch), with no history of their own."""
+    launch = panel.series["launch_column"].to_numpy(float)
+    unsold = panel.cum("units")[:, origin] == 0
+    return np.flatnonzero(unsold & (launch >= origin) & (launch < origin + horizons))
+
+
+def _launch_horizons(panel: Panel, rows: np.ndarray, origin: int, top: int) -> np.ndarray:
+    """The first horizon whose target week is at or after each row's launch week (1 .. top + 1)."""
+    return (panel.series["launch_column"].to_numpy(float)[rows] - origin + 1).astype(np.int64).clip(1, top + 1)
+
+
+def _prior_scale(panel: Panel, origin: int, loc: np.ndarray) -> np.ndarray:
+    """The scale of a series without history: its location's mean weekly units per active series
+    over the 13 weeks before `origin`."""
+    per_location = np.bincount(panel.location_of[active(panel, origin)], minlength=len(panel.locations))
+    return _mean(panel.cum("location_units"), loc, origin, 13) / np.maximum(per_location[loc], 1)
+
+
 def _mean(c: np.ndarray, rows: np.ndarray, origin: int, weeks: int) -> np.ndarray:
     lo = max(0, origin - weeks)
     return (c[rows, origin] - c[rows, lo]) / weeks
@@ -133,7 +154,12 @@ def at(panel: Panel, origin: int, rows: np.ndarray, horizon: np.ndarray, vocabul
     first = panel.first_sale()[rows]
     age = np.maximum(origin - first, 1)
     since = np.maximum(origin - np.maximum(first, origin - YEAR), 1)
-    scale = np.maximum((c[rows, origin] - c[rows, origin - since]) / since, MIN_SCALE)
+    scale = (c[rows, origin] - c[rows, origin - since]) / since
+    loc = panel.location_of[rows]
+    new = c[rows, origin] == 0  # no history yet (a launch): the location's typical series sets the scale
+    if new.any():
+        scale[new] = _prior_scale(panel, origin, loc[new])
+    scale = np.maximum(scale, MIN_SCALE)
     u = panel.units
     back = origin - np.arange(1, HISTORY + 1)
     history = np.where(back[None, :] >= 0, u[rows[:, None], np.clip(back, 0, None)[None, :]], 0.0) / scale[:, None]
@@ -146,7 +172,6 @@ def at(panel: Panel, origin: int, rows: np.ndarray, horizon: np.ndarray, vocabul
     nonzero = (u[rows, max(0, origin - 13):origin] > 0).sum(1) / 13
     weeks_since = _weeks_since_sale(u, rows, origin)
 
-    loc = panel.location_of[rows]
     lc = panel.cum("location_units")
     loc4, loc13 = _mean(lc, loc, origin, 4), _mean(lc, loc, origin, 13)
     loc52 = _mean(lc, loc, origin, YEAR) + 1e-6
@@ -197,9 +222,14 @@ def _weeks_since_sale(u: np.ndarray, rows: np.ndarray, origin: int) -> np.ndarra
 
 
 def forecast_rows(panel: Panel, origin: int, vocabulary: Vocabulary, horizons: int = HORIZON) -> Examples:
-    """Every active series at `origin`, every horizon 1 .. `horizons`: what a backtest origin scores."""
+    """What a backtest origin scores: every active series at `origin` at every horizon 1 .. `horizons`,
+    and every series launching inside them from its launch week on."""
     rows = active(panel, origin)
-    return at(panel, origin, np.repeat(rows, horizons), np.tile(np.arange(1, horizons + 1), len(rows)), vocabulary)
+    new = launching(panel, origin, horizons)
+    series = np.concatenate([np.repeat(rows, horizons), np.repeat(new, horizons)])
+    horizon = np.tile(np.arange(1, horizons + 1), len(rows) + len(new))
+    keep = horizon >= np.concatenate([np.ones(len(rows) * horizons, np.int64), np.repeat(_launch_horizons(panel, new, origin, horizons), horizons)])
+    return at(panel, origin, series[keep], horizon[keep], vocabulary)
 
 
 def training_rows(panel: Panel, before: int, vocabulary: Vocabulary, *, origins: int = 40, max_examples: int = 300_000,
@@ -207,7 +237,8 @@ def training_rows(panel: Panel, before: int, vocabulary: Vocabulary, *, origins:
     """Examples whose target weeks all lie before column `before`, from the `origins` weeks before it.
 
     Each (series, origin) gets one horizon drawn among those whose target is before `before`, so
-    every horizon is learnt from every origin without multiplying the rows by twelve.
+    every horizon is learnt from every origin without multiplying the rows by twelve; a launching
+    series (see `launching`), one drawn among its weeks from launch on.
     """
     rng = np.random.default_rng(seed)
     parts = []
@@ -216,7 +247,11 @@ def training_rows(panel: Panel, before: int, vocabulary: Vocabulary, *, origins:
         if not len(rows):
             continue
         top = min(HORIZON, before - origin)
-        parts.append(at(panel, origin, rows, rng.integers(1, top + 1, len(rows)), vocabulary))
+        horizon = rng.integers(1, top + 1, len(rows))
+        new = launching(panel, origin, top)
+        if len(new):
+            rows, horizon = np.concatenate([rows, new]), np.concatenate([horizon, rng.integers(_launch_horizons(panel, new, origin, top), top + 1)])
+        parts.append(at(panel, origin, rows, horizon, vocabulary))
     if not parts:
         raise ValueError("no history to learn from before this origin")
     ex = Examples.concat(parts)

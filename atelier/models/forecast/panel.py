@@ -9,6 +9,12 @@ falls before the week's end, since a partial week would read as a collapse in de
 Beside the series it keeps what a forecast reads at each origin: the location's totals and
 clientele (distinct clients, first-time clients), the product's total over the level's
 locations, and the static product facts (maison, category, price, launch week).
+
+Products the catalog launches during the panel or after it (its `launch_date`, kept in the lake as
+`catalog_timestamp`) also get a row at every location that may sell them (a location of a
+country the product is sold in; at store level, a store of the product's maison), with or
+without sales yet: a product launched inside the horizon has no history, and is forecast from
+its attributes (see atelier.models.forecast.features.launching).
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ def load(ctx: RegionContext, level: str = "country") -> Panel:
     products = read_dataset(settings.paths.catalog("products"), None).to_pandas()
     stores = None
     if level == "store":
-        stores = read_dataset(settings.paths.catalog("stores"), None, columns=["store_id", "country"]).to_pandas()
+        stores = read_dataset(settings.paths.catalog("stores"), None).to_pandas()
     return build(sales, places, products, level, stores)
 
 
@@ -108,14 +114,21 @@ def build(sales: pd.DataFrame, places: pd.DataFrame, products: pd.DataFrame, lev
     keep = sweek <= last
     sales, sweek = sales[keep], sweek[keep]
 
-    pairs = sales[["location", "product_id"]].drop_duplicates().sort_values(["location", "product_id"]).reset_index(drop=True)
+    sold = sales[["location", "product_id"]].drop_duplicates()
+    locations = np.array(sorted(set(sold["location"]) | set(places["location"])), dtype=object)
+    if level == "store" and stores is not None:
+        country = stores.set_index("store_id")["country"].reindex(locations).to_numpy()
+    else:
+        country = locations.copy()
+    launch_of = _launch_columns(products, first)
+    launching = _launch_pairs(products, launch_of, locations, country, level, stores)
+    pairs = pd.concat([sold, launching]).drop_duplicates().sort_values(["location", "product_id"]).reset_index(drop=True)
     row = pd.MultiIndex.from_frame(pairs).get_indexer(pd.MultiIndex.from_frame(sales[["location", "product_id"]]))
     units = np.zeros((len(pairs), W), np.float32)
     revenue = np.zeros((len(pairs), W), np.float32)
     np.add.at(units, (row, sweek - first), sales["units"].to_numpy(np.float32))
     np.add.at(revenue, (row, sweek - first), sales["revenue"].to_numpy(np.float32))
 
-    locations = np.array(sorted(set(pairs["location"]) | set(places["location"])), dtype=object)
     loc_index = {loc: i for i, loc in enumerate(locations)}
     location_of = pairs["location"].map(loc_index).to_numpy()
     loc = {name: np.zeros((len(locations), W), np.float32) for name in ("units", "clients", "new_clients")}
@@ -123,10 +136,6 @@ def build(sales: pd.DataFrame, places: pd.DataFrame, products: pd.DataFrame, lev
     prow = places["location"][pkeep].map(loc_index).to_numpy()
     for name in loc:
         np.add.at(loc[name], (prow, pweek[pkeep] - first), places[name][pkeep].to_numpy(np.float32))
-    if level == "store" and stores is not None:
-        country = stores.set_index("store_id")["country"].reindex(locations).to_numpy()
-    else:
-        country = locations.copy()
 
     product_ids, product_of = np.unique(pairs["product_id"].to_numpy(dtype=object), return_inverse=True)
     product_units = np.zeros((len(product_ids), W), np.float32)
@@ -134,14 +143,45 @@ def build(sales: pd.DataFrame, places: pd.DataFrame, products: pd.DataFrame, lev
 
     cat = products.set_index("product_id").reindex(pairs["product_id"])
     price = cat["price"].astype(float).to_numpy() if "price" in cat else np.full(len(pairs), np.nan)
-    launch = np.full(len(pairs), np.nan)
-    if "launch_date" in cat:
-        ts = pd.to_datetime(cat["launch_date"], utc=True)
-        ok = ts.notna().to_numpy()
-        launch[ok] = S.week_of(_seconds(ts[ok])) - first  # a column (may be negative)
+    launch = launch_of.reindex(pairs["product_id"]).to_numpy(float)
     table = pairs.assign(maison=cat["maison"].fillna("").to_numpy(), category=cat["category"].fillna("").to_numpy(), price=price, launch_column=launch)
     return Panel(level, weeks, table, units, revenue, location_of, product_of, locations, country,
                  loc["units"], loc["clients"], loc["new_clients"], product_ids, product_units)
+
+
+def _launch_columns(products: pd.DataFrame, first: int) -> pd.Series:
+    """Each catalog product's launch week as a panel column (may be negative), by product id; NaN
+    where the catalog does not know it (no `launch_date`: the lake keeps the epoch)."""
+    column = "launch_date" if "launch_date" in products else "catalog_timestamp" if "catalog_timestamp" in products else None
+    out = pd.Series(np.nan, index=products["product_id"].to_numpy(), dtype=float)
+    if column is None:
+        return out[~out.index.duplicated()]
+    ts = pd.to_datetime(products[column], utc=True)
+    known = (ts.notna() & (ts > pd.Timestamp(0, tz="UTC"))).to_numpy()
+    out[known] = S.week_of(_seconds(ts[known])) - first
+    return out[~out.index.duplicated()]
+
+
+def _launch_pairs(products: pd.DataFrame, launch: pd.Series, locations: np.ndarray, country: np.ndarray, level: str,
+                  stores: pd.DataFrame | None) -> pd.DataFrame:
+    """(location, product_id) for every product launched from the panel's first week on, at every
+    location that may sell it: its countries (everywhere when the catalog lists none) and, for
+    stores, a store of its maison."""
+    new = products[products["product_id"].map(launch).to_numpy(float) >= 0]
+    if not len(new) or not len(locations):
+        return pd.DataFrame({"location": pd.Series(dtype=object), "product_id": pd.Series(dtype=object)})
+    grid = pd.DataFrame({"location": np.tile(locations, len(new)), "country": np.tile(country, len(new)),
+                         "product_id": np.repeat(new["product_id"].to_numpy(), len(locations)),
+                         "maison": np.repeat(new["maison"].to_numpy(), len(locations))})
+    if "countries" in new:
+        allowed = {p: set(c) for p, c in zip(new["product_id"], new["countries"]) if c is not None and len(c)}
+        ok = np.array([p not in allowed or c in allowed[p] for p, c in zip(grid["product_id"], grid["country"])], bool)
+        grid = grid[ok]
+    if level == "store":
+        if stores is None or "maison" not in stores:
+            return grid.iloc[:0][["location", "product_id"]]
+        grid = grid[grid["location"].map(stores.set_index("store_id")["maison"]).to_numpy() == grid["maison"].to_numpy()]
+    return grid[["location", "product_id"]]
 
 
 def _seconds(ts: pd.Series) -> np.ndarray:

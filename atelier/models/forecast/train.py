@@ -162,7 +162,7 @@ def _level_metrics(panel: Panel, bt: Backtest) -> dict:
         "series": int(len(panel.series)), "weeks": [date(0), date(len(panel.weeks) - 1)],
         "validation_origin": date(bt.validation_origin), "test_origins": [date(o) for o in bt.test_origins],
         "cells": int(sum(len(s.examples) for s in bt.scored)), "new_series_share": bt.new_series_share,
-        "choices": bt.choices, "validation": bt.validation, "test": bt.test(),
+        "choices": bt.choices, "validation": bt.validation, "test": bt.test(), "launches": bt.launches(),
         "per_horizon": bt.per_horizon(), "per_origin": bt.per_origin(),
     }
 
