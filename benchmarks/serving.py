@@ -67,7 +67,7 @@ def main() -> None:
     from atelier.models.recommend.two_tower import TrainConfig
     from atelier.serving.bento import latest_model, wait_until_ready
     from atelier.serving.recommender import Query
-    from atelier.serving.runtime import start
+    from atelier.serving.runtime import serving_context, start
     from atelier.settings import Settings
 
     s0 = Settings(home=home)
@@ -95,7 +95,7 @@ def main() -> None:
         import bentoml
 
         tag = latest_model(s, "eu")
-        engine = start(s, Path(bentoml.models.get(tag).path), "eu", tag)
+        engine = start(serving_context(s, "eu"), Path(bentoml.models.get(tag).path), tag)
         clients = [c for c in (f"EU{i:08d}" for i in range(args.clients)) if engine.features.get_one(c) is not None][:2000]
         ids_file = home / "ids.txt"
         ids_file.write_text("\n".join(clients) + "\n")

@@ -25,15 +25,12 @@ import os
 from pathlib import Path
 
 import bentoml
-from feast.permissions.user import User
 from starlette.responses import JSONResponse
 
 import atelier  # noqa: F401  (TensorFlow's Keras switch, before TensorFlow loads)
-from atelier.context import RegionContext
 from atelier.errors import AtelierError
 from atelier.events.batch import Event, ForeignClients, Problems
 from atelier.events.ingest import Ingestor, StoreUnavailable
-from atelier.features.definitions import SERVING
 from atelier.regions import country_to_region
 from atelier.serving import contract
 from atelier.serving.batching import Batcher
@@ -53,6 +50,7 @@ from atelier.serving.runtime import (
     RecommendResponse,
     SimilarRequest,
     SimilarResponse,
+    serving_context,
     start,
     start_planner,
 )
@@ -106,7 +104,8 @@ class Recommender:
 
     def __init__(self) -> None:
         threads = int(os.environ.get("ATELIER_SERVING_THREADS", "1"))  # per worker; workers fill the cores
-        self.engine = start(get_settings(), Path(self.model.path), REGION, str(self.model.tag), threads=threads)
+        ctx = serving_context(get_settings(), REGION)  # one region, one store, for the model and the event intake
+        self.engine = start(ctx, Path(self.model.path), str(self.model.tag), threads=threads)
         ENGINE.append(self.engine)
         self.batched = Batcher(self._answer_batch, max_batch=64, observe=BATCH_SIZE.observe)
         self.planner: Planner = start_planner(REGION, Path(self.model.path),
@@ -115,7 +114,7 @@ class Recommender:
         self.ingestor: Ingestor | None = None
         self.no_events = "the event intake did not start; the service's log says why"
         try:
-            self.ingestor = Ingestor(RegionContext.of(get_settings(), REGION, User(f"recommender-{REGION}", [SERVING])))
+            self.ingestor = Ingestor(ctx)
             self.ingestor.recover()  # a batch journaled but not applied online when the last process died
         except StoreUnavailable as e:
             logging.getLogger(__name__).warning("journaled events wait for the online store: %s", e.what)

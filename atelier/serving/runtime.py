@@ -16,16 +16,17 @@ from _bentoml_sdk.io_models import IODescriptor
 from feast.permissions.user import User
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from atelier.context import RegionContext
 from atelier.errors import AtelierError
 from atelier.events import fresh
 from atelier.events.batch import MAX_BATCH, Count, Event
 from atelier.features.definitions import SERVING
 from atelier.features.online import OnlineFeatures
-from atelier.features.repo import feature_store
 from atelier.models.recommend.baselines import FALLBACK_POPULARITY
 from atelier.models.recommend.export import LoadedModel
 from atelier.models.recommend.ranking import POPULARITY
 from atelier.serving.planning import Planner
+from atelier.regions import get_region
 from atelier.serving.recommender import PURCHASED, Recommender
 from atelier.settings import Settings
 
@@ -145,7 +146,9 @@ class ProductForecast(BaseModel):
     product_id: str
     country: str | None = None
     store_id: str | None = None
-    active: bool = Field(description="False when the location sold the product in none of the last 52 weeks: its weeks are zero.")
+    active: bool = Field(description="False when the location sold the product in none of the last 52 weeks and the catalog launches it "
+                                     "in none of the weeks ahead: its weeks are zero. A product launching inside the horizon is forecast "
+                                     "from its attributes, from its launch week on (zero before).")
     weeks: list[Week]
 
 
@@ -275,15 +278,21 @@ def online_features(store, refs: list[str], user: User) -> OnlineFeatures:
     return OnlineFeatures(store, refs + fresh.REFS, user=user, timestamps=("client_activity",))
 
 
-def start(settings: Settings, model_path: Path, region: str, tag: str, threads: int | None = 1) -> Recommender:
+def serving_context(settings: Settings, region: str) -> RegionContext:
+    """The region as a service acts in it: its store read and written as the serving role."""
+    return RegionContext.of(settings, region, User(f"recommender-{get_region(region).code}", [SERVING]))
+
+
+def start(ctx: RegionContext, model_path: Path, tag: str, threads: int | None = 1) -> Recommender:
     """Load the model and connect to the region's store with the exact feature list it was trained on."""
     if threads:
         limit_threads(threads)
     model = LoadedModel.load(model_path)
+    region = ctx.region
     if model.region != region:
         raise AtelierError(f"model {tag} was trained for region {model.region!r}, not {region!r}", fix="serve each region with its own model")
-    user = User(f"recommender-{region}", [SERVING])
-    store = feature_store(settings, region)
+    user = ctx.user or User(f"recommender-{region}", [SERVING])
+    store = ctx.store
     features = online_features(store, model.feature_refs + [PURCHASED], user)
     names = sorted({*(name for name, _ in FALLBACK_POPULARITY), *POPULARITY})
     popularity = OnlineFeatures(store, [f"product_popularity:{n}" for n in names], user=user)

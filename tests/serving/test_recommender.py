@@ -12,7 +12,7 @@ from atelier.features import repo
 from atelier.features.online import OnlineFeatures
 from atelier.models.store import use_bentoml_home
 from atelier.serving.recommender import PURCHASED, Query
-from atelier.serving.runtime import start
+from atelier.serving.runtime import serving_context, start
 from atelier.settings import Settings
 
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)
@@ -31,14 +31,14 @@ def engine(model_world, tmp_path_factory):
         use_bentoml_home(s)
         import bentoml
 
-        yield start(s, bentoml.models.get(result.tag).path, "eu", result.tag), s
+        yield start(serving_context(s, "eu"), bentoml.models.get(result.tag).path, result.tag), s
 
 
 def test_a_model_serves_only_its_own_region(model_world, engine):
     _, result = model_world
     eng, s = engine
     with pytest.raises(AtelierError, match="trained for region 'eu', not 'us'") as e:
-        start(s, eng.model.path, "us", result.tag)
+        start(serving_context(s, "us"), eng.model.path, result.tag)
     assert "its own model" in e.value.fix
 
 
@@ -158,7 +158,7 @@ def test_plain_ids_and_country_names_work_end_to_end(settings, tmp_path):
     use_bentoml_home(settings)
     import bentoml
 
-    eng = start(settings, bentoml.models.get(result.tag).path, "eu", result.tag)
+    eng = start(serving_context(settings, "eu"), bentoml.models.get(result.tag).path, result.tag)
     eu, us = roster(settings, "eu").to_pylist(), roster(settings, "us").to_pylist()
     assert eu and us and all(c.startswith("client-") for c in eu + us)
     reader = OnlineFeatures(repo.feature_store(settings, "eu"), [PURCHASED])
