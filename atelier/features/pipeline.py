@@ -22,10 +22,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from atelier.context import RegionContext
 from atelier.features import schemas, series
 from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS, PURCHASE_HISTORY, RECENT_HISTORY
 from atelier.io import staged_dir
-from atelier.protect.keys import key_store
 from atelier.protect.parquet import DatasetWriter, open_dataset, read_dataset, write_dataset
 from atelier.protect.residency import assert_region_clients
 from atelier.settings import Settings
@@ -185,13 +185,12 @@ def _to_arrow(cols: dict, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
 
 
-def journaled_events(settings: Settings, region: str, schema: pa.Schema | None = None) -> pa.Table:
+def journaled_events(ctx: RegionContext, schema: pa.Schema | None = None) -> pa.Table:
     """The region's events received in real time (atelier.events.journal), each once; in the
     lake's event columns when `schema` is given."""
-    from atelier.context import RegionContext
     from atelier.events import journal
 
-    table = journal.read(RegionContext.of(settings, region))
+    table = journal.read(ctx)
     return table if schema is None else table.select(schema.names).cast(schema)
 
 
@@ -221,7 +220,8 @@ def client_recent(streamed: pa.Table) -> pa.Table:
 
 def compute_features(settings: Settings, region: str, progress: Callable[[int], None] = lambda n: None) -> dict[str, int]:
     """Compute all of a region's feature tables from its events; swap them in together."""
-    keys = key_store(settings, region)
+    ctx = RegionContext.of(settings, region)  # built once, passed down
+    region, keys = ctx.region, ctx.keys
     products = read_dataset(settings.paths.catalog("products"), None, columns=["product_id", "maison", "category"]).to_pandas().set_index("product_id")
     # Every maison of the catalog, and every maison whose team registered an engagement view: a
     # maison without events in this region gets an empty table, which its view serves as such.
@@ -239,7 +239,7 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
         # Parts of the events table are client-complete (see atelier.data.lake), so each is
         # processed on its own and memory stays bounded by the largest part. Events received in
         # real time (the journal, atelier.events) join their client's part.
-        streamed = journaled_events(settings, region)
+        streamed = journaled_events(ctx)
         for table in _client_complete(events, streamed.select(events.schema.names).cast(events.schema)):
             if not table.num_rows:
                 continue

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from feast.infra.key_encoding_utils import deserialize_entity_key
 
 from atelier.features.repo import project_name
-from atelier.protect.keys import key_store
+from atelier.context import RegionContext
 from atelier.protect.parquet import MARKER, dataset_info, read_dataset
 from atelier.protect.residency import roster
 from atelier.regions import region_codes
@@ -86,8 +86,8 @@ def _region_datasets(settings: Settings, region: str) -> list[tuple[str, Path]]:
     return found
 
 
-def _offline(settings: Settings, region: str, report: Report) -> None:
-    keys = key_store(settings, region)
+def _offline(ctx: RegionContext, report: Report) -> None:
+    settings, region, keys = ctx.settings, ctx.region, ctx.keys
     for kind, path in _region_datasets(settings, region):
         info = dataset_info(path)
         if "client_id" not in info["schema"].names:
@@ -121,7 +121,8 @@ def _client_ids_from_keys(keys, place: str, region: str, report: Report) -> list
     return ids
 
 
-def _online(settings: Settings, region: str, report: Report) -> None:
+def _online(ctx: RegionContext, report: Report) -> None:
+    settings, region = ctx.settings, ctx.region
     project = project_name(region).encode()
     if settings.online_store == "redis":
         import redis
@@ -141,10 +142,11 @@ def _online(settings: Settings, region: str, report: Report) -> None:
     report.foreign(place, region, _client_ids_from_keys(keys, place, region, report))
 
 
-def _artifacts(settings: Settings, region: str, report: Report) -> None:
+def _artifacts(ctx: RegionContext, report: Report) -> None:
     from atelier.models.store import use_bentoml_home
 
-    use_bentoml_home(settings)
+    region = ctx.region
+    use_bentoml_home(ctx.settings)
     import bentoml
 
     foreign = {i.encode(): r for r, ids in report.rosters.items() if r != region for i in ids}
@@ -161,13 +163,14 @@ def _artifacts(settings: Settings, region: str, report: Report) -> None:
 LOCATION_FILES = ("forecasts.parquet", "assortments.parquet")
 
 
-def _locations(settings: Settings, region: str, report: Report) -> None:
+def _locations(ctx: RegionContext, report: Report) -> None:
     """Countries and stores of another region in the region's series and in its forecast and assortment models."""
     import pandas as pd
     import pyarrow.parquet as pq
 
     from atelier.regions import region_of_country
 
+    settings, region = ctx.settings, ctx.region
     path = settings.paths.catalog("stores")
     stores = read_dataset(path, None, columns=["store_id", "country"]).to_pandas() if path.exists() else pd.DataFrame(columns=["store_id", "country"])
     store_region = {s: region_of_country(c) for s, c in zip(stores["store_id"], stores["country"])}
@@ -182,7 +185,7 @@ def _locations(settings: Settings, region: str, report: Report) -> None:
 
     from atelier.features import series
 
-    keys = key_store(settings, region)
+    keys = ctx.keys
     for kind in series.TABLES:
         for level in series.LEVELS:
             table = settings.paths.feature_table(series.table_name(kind, level), region)
@@ -217,8 +220,9 @@ def find_ids(data: bytes, ids: dict[bytes, object] | set[bytes]) -> set[bytes]:
 def audit_residency(settings: Settings, regions: list[str] | None = None) -> Report:
     report = Report(rosters={r: frozenset(roster(settings, r).to_pylist()) for r in region_codes()})
     for region in regions or region_codes():
-        _offline(settings, region, report)
-        _online(settings, region, report)
-        _artifacts(settings, region, report)
-        _locations(settings, region, report)
+        ctx = RegionContext.of(settings, region)  # one per region: its keys are read once
+        _offline(ctx, report)
+        _online(ctx, report)
+        _artifacts(ctx, report)
+        _locations(ctx, report)
     return report

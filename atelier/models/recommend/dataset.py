@@ -113,7 +113,7 @@ def read_events(ctx: RegionContext) -> pd.DataFrame:
     country (the client's; the line's when anonymous)."""
     settings, region, keys = ctx.settings, ctx.region, ctx.keys
     table = read_dataset(settings.paths.client_table("events", region), keys)
-    streamed = journaled_events(settings, region, table.schema)  # received in real time (atelier.events)
+    streamed = journaled_events(ctx, table.schema)  # received in real time (atelier.events)
     if streamed.num_rows:
         table = pa.concat_tables([table, streamed])
     cols = ["client_id", "product_id", "event_type", "event_timestamp"] + (["country"] if "country" in table.column_names else [])
