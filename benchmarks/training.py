@@ -47,7 +47,11 @@ def main() -> None:
         for k in ("recall@10", "recall@50", "recall@100", "ndcg@10"):
             rows.append([r, k, round(m[k], 3), round(tower[k], 3), round(ease.get(k, 0), 3), round(b[k], 3), f"{m[k] / b[k]:.2f}x"])
         rows.append([r, "examples/s", f"{t['examples_per_second']:,.0f}", "", "", "", f"{t['examples']:,} examples x {t['epochs']} epochs, {m['clients']:,} test clients"])
-    text = table(f"Served (ranked) vs most-popular-in-region, {args.clients:,} clients, {args.products:,} products (test: last 4 weeks, full catalog)",
+        _save(args, results, rows)  # after each region: a run stopped part-way keeps what it measured
+
+
+def _save(args, results: dict, rows: list) -> None:
+    text = table(f"The served model vs most-popular-in-region, {args.clients:,} clients, {args.products:,} products (test: last 4 weeks, full catalog)",
                  ["region", "metric", "served", "two-tower", "EASE", "most-popular", "served / popular"], rows)
     save("training", {"clients": args.clients, "products": args.products, "epochs": args.epochs, "results": results, "tables": [text]})
 
