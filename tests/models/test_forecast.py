@@ -186,6 +186,20 @@ def test_train_forecast_and_assortment_backtest_export_and_plot(home, settings):
         assert set(m["test"]) == set(METHODS) and all(np.isfinite(m["test"][meth]["wape"]) for meth in METHODS)
         assert len(m["per_horizon"]["network"]) == 12 and len(m["test_origins"]) == 2
         assert (result.run_dir / f"forecast_{level}.png").stat().st_size > 0 and (result.run_dir / f"horizon_{level}.png").stat().st_size > 0
+        launches = m["launches"]  # products launched inside the horizon, scored apart
+        assert launches["cells"] == sum(int(sc.launch.sum()) for sc in result.backtests[level].scored)
+        if launches["cells"]:
+            zero = launches["methods"]["moving average"]["wape"]  # the baselines forecast a launch zero: WAPE 1 (undefined if it sold nothing)
+            assert set(launches["methods"]) == set(METHODS) and (zero == pytest.approx(1.0) if launches["units"] else np.isnan(zero))
+    from rich.console import Console
+
+    from atelier.models.forecast.train import summary
+
+    console = Console(record=True, width=200)
+    console.print(summary(result))
+    shown = console.export_text()
+    for level, m in result.metrics["levels"].items():
+        assert (f"{level}, launches" in shown) == bool(m["launches"]["cells"])
     use_bentoml_home(settings)
     import bentoml
 

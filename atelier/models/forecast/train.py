@@ -197,4 +197,9 @@ def summary(result: ForecastResult):
             r = m["test"][method]
             fmt = lambda k: f"{r[k]:.3f}" if k in r else "-"  # noqa: E731
             t.add_row(level, method, fmt("wape"), fmt("mase"), fmt("wql"), fmt("coverage"))
+        launches = m.get("launches", {})
+        if launches.get("cells"):  # products launched inside the horizon; the naive baselines forecast them zero
+            for method in (MODEL, "lightgbm"):
+                r = launches["methods"][method]
+                t.add_row(f"{level}, launches ({launches['cells']:,} cells)", method, f"{r['wape']:.3f}", "-", f"{r['wql']:.3f}", f"{r['coverage']:.3f}")
     return t
