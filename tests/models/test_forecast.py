@@ -199,7 +199,7 @@ def test_train_forecast_and_assortment_backtest_export_and_plot(home, settings):
     console.print(summary(result))
     shown = console.export_text()
     for level, m in result.metrics["levels"].items():
-        assert (f"{level}, launches" in shown) == bool(m["launches"]["cells"])
+        assert (f"{level} launches" in shown) == bool(m["launches"]["cells"])
     use_bentoml_home(settings)
     import bentoml
 

@@ -201,5 +201,5 @@ def summary(result: ForecastResult):
         if launches.get("cells"):  # products launched inside the horizon; the naive baselines forecast them zero
             for method in (MODEL, "lightgbm"):
                 r = launches["methods"][method]
-                t.add_row(f"{level}, launches ({launches['cells']:,} cells)", method, f"{r['wape']:.3f}", "-", f"{r['wql']:.3f}", f"{r['coverage']:.3f}")
+                t.add_row(f"{level} launches", method, f"{r['wape']:.3f}", "-", f"{r['wql']:.3f}", f"{r['coverage']:.3f}")
     return t
