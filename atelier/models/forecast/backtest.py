@@ -127,8 +127,7 @@ def _score(panel: Panel, origin: int, ex: F.Examples, forecasts: dict[str, np.nd
     rows = np.unique(ex.series)
     per_series = naive_scale(panel.units[rows, :origin], panel.first_sale()[rows])
     scale = per_series[np.searchsorted(rows, ex.series)]
-    launch = panel.cum("units")[ex.series, origin] == 0  # no history: a launch, forecast from its attributes
-    return Scored(origin, ex, scale, forecasts, launch)
+    return Scored(origin, ex, scale, forecasts, F.unsold(panel, origin, ex.series))
 
 
 def _forecasts(panel: Panel, ex: F.Examples, net, gbm) -> dict[str, np.ndarray]:

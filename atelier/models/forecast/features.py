@@ -91,13 +91,18 @@ def active(panel: Panel, origin: int) -> np.ndarray:
     return np.flatnonzero(c[:, origin] - c[:, lo] > 0)
 
 
+def unsold(panel: Panel, origin: int, rows=slice(None)) -> np.ndarray:
+    """Whether each series (of `rows`) has sold nothing before `origin`: a launch, forecast from
+    its attributes, where one is forecast at all."""
+    return panel.cum("units")[rows, origin] == 0
+
+
 def launching(panel: Panel, origin: int, horizons: int = HORIZON) -> np.ndarray:
     """Series with no sale before `origin` whose product the catalog launches inside the next
     `horizons` weeks: forecast from their attributes (maison, category, price, location, weeks
     since launch), with no history of their own."""
     launch = panel.series["launch_column"].to_numpy(float)
-    unsold = panel.cum("units")[:, origin] == 0
-    return np.flatnonzero(unsold & (launch >= origin) & (launch < origin + horizons))
+    return np.flatnonzero(unsold(panel, origin) & (launch >= origin) & (launch < origin + horizons))
 
 
 def _launch_horizons(panel: Panel, rows: np.ndarray, origin: int, top: int) -> np.ndarray:
@@ -156,7 +161,7 @@ def at(panel: Panel, origin: int, rows: np.ndarray, horizon: np.ndarray, vocabul
     since = np.maximum(origin - np.maximum(first, origin - YEAR), 1)
     scale = (c[rows, origin] - c[rows, origin - since]) / since
     loc = panel.location_of[rows]
-    new = c[rows, origin] == 0  # no history yet (a launch): the location's typical series sets the scale
+    new = unsold(panel, origin, rows)  # no history yet (a launch): the location's typical series sets the scale
     if new.any():
         scale[new] = _prior_scale(panel, origin, loc[new])
     scale = np.maximum(scale, MIN_SCALE)
