@@ -55,27 +55,35 @@ def windowed_aggregates(
     covers events on days t-w+1 .. t.
     """
     count = np.ones(len(key)) if count is None else np.asarray(count, float)
-    order = np.lexsort((day, key))
-    key, day, etype, amount, count = key[order], day[order], etype[order], amount[order], count[order]
-    points = [np.stack([key, day], 1)]
-    for ev, _, w in windows.values():
-        sel = etype == ev
-        points.append(np.stack([key[sel], day[sel] + w], 1))
-    cp = np.unique(np.concatenate(points), axis=0)
-    ck, cd = cp[:, 0], cp[:, 1]
-
     span = np.int64(day.max() - day.min() + 800) if len(day) else np.int64(1)
     base = day.min() - 400 if len(day) else 0
+    # Each (key, day) as one int64, ordered as the pair: 1-d sorts and searches are ~10x faster
+    # than sorting rows of two.
+    comp = key * span + (day - base)
+    order = np.argsort(comp, kind="stable")
+    comp, etype, amount, count = comp[order], etype[order], amount[order], count[order]
+    of_type = {ev: etype == ev for ev in {ev for ev, _, _ in windows.values()}}
+    at = {ev: comp[mask] for ev, mask in of_type.items()}  # each type's events, in (key, day) order
+    cp = _sorted_unique(np.concatenate([comp, *(at[ev] + w for ev, _, w in windows.values())]))
+    ck, cd = cp // span, cp % span + base
+    # A window's value at a change point is a difference of prefix sums: the events of its type up
+    # to the point (hi, shared by the type's windows) minus those before its start (lo, per width).
+    hi = {ev: np.searchsorted(at[ev], cp, side="right") for ev in at}
+    lo: dict[tuple[str, int], np.ndarray] = {}
     values = {}
     for name, (ev, what, w) in windows.items():
-        sel = etype == ev
-        comp = key[sel] * span + (day[sel] - base)
-        v = count[sel] if what == "count" else np.nan_to_num(amount[sel])
+        if (ev, w) not in lo:
+            lo[ev, w] = np.searchsorted(at[ev], cp - w, side="right")
+        v = count[of_type[ev]] if what == "count" else np.nan_to_num(amount[of_type[ev]])
         csum = np.concatenate([[0.0], np.cumsum(v)])
-        hi = np.searchsorted(comp, ck * span + (cd - base), side="right")
-        lo = np.searchsorted(comp, ck * span + (cd - w - base), side="right")
-        values[name] = csum[hi] - csum[lo]
+        values[name] = csum[hi[ev]] - csum[lo[ev, w]]
     return Windowed(ck, cd, values)
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """np.unique of an int array by sorting: numpy 2.4's np.unique is ~8x slower on millions of ints."""
+    x = np.sort(x)
+    return x[np.concatenate([[True], x[1:] != x[:-1]])] if len(x) else x
 
 
 def _as_of_last(key: np.ndarray, day: np.ndarray, value: np.ndarray, at_key: np.ndarray, at_day: np.ndarray, span: int, base: int):

@@ -31,6 +31,28 @@ def test_windows_only_count_their_event_type_and_key():
     assert got == {(0, 0): 0, (0, 1): 1, (0, 8): 0, (1, 0): 1, (1, 7): 0}
 
 
+def test_windows_match_counting_every_event_on_random_data():
+    # The vectorized prefix sums against the definition, counted event by event: at each change
+    # point (an event day, or the day an event leaves a window), a window of w days at day t holds
+    # the events of its type on days t-w+1 .. t. Several keys, types, widths and weighted rows.
+    rng = np.random.default_rng(3)
+    n = 400
+    key, day = rng.integers(0, 7, n), D + rng.integers(0, 120, n)
+    etype = rng.choice(np.array(["purchase", "view", "return"], object), n)
+    amount, count = np.where(rng.random(n) < 0.1, np.nan, rng.random(n) * 100), rng.integers(1, 4, n).astype(float)
+    windows = {"p7": ("purchase", "count", 7), "p30": ("purchase", "count", 30), "s30": ("purchase", "amount", 30), "v90": ("view", "count", 90)}
+    w = windowed_aggregates(key, day, etype, amount, windows, count=count)
+    expected_points = set(zip(key.tolist(), day.tolist()))
+    for ev, _, width in windows.values():
+        expected_points |= {(k, d + width) for k, d, t in zip(key.tolist(), day.tolist(), etype) if t == ev}
+    assert list(zip(w.key.tolist(), w.day.tolist())) == sorted(expected_points)
+    for i, (k, t) in enumerate(zip(w.key, w.day)):
+        for name, (ev, what, width) in windows.items():
+            inside = (key == k) & (etype == ev) & (day > t - width) & (day <= t)
+            want = count[inside].sum() if what == "count" else np.nan_to_num(amount[inside]).sum()
+            assert np.isclose(w.values[name][i], want), (name, k, t)
+
+
 def _frame(rows):
     df = pd.DataFrame(rows, columns=["client_id", "event_type", "ts", "amount", "maison", "category"])
     df["event_timestamp"] = pd.to_datetime(df["ts"], utc=True)
