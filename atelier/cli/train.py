@@ -37,6 +37,7 @@ def train(
     assortment_size: int = typer.Option(100, help="Assortment: products per list in the evaluation (top-N).", rich_help_panel="assortment"),
     segments: int = typer.Option(6, help="Assortment: client segments (k-means).", rich_help_panel="assortment"),
     forecast_epochs: int = typer.Option(20, help="Forecast: most passes over the examples (the best on validation is kept).", rich_help_panel="forecast"),
+    forecast_members: int = typer.Option(3, min=1, max=9, help="Forecast: networks trained from different seeds; the forecast is their median.", rich_help_panel="forecast"),
 ) -> None:
     """Train on the region's point-in-time features; write metrics, plots and the model."""
     from atelier.errors import AtelierError
@@ -72,7 +73,7 @@ def train(
                 from atelier.models.forecast.backtest import ForecastConfig
                 from atelier.models.forecast.train import train_forecast
 
-                forecast = train_forecast(s, r, ForecastConfig(horizon=horizon, origins=origins, step=step_weeks, epochs=forecast_epochs, seed=seed),
+                forecast = train_forecast(s, r, ForecastConfig(horizon=horizon, origins=origins, step=step_weeks, epochs=forecast_epochs, members=forecast_members, seed=seed),
                                           steps=Steps(step), export_model=export)
             if kind in ("assortment", "all"):
                 from atelier.models.assortment.train import train_assortment

@@ -173,6 +173,27 @@ def test_a_product_launched_inside_the_horizon_is_forecast_from_its_attributes()
     assert (train.origin + train.horizon - 1 < 60).all()
 
 
+def test_the_network_is_the_median_of_its_members_and_exports_as_it_predicts(tmp_path):
+    """Three networks from three seeds: the model's quantiles are, per cell and quantile, the median
+    of the members' (ordered P10 <= P50 <= P90); the exported SavedModel gives the same numbers."""
+    from atelier.models.forecast import network
+
+    rng = np.random.default_rng(2)
+    units = rng.poisson(3.0, (30, 70)).astype(float)
+    panel = _panel(units, locations=("FR", "DE", "IT"))
+    vocabulary = F.Vocabulary.of(panel)
+    train, ex = F.training_rows(panel, 60, vocabulary, origins=20, seed=0), F.forecast_rows(panel, 60, vocabulary)
+    model, history = network.fit(train, vocabulary.sizes(), epochs=2, validation=ex, members=3)
+    assert len(model.members) == 3 and len(history["validation_loss"]) == 2
+    q = network.predict(model, ex)
+    each = np.stack([network.predict(m, ex) for m in model.members])
+    assert not np.allclose(each[0], each[1])  # different seeds, different networks
+    assert np.allclose(q, np.median(each, axis=0), atol=1e-4)
+    assert (q[:, 0] <= q[:, 1] + 1e-6).all() and (q[:, 1] <= q[:, 2] + 1e-6).all()
+    network.save(model, tmp_path / "net")
+    assert np.allclose(network.predict(network.load(tmp_path / "net"), ex), q, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_train_forecast_and_assortment_backtest_export_and_plot(home, settings):
     """On the tiny world: every method is scored per level, quantiles are ordered, both models reach the store."""

@@ -98,7 +98,8 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         end = len(panel.weeks)
         train = F.training_rows(panel, end, vocabulary, origins=config.training_origins, max_examples=config.max_examples, seed=config.seed,
                                 first_origin=config.first_origin)
-        net, _ = network.fit(train, vocabulary.sizes(), epochs=bt.choices["epochs"], learning_rate=config.learning_rate, decay=config.decay, seed=config.seed)
+        net, _ = network.fit(train, vocabulary.sizes(), epochs=bt.choices["epochs"], members=config.members, learning_rate=config.learning_rate,
+                             decay=config.decay, seed=config.seed)
         ahead = F.forecast_rows(panel, end, vocabulary, config.horizon)
         finals[level] = _forecast_table(panel, ahead, network.predict(net, ahead))
         advance(1)
