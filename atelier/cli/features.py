@@ -80,6 +80,34 @@ def cloud_config(
     out.print(f"{region}: {yaml_path}\n{region}: {env_path}")
 
 
+@app.command("sql")
+def sql_scripts(
+    out_dir: Path | None = typer.Option(None, "--out", help="Write one <query>.sql per aggregation here (default: print them)."),
+    dialect: str = typer.Option("bigquery", help="bigquery (the source, for the cloud), or duckdb (as the tests run it here)."),
+    dataset: str = typer.Option("atelier", help="BigQuery: the region's dataset (Terraform output bigquery_dataset) that holds events, clients and products."),
+) -> None:
+    """The feature pipeline's aggregations as SQL: windows per client, maison and product, and the weekly series.
+
+    The same queries the tests run on DuckDB against the pandas pipeline, row for row. In the
+    cloud: `bq query --use_legacy_sql=false --location=<region's location> < weekly_sales.sql`.
+    """
+    from atelier.errors import AtelierError
+    from atelier.features import sql
+    from atelier.io import write_bytes_atomic
+
+    if dialect not in ("bigquery", "duckdb"):  # the two engines whose results the tests hold to the pipeline's
+        raise AtelierError(f"no tested SQL for {dialect!r}", fix="use --dialect bigquery or duckdb")
+    scripts = {name: sql.for_bigquery(build(), dataset) if dialect == "bigquery" else sql.transpile(build())
+               for name, build in sql.QUERIES.items()}
+    for name, text in scripts.items():
+        if out_dir is None:
+            out.print(f"-- {name}\n{text};\n")
+        else:
+            write_bytes_atomic(out_dir / f"{name}.sql", (text + ";\n").encode())
+    if out_dir is not None:
+        out.print(f"wrote {len(scripts)} queries ({dialect}) to {out_dir}")
+
+
 @app.command("check")
 def check_rules(as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON.")) -> None:
     """Check feature_repo/ against the governance rules (tags, descriptions, permissions, reuse, names).

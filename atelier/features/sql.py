@@ -1,0 +1,173 @@
+"""The feature pipeline's aggregations as SQL in BigQuery's dialect: one source, two engines.
+
+BigQuery runs it in the region's dataset where one machine is not enough (`atelier features sql`
+writes the scripts); DuckDB runs it here, transpiled by sqlglot, over the decrypted Arrow tables
+in memory (`run`), which is how the tests hold the SQL to the pandas/numpy pipeline
+(atelier.features.pipeline, atelier.features.series) row for row. The windows and the tables'
+columns come from atelier.features.schemas and atelier.features.series, stated once there.
+
+What each query computes, and why it is shaped so:
+
+* **Windowed aggregates** (`windowed`): a row per key and change point (a day with an event, or
+  the day an event leaves a window), each window's count or sum as of the end of that day. Events
+  are first summed per key and day; the change points are those days and each day plus a width;
+  each window is then a `RANGE` frame over the points, which holds every event day inside it
+  because every event day is itself a point.
+* **Weekly series** (`weekly_sales`, `weekly_clientele`): purchases as sales lines (the line's
+  country, else its client's; units default to 1; revenue to 0), once per level where they have a
+  location, summed per location and product (or location) and week. Weeks start on Monday.
+
+Integer division is written `(DIV((a), (b)))`: sqlglot 30 transpiles `DIV(a + 3, 7)` to DuckDB as
+`a + 3 // 7`, dropping the parentheses its operator needs; the test of the weekly series catches
+that if the parentheses go.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+
+from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS
+
+DAY_US = 86_400 * 10**6
+ENGAGED = ("purchase", "wishlist", "view")  # what client features are made of (returns and anonymous lines feed popularity only)
+# The lake's optional event columns: a lake without them reads them as NULL.
+OPTIONAL_EVENT_COLUMNS = {"quantity": pa.float64(), "country": pa.string(), "store_id": pa.string()}
+
+
+def div(a: str, b: str) -> str:
+    """Integer division, parenthesized so that every engine's operator keeps its operands."""
+    return f"(DIV(({a}), ({b})))"
+
+
+def _day(ts: str) -> str:
+    return div(f"UNIX_MICROS({ts})", str(DAY_US))
+
+
+def windowed(source: str, keys: list[str], windows: dict) -> str:
+    """Windowed aggregates of `source` (a query with `keys`, `day`, `event_type` and `amount`, a
+    row per event) at each change point."""
+    types = sorted({ev for ev, _, _ in windows.values()})
+    k = ", ".join(keys)
+    per_day = ",\n    ".join(
+        f"COUNTIF(event_type = '{t}') AS n_{t}, SUM(IF(event_type = '{t}', COALESCE(amount, 0), 0)) AS amount_{t}" for t in types)
+    expiries = "\n".join(f"  UNION DISTINCT SELECT {k}, day + {w} AS day FROM daily WHERE n_{ev} > 0"
+                         for ev, w in sorted({(ev, w) for ev, _, w in windows.values()}))
+    frames = ",\n  ".join(
+        f"CAST(SUM(COALESCE(d.{'n' if what == 'count' else 'amount'}_{ev}, 0)) OVER "
+        f"(PARTITION BY {', '.join(f'p.{c}' for c in keys)} ORDER BY p.day RANGE BETWEEN {w - 1} PRECEDING AND CURRENT ROW) "
+        f"AS {'INT64' if what == 'count' else 'FLOAT64'}) AS {name}"
+        for name, (ev, what, w) in windows.items())
+    on = " AND ".join(f"d.{c} = p.{c}" for c in [*keys, "day"])
+    return f"""WITH daily AS (
+  SELECT {k}, day,
+    {per_day}
+  FROM ({source})
+  GROUP BY {k}, day
+),
+points AS (
+  SELECT {k}, day FROM daily
+{expiries}
+)
+SELECT {', '.join(f'p.{c}' for c in keys)}, p.day,
+  {frames}
+FROM points AS p LEFT JOIN daily AS d ON {on}
+ORDER BY {', '.join(f'p.{c}' for c in keys)}, p.day"""
+
+
+def _events(where: str = "TRUE") -> str:
+    return f"SELECT *, {_day('event_timestamp')} AS day FROM events WHERE {where}"
+
+
+def client_activity_windows() -> str:
+    engaged = ", ".join(f"'{t}'" for t in ENGAGED)
+    return windowed(_events(f"client_id IS NOT NULL AND event_type IN ({engaged})"), ["client_id"], CLIENT_WINDOWS)
+
+
+def maison_engagement_windows() -> str:
+    engaged = ", ".join(f"'{t}'" for t in ENGAGED)
+    source = (f"SELECT e.*, p.maison FROM ({_events(f'client_id IS NOT NULL AND event_type IN ({engaged})')}) AS e "
+              "JOIN products AS p ON p.product_id = e.product_id")
+    return windowed(source, ["maison", "client_id"], ENGAGEMENT_WINDOWS)
+
+
+def product_popularity_windows() -> str:
+    return windowed(_events(), ["product_id"], POPULARITY_WINDOWS)
+
+
+def _sales_lines() -> str:
+    """Purchases as sales lines, once per level where they have a location."""
+    lines = f"""SELECT e.client_id, e.product_id, {div(div('UNIX_MICROS(e.event_timestamp)', str(DAY_US)) + ' + 3', '7')} AS week,
+    COALESCE(e.country, c.country) AS country, e.store_id, COALESCE(CAST(e.quantity AS FLOAT64), 1.0) AS units,
+    COALESCE(CAST(e.amount AS FLOAT64), 0.0) AS revenue, {div('UNIX_MICROS(e.event_timestamp)', '1000000')} AS ts
+  FROM events AS e LEFT JOIN clients AS c ON c.client_id = e.client_id
+  WHERE e.event_type = 'purchase'"""
+    return f"""WITH lines AS ({lines}),
+located AS (
+  SELECT 'country' AS level, country AS location, * EXCEPT (country, store_id) FROM lines WHERE country IS NOT NULL
+  UNION ALL
+  SELECT 'store' AS level, store_id AS location, * EXCEPT (country, store_id) FROM lines WHERE store_id IS NOT NULL
+)"""
+
+
+def weekly_sales() -> str:
+    return f"""{_sales_lines()}
+SELECT level, location, product_id, week, SUM(units) AS units, SUM(revenue) AS revenue, COUNT(*) AS orders
+FROM located
+GROUP BY level, location, product_id, week
+ORDER BY level, location, product_id, week"""
+
+
+def weekly_clientele() -> str:
+    return f"""{_sales_lines()},
+firsts AS (SELECT client_id, MIN(week) AS first_week FROM located WHERE client_id IS NOT NULL GROUP BY client_id)
+SELECT l.level, l.location, l.week, SUM(l.units) AS units, SUM(l.revenue) AS revenue, MAX(l.ts) AS last_sale,
+  COUNT(DISTINCT l.client_id) AS clients,
+  COUNT(DISTINCT IF(l.week = f.first_week, l.client_id, NULL)) AS new_clients
+FROM located AS l LEFT JOIN firsts AS f ON f.client_id = l.client_id
+GROUP BY l.level, l.location, l.week
+ORDER BY l.level, l.location, l.week"""
+
+
+QUERIES = {
+    "client_activity_windows": client_activity_windows,
+    "maison_engagement_windows": maison_engagement_windows,
+    "product_popularity_windows": product_popularity_windows,
+    "weekly_sales": weekly_sales,
+    "weekly_clientele": weekly_clientele,
+}
+
+
+def for_bigquery(sql: str, dataset: str) -> str:
+    """A query as BigQuery runs it in the region's dataset: every table that is not a CTE is
+    qualified with `dataset` (the Terraform output `bigquery_dataset`)."""
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if not table.args.get("db") and table.name not in ctes:
+            table.set("db", exp.to_identifier(dataset))
+    return tree.sql(dialect="bigquery", pretty=True)
+
+
+def transpile(sql: str, dialect: str = "duckdb") -> str:
+    """The BigQuery source in another engine's dialect (sqlglot raises on SQL it cannot parse)."""
+    return sqlglot.transpile(sql, read="bigquery", write=dialect, unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
+
+
+def run(sql: str, *, events: pa.Table, products: pa.Table | None = None, clients: pa.Table | None = None) -> pa.Table:
+    """Run a BigQuery-dialect query on DuckDB over Arrow tables, in memory. DuckDB may not spill to
+    disk: its temporary files would hold client data in plain text."""
+    for name, kind in OPTIONAL_EVENT_COLUMNS.items():
+        if name not in events.column_names:
+            events = events.append_column(name, pa.nulls(events.num_rows, kind))
+    con = duckdb.connect(":memory:", config={"max_temp_directory_size": "0KB"})
+    try:
+        con.register("events", events)
+        con.register("products", products if products is not None else pa.table({"product_id": pa.array([], pa.string()), "maison": pa.array([], pa.string())}))
+        con.register("clients", clients if clients is not None else pa.table({"client_id": pa.array([], pa.string()), "country": pa.array([], pa.string())}))
+        return con.sql(transpile(sql)).to_arrow_table()
+    finally:
+        con.close()
