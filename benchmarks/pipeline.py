@@ -42,25 +42,17 @@ def _load(home: str, region: str):
 
 def _pandas(events, clients, products) -> int:
     """The pipeline's aggregations as `atelier features compute` runs them (one client-complete table)."""
-    import numpy as np
-    import pandas as pd
-
     from atelier.features import series
-    from atelier.features.pipeline import WEIGHT, _events_frame, windowed_aggregates
+    from atelier.features.pipeline import daily_counts, engaged_events, events_frame, windows_by
     from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS
 
-    df = _events_frame(events, products.to_pandas().set_index("product_id"))
-    engaged = df[df["client_id"].notna() & df["event_type"].isin(list(WEIGHT))]
-    rows = 0
-    codes, _ = pd.factorize(engaged["client_id"])
-    rows += len(windowed_aggregates(codes.astype(np.int64), engaged["day"].to_numpy(), engaged["event_type"].to_numpy(), engaged["amount"].to_numpy(), CLIENT_WINDOWS).key)
+    df = events_frame(events, products.to_pandas().set_index("product_id"))
+    engaged = engaged_events(df)
+    rows = len(windows_by(engaged["client_id"], engaged, CLIENT_WINDOWS)[2].key)
     for _, part in engaged.groupby("maison", sort=False):
-        codes, _ = pd.factorize(part["client_id"])
-        rows += len(windowed_aggregates(codes.astype(np.int64), part["day"].to_numpy(), part["event_type"].to_numpy(), part["amount"].to_numpy(), ENGAGEMENT_WINDOWS).key)
-    daily = df.groupby(["product_id", "day", "event_type"], sort=False).agg(n=("ts", "size"), amount=("amount", "sum")).reset_index()
-    codes, _ = pd.factorize(daily["product_id"])
-    rows += len(windowed_aggregates(codes.astype(np.int64), daily["day"].to_numpy(), daily["event_type"].to_numpy(), daily["amount"].to_numpy(float),
-                                    POPULARITY_WINDOWS, count=daily["n"].to_numpy()).key)
+        rows += len(windows_by(part["client_id"], part, ENGAGEMENT_WINDOWS)[2].key)
+    daily = daily_counts(df)
+    rows += len(windows_by(daily["product_id"], daily, POPULARITY_WINDOWS, count=daily["n"].to_numpy())[2].key)
     lines = series.sales_lines(df, clients.to_pandas().set_index("client_id")["country"])
     rows += len(series.combine([series.weekly_sales(lines)], series.KEYS["sales"]))
     rows += len(series.combine([series.weekly_clientele(lines)], series.KEYS["clientele"]))

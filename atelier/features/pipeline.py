@@ -97,7 +97,7 @@ def _as_of_last(key: np.ndarray, day: np.ndarray, value: np.ndarray, at_key: np.
     return value[np.maximum(pos, 0)], found
 
 
-def _events_frame(table: pa.Table, products: pd.DataFrame) -> pd.DataFrame:
+def events_frame(table: pa.Table, products: pd.DataFrame) -> pd.DataFrame:
     optional = [c for c in ("quantity", "country", "store_id") if c in table.column_names]
     df = table.select(["client_id", "product_id", "event_type", "event_timestamp", "amount", *optional]).to_pandas()
     ts = df["event_timestamp"].astype("int64") // 10**6  # us -> s
@@ -109,12 +109,30 @@ def _events_frame(table: pa.Table, products: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def engaged_events(df: pd.DataFrame) -> pd.DataFrame:
+    """What client features are made of: a client's own purchases, wishlist adds and views.
+    Anonymous lines and returns only feed popularity."""
+    return df[df["client_id"].notna() & df["event_type"].isin(list(WEIGHT))]
+
+
+def daily_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Events per (product, day, event type): how many (`n`) and their amount, popularity's input."""
+    return df.groupby(["product_id", "day", "event_type"], sort=False).agg(n=("ts", "size"), amount=("amount", "sum")).reset_index()
+
+
+def windows_by(ids: pd.Series, df: pd.DataFrame, windows: dict, count: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, Windowed]:
+    """`windowed_aggregates` of the frame's events keyed by `ids`: (each row's key code, the ids
+    by code, the windows)."""
+    codes, uniques = pd.factorize(ids)
+    key = codes.astype(np.int64)
+    w = windowed_aggregates(key, df["day"].to_numpy(), df["event_type"].to_numpy(), df["amount"].to_numpy(float), windows, count=count)
+    return key, np.asarray(uniques, object), w
+
+
 def client_activity(df: pd.DataFrame) -> pa.Table:
     """Per-client windowed activity, favourite maison and category, and last purchase time."""
-    codes, uniques = pd.factorize(df["client_id"])
-    key = codes.astype(np.int64)
+    key, uniques, w = windows_by(df["client_id"], df, CLIENT_WINDOWS)
     etype = df["event_type"].to_numpy()
-    w = windowed_aggregates(key, df["day"].to_numpy(), etype, df["amount"].to_numpy(), CLIENT_WINDOWS)
 
     # Favourites: the maison (category) with the most engagement so far; ties go to the latest.
     order = np.lexsort((df["ts"].to_numpy(), key))
@@ -157,8 +175,7 @@ def _history(events: pd.DataFrame, w: Windowed, span: int, base: int, limit: int
 
 
 def maison_engagement(df: pd.DataFrame) -> pa.Table:
-    codes, uniques = pd.factorize(df["client_id"])
-    w = windowed_aggregates(codes.astype(np.int64), df["day"].to_numpy(), df["event_type"].to_numpy(), df["amount"].to_numpy(), ENGAGEMENT_WINDOWS)
+    _, uniques, w = windows_by(df["client_id"], df, ENGAGEMENT_WINDOWS)
     out = {"client_id": uniques[w.key], "event_timestamp": _end_of_day(w.day)}
     for name, v in w.values.items():
         out[name] = v if "spend" in name else v.astype(np.int64)
@@ -167,11 +184,7 @@ def maison_engagement(df: pd.DataFrame) -> pa.Table:
 
 def product_popularity(daily: pd.DataFrame) -> pa.Table:
     """Windowed popularity per product from daily counts (product_id, day, event_type, n, amount)."""
-    codes, uniques = pd.factorize(daily["product_id"])
-    w = windowed_aggregates(
-        codes.astype(np.int64), daily["day"].to_numpy(), daily["event_type"].to_numpy(),
-        daily["amount"].to_numpy(float), POPULARITY_WINDOWS, count=daily["n"].to_numpy(),
-    )
+    _, uniques, w = windows_by(daily["product_id"], daily, POPULARITY_WINDOWS, count=daily["n"].to_numpy())
     out = {"product_id": uniques[w.key], "event_timestamp": _end_of_day(w.day)}
     for name, v in w.values.items():
         out[name] = v if name.startswith("revenue") else v.astype(np.int64)
@@ -252,19 +265,13 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
             if not table.num_rows:
                 continue
             assert_region_clients(settings, region, table.column("client_id"), where=f"events/region={region}")
-            df = _events_frame(table, products)
-            # Client features come from a client's own engagement; anonymous lines and returns
-            # only feed popularity (whose windows count purchases, views and wishlist adds).
-            engaged = df[df["client_id"].notna() & df["event_type"].isin(list(WEIGHT))]
+            df = events_frame(table, products)
+            engaged = engaged_events(df)
             if len(engaged):
                 activity.write(client_activity(engaged))
             for m, part in engaged.groupby("maison", sort=False):
                 engagement[m].write(maison_engagement(part))
-            daily_parts.append(
-                df.groupby(["product_id", "day", "event_type"], sort=False)
-                .agg(n=("ts", "size"), amount=("amount", "sum"))
-                .reset_index()
-            )
+            daily_parts.append(daily_counts(df))
             lines = series.sales_lines(df, client_country)
             sales_parts.append(series.weekly_sales(lines))
             clientele_parts.append(series.weekly_clientele(lines))

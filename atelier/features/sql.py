@@ -28,10 +28,10 @@ import duckdb
 import pyarrow as pa
 import sqlglot
 
+from atelier.features.pipeline import WEIGHT
 from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS
 
 DAY_US = 86_400 * 10**6
-ENGAGED = ("purchase", "wishlist", "view")  # what client features are made of (returns and anonymous lines feed popularity only)
 # The lake's optional event columns: a lake without them reads them as NULL.
 OPTIONAL_EVENT_COLUMNS = {"quantity": pa.float64(), "country": pa.string(), "store_id": pa.string()}
 
@@ -80,15 +80,17 @@ def _events(where: str = "TRUE") -> str:
     return f"SELECT *, {_day('event_timestamp')} AS day FROM events WHERE {where}"
 
 
+def _engaged() -> str:
+    """As atelier.features.pipeline.engaged_events: a client's own purchases, wishlist adds and views."""
+    return _events(f"client_id IS NOT NULL AND event_type IN ({', '.join(repr(t) for t in WEIGHT)})")
+
+
 def client_activity_windows() -> str:
-    engaged = ", ".join(f"'{t}'" for t in ENGAGED)
-    return windowed(_events(f"client_id IS NOT NULL AND event_type IN ({engaged})"), ["client_id"], CLIENT_WINDOWS)
+    return windowed(_engaged(), ["client_id"], CLIENT_WINDOWS)
 
 
 def maison_engagement_windows() -> str:
-    engaged = ", ".join(f"'{t}'" for t in ENGAGED)
-    source = (f"SELECT e.*, p.maison FROM ({_events(f'client_id IS NOT NULL AND event_type IN ({engaged})')}) AS e "
-              "JOIN products AS p ON p.product_id = e.product_id")
+    source = f"SELECT e.*, p.maison FROM ({_engaged()}) AS e JOIN products AS p ON p.product_id = e.product_id"
     return windowed(source, ["maison", "client_id"], ENGAGEMENT_WINDOWS)
 
 

@@ -15,7 +15,7 @@ import pytest
 import sqlglot
 
 from atelier.features import series, sql
-from atelier.features.pipeline import WEIGHT, _events_frame, windowed_aggregates
+from atelier.features.pipeline import daily_counts, engaged_events, events_frame, windows_by
 from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS
 from atelier.protect.keys import LocalKeyStore
 from atelier.protect.parquet import read_dataset
@@ -32,9 +32,8 @@ def _tables(settings, region="eu"):
     return events, clients, products
 
 
-def _windows_frame(keys: dict, w, windows) -> pd.DataFrame:
-    out = pd.DataFrame({name: values[w.key] for name, values in keys.items()})
-    out["day"] = w.day
+def _windows_frame(id_column: str, ids, w, windows) -> pd.DataFrame:
+    out = pd.DataFrame({id_column: ids[w.key], "day": w.day})
     for name in windows:
         out[name] = w.values[name]
     return out
@@ -42,23 +41,18 @@ def _windows_frame(keys: dict, w, windows) -> pd.DataFrame:
 
 def _pandas_windows(events, products) -> dict[str, pd.DataFrame]:
     """What atelier.features.pipeline computes, before the favourites, histories and timestamps."""
-    df = _events_frame(events, products.to_pandas().set_index("product_id"))
-    engaged = df[df["client_id"].notna() & df["event_type"].isin(list(WEIGHT))]
-    out = {}
-    codes, uniques = pd.factorize(engaged["client_id"])
-    w = windowed_aggregates(codes.astype(np.int64), engaged["day"].to_numpy(), engaged["event_type"].to_numpy(), engaged["amount"].to_numpy(), CLIENT_WINDOWS)
-    out["client_activity_windows"] = _windows_frame({"client_id": np.asarray(uniques, object)}, w, CLIENT_WINDOWS)
+    df = events_frame(events, products.to_pandas().set_index("product_id"))
+    engaged = engaged_events(df)
+    _, ids, w = windows_by(engaged["client_id"], engaged, CLIENT_WINDOWS)
+    out = {"client_activity_windows": _windows_frame("client_id", ids, w, CLIENT_WINDOWS)}
     parts = []
     for maison, part in engaged.groupby("maison"):
-        codes, uniques = pd.factorize(part["client_id"])
-        w = windowed_aggregates(codes.astype(np.int64), part["day"].to_numpy(), part["event_type"].to_numpy(), part["amount"].to_numpy(), ENGAGEMENT_WINDOWS)
-        parts.append(_windows_frame({"client_id": np.asarray(uniques, object)}, w, ENGAGEMENT_WINDOWS).assign(maison=maison))
+        _, ids, w = windows_by(part["client_id"], part, ENGAGEMENT_WINDOWS)
+        parts.append(_windows_frame("client_id", ids, w, ENGAGEMENT_WINDOWS).assign(maison=maison))
     out["maison_engagement_windows"] = pd.concat(parts)
-    daily = df.groupby(["product_id", "day", "event_type"]).agg(n=("ts", "size"), amount=("amount", "sum")).reset_index()
-    codes, uniques = pd.factorize(daily["product_id"])
-    w = windowed_aggregates(codes.astype(np.int64), daily["day"].to_numpy(), daily["event_type"].to_numpy(), daily["amount"].to_numpy(float),
-                            POPULARITY_WINDOWS, count=daily["n"].to_numpy())
-    out["product_popularity_windows"] = _windows_frame({"product_id": np.asarray(uniques, object)}, w, POPULARITY_WINDOWS)
+    daily = daily_counts(df)
+    _, ids, w = windows_by(daily["product_id"], daily, POPULARITY_WINDOWS, count=daily["n"].to_numpy())
+    out["product_popularity_windows"] = _windows_frame("product_id", ids, w, POPULARITY_WINDOWS)
     return out
 
 
@@ -81,7 +75,7 @@ def _check_parity(settings, region="eu"):
                        ("product_popularity_windows", ["product_id"])):
         got = sql.run(sql.QUERIES[name](), events=events, products=products, clients=clients).to_pandas()
         _same(got, want[name], [*keys, "day"])
-    lines = series.sales_lines(_events_frame(events, products.to_pandas().set_index("product_id")), clients.to_pandas().set_index("client_id")["country"])
+    lines = series.sales_lines(events_frame(events, products.to_pandas().set_index("product_id")), clients.to_pandas().set_index("client_id")["country"])
     for kind, compute in (("sales", series.weekly_sales), ("clientele", series.weekly_clientele)):
         want_frame = series.combine([compute(lines)], series.KEYS[kind])
         got = sql.run(sql.QUERIES[f"weekly_{kind}"](), events=events, products=products, clients=clients).to_pandas()

@@ -89,15 +89,15 @@ def fit(train: Examples, vocabulary_sizes: list[int], *, epochs: int, validation
     nets = []
     weight = (train.scale / train.scale.mean()).astype(np.float32)
     target = (train.target / train.scale)[:, None].astype(np.float32)
+    varied = (train.numeric.std(0) > 1e-6).astype(np.float32)
+    rate = learning_rate
+    if decay:  # cosine decay to a tenth over the run: the late epochs move less, so the epoch chosen is less a matter of luck
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(np.ceil(len(train) / batch)) * epochs, alpha=0.1)
     streams = []
     for k in range(members):
         net = QuantileNet(vocabulary_sizes, hidden=tuple(hidden), seed=seed + k, numeric_features=train.numeric.shape[1])
         net.norm.adapt(train.numeric)
-        net.varied.assign((train.numeric.std(0) > 1e-6).astype(np.float32))
-        rate = learning_rate
-        if decay:  # cosine decay to a tenth over the run: the late epochs move less, so the epoch chosen is less a matter of luck
-            steps = int(np.ceil(len(train) / batch)) * epochs
-            rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.1)
+        net.varied.assign(varied)
         net.compile(optimizer=keras.optimizers.Adam(rate), loss=pinball_loss)
         data = tf.data.Dataset.from_tensor_slices(((train.numeric, train.categorical), target, weight))
         streams.append(data.shuffle(len(train), seed=seed + k, reshuffle_each_iteration=True).batch(batch).prefetch(2))
