@@ -40,6 +40,8 @@ def test_unknown_model_kind_is_refused_before_any_work(tmp_path):
     assert r.returncode == 1 and "unknown model kind 'assortments'" in r.stderr and "recommend, forecast, assortment, all" in r.stderr
     r = run(["train", "forecast", "-r", "eu", "--horizon", "13"], tmp_path)
     assert r.returncode == 1 and "--horizon 13 is out of range" in r.stderr
+    r = run(["train", "forecast", "-r", "eu", "--forecast-members", "0"], tmp_path)
+    assert r.returncode == 2 and "Invalid value for '--forecast-members'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "runs").exists()
 
 

@@ -137,3 +137,8 @@ def test_the_cloud_scripts_name_the_regions_dataset_and_nothing_else(tmp_path):
     bad = subprocess.run([atelier, "features", "sql", "--dialect", "snowflake"], capture_output=True, text=True, timeout=120,
                          env={"ATELIER_HOME": str(tmp_path / "home"), "PATH": str(Path(sys.executable).parent)})
     assert bad.returncode == 1 and "no tested SQL for 'snowflake'" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "a_file").write_text("mine")
+    into_file = subprocess.run([atelier, "features", "sql", "--out", str(tmp_path / "a_file")], capture_output=True, text=True, timeout=120,
+                               env={"ATELIER_HOME": str(tmp_path / "home"), "PATH": str(Path(sys.executable).parent)})
+    assert into_file.returncode == 1 and "cannot write the scripts to" in into_file.stderr and "Traceback" not in into_file.stderr
+    assert (tmp_path / "a_file").read_text() == "mine"
