@@ -37,7 +37,9 @@ demo: $(STAMP)
 	$(BIN)/atelier demo
 
 test: $(STAMP) system-deps tools
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest
+	@# two workers (pytest-xdist): most tests wait on a subprocess or a server half the time;
+	@# the tests sharing a session-built world stay on one worker (tests/conftest.py)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -n 2 --dist loadgroup
 
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/run_all.py

@@ -15,6 +15,20 @@ from worlds import FAST, MODEL_WORLD, make_world
 
 from atelier.regions import region_codes
 
+# Fixtures built once per session that several test files share. Under pytest-xdist (`make test`
+# runs two workers) every worker would build its own copy; the tests that use one are kept on a
+# single worker instead (`--dist loadgroup`), so each is built once and the other worker runs the
+# rest of the suite meanwhile.
+SHARED_WORLDS = ("model_world",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in SHARED_WORLDS:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> Path:
