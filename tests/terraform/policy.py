@@ -153,5 +153,15 @@ def gpu_pool(parsed: dict) -> list[str]:
     return ["no GKE node pool with an NVIDIA GPU"]
 
 
+def secrets_mounted(parsed: dict) -> list[str]:
+    """Every cluster runs GKE's Secret Manager add-on: the manifests' SecretProviderClass
+    (provider `gke`, driver secrets-store-gke.csi.k8s.io) needs it, or a pod never starts."""
+    bad = []
+    for rtype, name, body in resources(parsed):
+        if rtype == "google_container_cluster" and ((body.get("secret_manager_config") or [{}])[0]).get("enabled") is not True:
+            bad.append(f"{rtype}.{name}: the Secret Manager add-on is not enabled")
+    return bad
+
+
 def all_rules(parsed: dict) -> list[str]:
-    return in_region(parsed) + customer_managed_keys(parsed) + secrets_stay(parsed) + nothing_public(parsed) + gpu_pool(parsed)
+    return in_region(parsed) + customer_managed_keys(parsed) + secrets_stay(parsed) + secrets_mounted(parsed) + nothing_public(parsed) + gpu_pool(parsed)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from atelier.regions import all_regions
-from policy import all_rules, customer_managed_keys, gpu_pool, in_region, nothing_public, parse, parse_dir, resources, secrets_stay
+from policy import all_rules, customer_managed_keys, gpu_pool, in_region, nothing_public, parse, parse_dir, resources, secrets_mounted, secrets_stay
 
 ROOT = Path(__file__).resolve().parents[2] / "terraform"
 MODULE = ROOT / "modules" / "region"
@@ -111,6 +111,10 @@ def test_the_services_secrets_stay_in_the_region_under_its_key(module):
     assert [g["member"] for g in grants] == ["serviceAccount:${google_service_account.serving.email}"]
     assert [g["role"] for g in grants] == ["roles/secretmanager.secretAccessor"]
     replica = 'location = var.location\n        customer_managed_encryption {'
+    # the manifests mount them through GKE's Secret Manager add-on, which each cluster enables
+    assert secrets_mounted(module) == []
+    assert secrets_mounted(_planted("secret_manager_config {\n    enabled = true", "secret_manager_config {\n    enabled = false")) == [
+        "google_container_cluster.bentos: the Secret Manager add-on is not enabled"]
     assert secrets_stay(_planted(replica, 'location = "us-central1"\n        customer_managed_encryption {')) == [
         "google_secret_manager_secret.serving: a replica in 'us-central1', not the region's location"]
     assert secrets_stay(_planted('kms_key_name = google_kms_crypto_key.key["secrets"].id', 'kms_key_name = "projects/x/locations/us/keyRings/k/cryptoKeys/c"')) == [

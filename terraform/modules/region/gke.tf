@@ -44,6 +44,13 @@ resource "google_container_cluster" "bentos" {
     workload_pool = "${var.project_id}.svc.id.goog"
   }
 
+  # GKE's Secret Manager add-on (its CSI driver, secrets-store-gke.csi.k8s.io): the bentos'
+  # SecretProviderClass (`atelier deploy manifests`) reads the API tokens and the Memorystore AUTH
+  # string from secrets.tf when a pod starts, so no value is ever written in a manifest.
+  secret_manager_config {
+    enabled = true
+  }
+
   database_encryption {
     state    = "ENCRYPTED"
     key_name = google_kms_crypto_key.key["gke"].id
