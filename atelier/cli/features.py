@@ -97,13 +97,13 @@ def sql_scripts(
 
     if dialect not in ("bigquery", "duckdb"):  # the two engines whose results the tests hold to the pipeline's
         raise AtelierError(f"no tested SQL for {dialect!r}", fix="use --dialect bigquery or duckdb")
+    scripts = {name: sql.for_bigquery(build(), dataset) if dialect == "bigquery" else sql.transpile(build())
+               for name, build in sql.QUERIES.items()}  # every script built before anything is written
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise AtelierError(f"cannot write the scripts to {out_dir}: {e.strerror}", fix="pass a folder that can be created (or exists)") from None
-    scripts = {name: sql.for_bigquery(build(), dataset) if dialect == "bigquery" else sql.transpile(build())
-               for name, build in sql.QUERIES.items()}  # every script built before the first is written
     for name, text in scripts.items():
         if out_dir is None:
             out.print(f"-- {name}\n{text};\n")

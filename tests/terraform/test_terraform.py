@@ -103,6 +103,13 @@ def test_planted_public_cluster_and_missing_gpu_pool_fail():
     assert gpu_pool(_planted('dynamic "guest_accelerator"', 'dynamic "other_thing"')) == ["no GKE node pool with an NVIDIA GPU"]
 
 
+def test_planted_cluster_without_the_secret_manager_add_on_fails(module):
+    """The manifests mount the services' secrets through GKE's Secret Manager add-on, which each cluster enables."""
+    assert secrets_mounted(module) == []
+    assert secrets_mounted(_planted("secret_manager_config {\n    enabled = true", "secret_manager_config {\n    enabled = false")) == [
+        "google_container_cluster.bentos: the Secret Manager add-on is not enabled"]
+
+
 def test_the_services_secrets_stay_in_the_region_under_its_key(module):
     """The secrets `atelier deploy manifests` references exist, readable by the serving identity only."""
     secrets = {n: b for t, n, b in resources(module) if t == "google_secret_manager_secret"}
@@ -111,10 +118,6 @@ def test_the_services_secrets_stay_in_the_region_under_its_key(module):
     assert [g["member"] for g in grants] == ["serviceAccount:${google_service_account.serving.email}"]
     assert [g["role"] for g in grants] == ["roles/secretmanager.secretAccessor"]
     replica = 'location = var.location\n        customer_managed_encryption {'
-    # the manifests mount them through GKE's Secret Manager add-on, which each cluster enables
-    assert secrets_mounted(module) == []
-    assert secrets_mounted(_planted("secret_manager_config {\n    enabled = true", "secret_manager_config {\n    enabled = false")) == [
-        "google_container_cluster.bentos: the Secret Manager add-on is not enabled"]
     assert secrets_stay(_planted(replica, 'location = "us-central1"\n        customer_managed_encryption {')) == [
         "google_secret_manager_secret.serving: a replica in 'us-central1', not the region's location"]
     assert secrets_stay(_planted('kms_key_name = google_kms_crypto_key.key["secrets"].id', 'kms_key_name = "projects/x/locations/us/keyRings/k/cryptoKeys/c"')) == [
