@@ -1,4 +1,4 @@
-"""`atelier build` and `atelier serve`: the regional recommendation service."""
+"""`atelier build` and `atelier serve`: the regional service (recommendations, events, forecasts, assortments)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def serve(
     workers: int | None = typer.Option(None, help="Worker processes (default 2)."),
     insecure_local: bool = typer.Option(False, "--insecure-local", help="Serve without API tokens, on 127.0.0.1 only (a demo, a developer's machine)."),
 ) -> None:
-    """Serve the region's latest bento locally (POST /recommend, /similar; /metrics, /readyz)."""
+    """Serve the region's latest bento locally (POST /recommend, /similar, /events, /forecast, /assortment; GET /livez, /readyz, /metrics; the OpenAPI page at /)."""
     from atelier.errors import AtelierError
     from atelier.serving.bento import port_taken, run_foreground, serve_command
     from atelier.settings import get_settings
