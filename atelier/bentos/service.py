@@ -50,6 +50,7 @@ from atelier.serving.runtime import (
     RecommendResponse,
     SimilarRequest,
     SimilarResponse,
+    quiet_client_errors,
     serving_context,
     start,
     start_planner,
@@ -232,6 +233,7 @@ def _readiness() -> dict:
     return ENGINE[0].readiness() if ENGINE else {"status": "ready", "online_store": "ok"}
 
 
+quiet_client_errors()  # a client's malformed body is one INFO line in the server's log, not a traceback
 Recommender.add_asgi_middleware(contract.ErrorShape, routes=tuple(ROUTES), document_fn=_document, readiness_fn=_readiness)
 Recommender.add_asgi_middleware(JsonOnly, routes=tuple(ROUTES))
 # the refusal of an open service is the on_deployment hook's: this file is also imported by `bentoml build`

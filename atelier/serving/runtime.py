@@ -245,6 +245,36 @@ class BearerAuth:
         await _error(send, 401, "unauthorized", "missing or invalid bearer token", [(b"www-authenticate", b'Bearer realm="atelier"')])
 
 
+class ClientErrorsQuiet(logging.Filter):
+    """BentoML logs every request it answers with an error as "Exception on <route>", with the
+    traceback, at ERROR, a client's malformed body (answered 400) as much as a real fault. In the
+    server's log a client's mistake then reads like a server fault, and hides the real ones. This
+    filter turns those of a client error (the 4xx BentoML answers) into one INFO line without the
+    traceback; server faults keep theirs. Installed on BentoML's HTTP logger by `quiet_client_errors`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None or not str(record.msg).startswith("Exception on") or not _client_error(error):
+            return True
+        record.msg = f"client error on %s [%s], answered {getattr(getattr(error, 'error_code', None), 'value', 400)}: {type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _client_error(error: BaseException) -> bool:
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return True
+    return isinstance(error, BentoMLException) and int(getattr(error.error_code, "value", 500)) < 500
+
+
+def quiet_client_errors() -> None:
+    logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorsQuiet())
+
+
 async def _error(send, status: int, code: str, message: str, headers: list | None = None) -> None:
     """Send an error in the service's one error shape (`ErrorBody`)."""
     body = json.dumps({"error": message, "code": code}).encode()
