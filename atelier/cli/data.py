@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -10,7 +11,7 @@ from atelier.cli.common import out, progress_bar
 from atelier.data.world import SIZES, WorldSpec, preset
 from atelier.settings import get_settings
 
-app = typer.Typer(help="The data lake: generate a world or import your own.", no_args_is_help=True)
+app = typer.Typer(help="The data lake: generate a world or import your own; load it into BigQuery.", no_args_is_help=True)
 
 
 @app.command("generate")
@@ -65,6 +66,50 @@ def import_(
         raise AtelierError("give --clients, --products and --events, or --transactions with --mapping", fix="see `atelier data import --help`")
     _rules(manifest.get("rules") or {})
     _summary(manifest, s.paths.lake)
+
+
+class Destination(str, Enum):
+    bigquery = "bigquery"
+
+
+@app.command("load")
+def load(
+    to: Destination = typer.Option(..., "--to", help="Where: bigquery, the region's dataset."),
+    region: str = typer.Option(..., "--region", "-r", help="The region whose lake and journal are loaded."),
+    terraform_output: Path = typer.Option(..., help="`terraform -chdir=terraform/envs/<region> output -json` saved to a file: the dataset, its location and key."),
+    project: str = typer.Option(..., help="The region's Google Cloud project."),
+) -> None:
+    """Load the region's lake and real-time events into its BigQuery dataset, in the region, under its key.
+
+    Incremental and idempotent: each Parquet part is loaded once (the dataset lists what it
+    holds), parts the home no longer has are deleted there, and a second run sends nothing.
+    """
+    import json
+
+    from atelier.context import RegionContext
+    from atelier.data import load_bigquery
+    from atelier.errors import AtelierError
+    from atelier.features.cloud import OUTPUT_FIX, module_outputs
+
+    try:
+        outputs = module_outputs(json.loads(terraform_output.read_text()))
+    except (OSError, ValueError) as e:
+        raise AtelierError(f"cannot read the Terraform outputs: {e}", where=str(terraform_output), fix=OUTPUT_FIX) from None
+    target = load_bigquery.target_from_outputs(region, outputs, project)
+    ctx = RegionContext.of(get_settings(), region)
+    with progress_bar(f"{region}: loading into {target.project}.{target.dataset} ({target.location})") as advance:
+        reports = load_bigquery.load(ctx, load_bigquery.bigquery_client(target), target, progress=advance)
+    if not any(r.loaded or r.deleted for r in reports.values()):
+        out.print(f"{region}: nothing to load; {target.project}.{target.dataset} holds every part ({sum(r.held for r in reports.values()):,})")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{region} -> {target.project}.{target.dataset}", title_justify="left")
+    for column in ("table", "parts kept", "parts loaded", "rows loaded", "parts deleted"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, r in reports.items():
+        table.add_row(name, f"{r.held:,}", f"{r.loaded:,}", f"{r.rows:,}", f"{r.deleted:,}")
+    out.print(table)
 
 
 def _rules(counts: dict[str, int]) -> None:

@@ -148,10 +148,16 @@ def dataset_info(path: Path) -> dict:
     return info
 
 
-def open_dataset(path: Path, keys: KeyStore | None) -> ds.Dataset:
-    """A pyarrow dataset over the parts, decrypting with `keys` when the data is encrypted."""
+def part_files(path: Path) -> list[Path]:
+    """The dataset's Parquet parts, in order."""
+    return sorted(Path(path).glob("part-*.parquet"))
+
+
+def open_dataset(path: Path, keys: KeyStore | None, parts: list[Path] | None = None) -> ds.Dataset:
+    """A pyarrow dataset over the parts (or over `parts` of them), decrypting with `keys` when the
+    data is encrypted."""
     info = dataset_info(path)
-    files = sorted(str(p) for p in Path(path).glob("part-*.parquet"))
+    files = [str(p) for p in (part_files(path) if parts is None else parts)]
     if not info["encrypted"]:
         return ds.dataset(files, schema=info["schema"], format="parquet")
     if keys is None:

@@ -1,0 +1,274 @@
+"""The lake, loaded into its region's BigQuery dataset: in the region, under the region's key, incrementally.
+
+**Units.** What is loaded is a set of *units*, one per Parquet part: the parts of the region's
+client tables (clients, events), the journal's parts (events received in real time,
+atelier.events.journal) and the catalog's parts (maisons, products, stores). A part never
+changes once written: an import writes a new lake, a journal part is written once. So a unit is
+named by a digest of its file's bytes, the ciphertext: nothing is decrypted to compare. Every
+row loaded carries its unit in a `_load_unit` column.
+
+**Incremental and idempotent.** The dataset itself says what it holds: one query per table lists
+its units. The units it lacks are loaded (a load job each, appended); the units it holds that the
+home no longer has (the lake was imported again, a client was erased) are deleted, one DML
+statement per table. Loading twice therefore sends nothing the second time. Load jobs have
+deterministic ids (region, table, unit): should a finished job's unit be missed by that list (two
+loaders at once), BigQuery refuses the id again (409 Conflict) and the loader waits on that job
+instead of appending the unit twice. New units are loaded before gone ones are deleted: a query
+that runs during a re-import's load may count both, never neither.
+
+**In the region, under the region's key.** Before a byte is sent, the dataset must be in the
+region's location (the region table) and its default key must be the region's BigQuery key
+(Terraform output `kms_keys.bigquery`); every job runs in that location and names that key for
+the tables it creates. The client tables' rows are checked against the region's roster. A part is
+decrypted in memory and sent as plain Parquet from an in-memory buffer, over TLS: no plaintext
+file is written.
+
+The tables are the ones the feature SQL reads (atelier.features.sql, `atelier features sql`):
+`events` (partitioned by day of `event_timestamp`, clustered by `client_id`), `clients`,
+`products`, `stores`, `maisons`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from atelier.context import RegionContext
+from atelier.errors import AtelierError
+from atelier.protect.parquet import MARKER, dataset_info, open_dataset, part_files
+from atelier.protect.residency import assert_region_clients
+
+UNIT = "_load_unit"
+CATALOG = ("maisons", "products", "stores")
+CLUSTERING = {"events": ["client_id"], "clients": ["client_id"]}
+ATTEMPTS = 3  # job ids per unit: a failed job's id cannot be used again
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One part to load: where it is, which table it goes to, and its digest."""
+
+    table: str
+    dataset: Path  # the part's dataset folder (its _dataset.json says how it is protected)
+    file: Path
+    digest: str
+    schema: pa.Schema | None = None  # cast to this (journal parts hold the lake's event columns and more)
+
+    @property
+    def client_data(self) -> bool:
+        return self.table not in CATALOG
+
+
+@dataclass
+class TableReport:
+    held: int = 0  # units already in the dataset, kept
+    loaded: int = 0
+    rows: int = 0
+    deleted: int = 0
+    jobs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The region's dataset, from the Terraform outputs."""
+
+    project: str
+    dataset: str
+    location: str
+    kms_key: str
+
+    def table(self, name: str) -> str:
+        return f"{self.project}.{self.dataset}.{name}"
+
+
+def target_from_outputs(region: str, outputs: dict, project: str) -> Target:
+    """The dataset, location and key of `region` from its Terraform outputs (atelier.features.cloud)."""
+    from atelier.regions import get_region
+
+    r = get_region(region)
+    if outputs["location"] != r.location:
+        raise AtelierError(f"terraform says region {region!r} is in {outputs['location']}, the region table says {r.location}",
+                           fix="pass the outputs of the region's own root, terraform/envs/<region>")
+    key = (outputs.get("kms_keys") or {}).get("bigquery")
+    if not key:
+        raise AtelierError("terraform outputs lack kms_keys.bigquery, the region's BigQuery key", fix="apply the current terraform/modules/region")
+    return Target(project, outputs["bigquery_dataset"], r.location, key)
+
+
+def units(ctx: RegionContext) -> list[Unit]:
+    """Every part the region's dataset should hold, catalog first."""
+    from atelier.events import journal
+
+    paths = ctx.paths
+    found: list[Unit] = []
+    for name in CATALOG:
+        if (paths.catalog(name) / MARKER).exists():
+            found += _units_of(name, paths.catalog(name))
+    for name in ("clients", "events"):
+        folder = paths.client_table(name, ctx.region)
+        if not (folder / MARKER).exists():
+            raise AtelierError(f"region {ctx.region!r} has no {name} in its lake", where=str(folder), fix="run `atelier data generate` or `atelier data import` first")
+        found += _units_of(name, folder)
+    events_schema = dataset_info(paths.client_table("events", ctx.region))["schema"]
+    for name in journal.part_names(ctx):
+        found += _units_of("events", journal.parts_dir(ctx) / name, schema=events_schema)
+    return found
+
+
+def _units_of(table: str, folder: Path, schema: pa.Schema | None = None) -> list[Unit]:
+    return [Unit(table, folder, f, _digest(f), schema) for f in part_files(folder)]
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:32]
+
+
+def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], None] = lambda n: None,
+         on_units: Callable[[int], None] = lambda n: None) -> dict[str, TableReport]:
+    """Bring the dataset in line with the region's lake and journal; a report per table.
+
+    `client` is a `google.cloud.bigquery.Client` (or the tests' stand-in). `on_units(n)` is told
+    how many units will be loaded once that is known, `progress(1)` after each."""
+    from atelier.regions import get_region
+
+    if target.location != get_region(ctx.region).location:
+        raise AtelierError(f"region {ctx.region!r} loads into {get_region(ctx.region).location}, not {target.location}")
+    _check_dataset(client, target)
+    wanted = units(ctx)
+    tables = list(dict.fromkeys(u.table for u in wanted))
+    reports = {t: TableReport() for t in tables}
+    held = {t: _held_units(client, target, t) for t in tables}
+    missing = [u for u in wanted if u.digest not in held[u.table]]
+    for t in tables:
+        reports[t].held = len(held[t] & {u.digest for u in wanted if u.table == t})
+    on_units(len(missing))
+    for unit in missing:
+        rows, job_id = _load_unit(ctx, client, target, unit)
+        reports[unit.table].loaded += 1
+        reports[unit.table].rows += rows
+        reports[unit.table].jobs.append(job_id)
+        progress(1)
+    for t in tables:
+        gone = sorted(held[t] - {u.digest for u in wanted if u.table == t})
+        if gone:
+            listed = ", ".join(f"'{d}'" for d in gone)  # hex digests: nothing to escape
+            _query(client, target, f"DELETE FROM `{target.table(t)}` WHERE {UNIT} IN ({listed})")
+            reports[t].deleted = len(gone)
+    return reports
+
+
+def _check_dataset(client, target: Target) -> None:
+    """The dataset is in the region and under the region's key, or nothing is sent."""
+    from google.api_core.exceptions import NotFound
+
+    name = f"{target.project}.{target.dataset}"
+    try:
+        dataset = client.get_dataset(name)
+    except NotFound:
+        raise AtelierError(f"BigQuery dataset {name} does not exist", fix="apply the region's Terraform root (it creates the dataset), and pass its outputs") from None
+    if dataset.location != target.location:
+        raise AtelierError(f"BigQuery dataset {name} is in {dataset.location}, not in the region's {target.location}: nothing was sent",
+                           fix="load each region into its own dataset (terraform/envs/<region>)")
+    key = getattr(dataset.default_encryption_configuration, "kms_key_name", None)
+    if key != target.kms_key:
+        raise AtelierError(f"BigQuery dataset {name} is encrypted with {key or 'a Google-managed key'}, not the region's key {target.kms_key}: nothing was sent",
+                           fix="apply the current terraform/modules/region (it sets the dataset's default key)")
+
+
+def _held_units(client, target: Target, table: str) -> set[str]:
+    from google.api_core.exceptions import BadRequest, NotFound
+
+    try:
+        rows = _query(client, target, f"SELECT DISTINCT {UNIT} FROM `{target.table(table)}`")
+    except NotFound:
+        return set()  # not created yet
+    except BadRequest as e:
+        raise AtelierError(f"table {target.table(table)} was not written by `atelier data load` ({e.message if hasattr(e, 'message') else e})",
+                           fix="load into the region's own atelier dataset, or drop that table") from None
+    return {r[0] for r in rows}
+
+
+def _query(client, target: Target, sql: str) -> list:
+    return list(client.query(sql, location=target.location).result())
+
+
+def _plain_parquet(ctx: RegionContext, unit: Unit) -> tuple[io.BytesIO, int]:
+    """The part decrypted and written again as plain Parquet, in memory, with its unit column."""
+    keys = ctx.keys if unit.client_data else None
+    table = open_dataset(unit.dataset, keys, parts=[unit.file]).to_table()
+    if unit.schema is not None:
+        table = table.select(unit.schema.names).cast(unit.schema)
+    if unit.client_data:
+        assert_region_clients(ctx.settings, ctx.region, table.column("client_id"), where=f"{unit.table} part {unit.file}")
+    table = table.append_column(UNIT, pa.array([unit.digest] * table.num_rows, pa.string()))
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    buffer.seek(0)
+    return buffer, table.num_rows
+
+
+def _job_config(target: Target, table: str):
+    from google.cloud import bigquery
+
+    config = bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.PARQUET,
+        write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+        create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
+        destination_encryption_configuration=bigquery.EncryptionConfiguration(kms_key_name=target.kms_key),
+    )
+    parquet = bigquery.ParquetOptions()
+    parquet.enable_list_inference = True  # list columns (a product's attributes, ...) as ARRAYs
+    config.parquet_options = parquet
+    if table == "events":
+        config.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field="event_timestamp")
+    if table in CLUSTERING:
+        config.clustering_fields = CLUSTERING[table]
+    return config
+
+
+def _load_unit(ctx: RegionContext, client, target: Target, unit: Unit) -> tuple[int, str]:
+    """One load job for one unit; (rows, the job id that holds it).
+
+    The ids are `<base>`, `<base>_2`, `<base>_3`, ...: an id whose job failed is skipped (BigQuery
+    keeps it), an id whose job succeeded means the unit is loaded, and this run sends at most
+    `ATTEMPTS` new jobs for the unit."""
+    from google.api_core.exceptions import Conflict
+
+    buffer, rows = _plain_parquet(ctx, unit)
+    base = f"atelier_load_{ctx.region}_{unit.table}_{unit.digest}"
+    sent, last_error = 0, None
+    for attempt in itertools.count(1):
+        job_id = base if attempt == 1 else f"{base}_{attempt}"
+        try:
+            job = client.load_table_from_file(buffer, target.table(unit.table), job_id=job_id, job_config=_job_config(target, unit.table),
+                                              location=target.location, rewind=True)
+            sent += 1
+        except Conflict:  # this id ran before: the unit is loaded if that job succeeded
+            job = client.get_job(job_id, location=target.location)
+        try:
+            job.result()
+            return rows, job_id
+        except Exception as e:  # the job failed: its id cannot be used again
+            last_error = e
+        if sent >= ATTEMPTS:
+            break
+    raise AtelierError(f"BigQuery refused {unit.file.name} of {unit.table} (region {ctx.region!r}) {sent} times: {last_error}",
+                       fix="the units loaded so far stay; fix the cause and run the load again (it sends only what is missing)")
+
+
+def bigquery_client(target: Target):
+    """The region's BigQuery client (application default credentials: the platform's service account)."""
+    from google.cloud import bigquery
+
+    return bigquery.Client(project=target.project, location=target.location)

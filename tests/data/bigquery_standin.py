@@ -1,0 +1,141 @@
+"""A stand-in for BigQuery: Google Cloud cannot be reached from where the tests run.
+
+It answers the calls `atelier.data.load_bigquery` makes of a `google.cloud.bigquery.Client`
+(get_dataset, query, load_table_from_file, get_job), holds the datasets' tables in DuckDB (the
+SQL is BigQuery's, transpiled by sqlglot), and keeps the rules of BigQuery that the loader
+relies on:
+
+* a dataset lives in one location: a job run elsewhere does not find it (404);
+* a job id is used once per project: a second job with it is refused (409 Conflict), and a
+  failed job keeps its id;
+* a table that does not exist is a 404 to a query; a load job creates it (CREATE_IF_NEEDED) with
+  its partitioning, clustering and key, and later loads must match its columns;
+* a job that names a key other than the dataset's is refused.
+
+It also records what it was sent, so tests can check that every file came from memory.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import duckdb
+import pyarrow.parquet as pq
+import sqlglot
+from google.api_core.exceptions import BadRequest, Conflict, NotFound
+
+
+@dataclass
+class Job:
+    job_id: str
+    kind: str
+    state: str = "DONE"
+    error_result: dict | None = None
+    rows: list = field(default_factory=list)
+
+    def result(self):
+        if self.error_result:
+            raise BadRequest(self.error_result["message"])
+        return self.rows
+
+
+class StandInBigQuery:
+    """BigQuery, as far as the loader sees it. `datasets`: "project.dataset" -> (location, key)."""
+
+    def __init__(self, datasets: dict[str, tuple[str, str]]):
+        self.datasets = datasets
+        self.project = next(iter(datasets)).split(".")[0]  # the client's project: names without one are in it
+        self.db = duckdb.connect(":memory:")
+        for name in datasets:
+            self.db.execute(f'CREATE SCHEMA "{name.split(".")[1]}"')
+        self.jobs: dict[str, Job] = {}
+        self.tables: dict[str, dict] = {}  # "project.dataset.table" -> its settings (partitioning, clustering, key)
+        self.sent: list[type] = []  # the type of every file object a load job was given
+        self.fail: set[int] = set()  # load jobs (numbered from 1) that fail, as BigQuery may
+        self._loads = itertools.count(1)
+
+    # -- the client's calls ------------------------------------------------------------------
+
+    def get_dataset(self, name: str):
+        if name not in self.datasets:
+            raise NotFound(f"Not found: Dataset {name}")
+        location, key = self.datasets[name]
+        return SimpleNamespace(location=location, default_encryption_configuration=SimpleNamespace(kms_key_name=key))
+
+    def get_job(self, job_id: str, location: str | None = None):
+        if job_id not in self.jobs:
+            raise NotFound(f"Not found: Job {job_id}")
+        return self.jobs[job_id]
+
+    def query(self, sql: str, location: str | None = None, job_config=None, job_id: str | None = None):
+        tree = sqlglot.parse_one(sql, read="bigquery")
+        ctes = {cte.alias_or_name for cte in tree.find_all(sqlglot.exp.CTE)}
+        for table in tree.find_all(sqlglot.exp.Table):
+            if table.name in ctes:
+                continue
+            dataset = f"{table.catalog or self.project}.{table.db}"
+            full = f"{dataset}.{table.name}"
+            self._in_location(dataset, location)
+            if full not in self.tables:
+                raise NotFound(f"Not found: Table {full} was not found in location {location}")
+            table.set("catalog", None)
+        rows = self.db.execute(tree.sql(dialect="duckdb")).fetchall() if tree.key != "delete" else self._run(tree.sql(dialect="duckdb"))
+        return self._job(job_id or f"query_{len(self.jobs)}", "query", rows=rows)
+
+    def load_table_from_file(self, file_obj, destination: str, *, job_id: str, job_config, location: str, rewind: bool = False, **_):
+        self.sent.append(type(file_obj))
+        if job_id in self.jobs:
+            raise Conflict(f"Already Exists: Job {destination.split('.')[0]}:{location}.{job_id}")
+        dataset = destination.rsplit(".", 1)[0]
+        self._in_location(dataset, location)
+        key = job_config.destination_encryption_configuration.kms_key_name
+        if key != self.datasets[dataset][1]:
+            raise BadRequest(f"the job's key {key} is not the dataset's {self.datasets[dataset][1]}")
+        if rewind:
+            file_obj.seek(0)
+        table = pq.read_table(io.BytesIO(file_obj.read()))
+        if next(self._loads) in self.fail:
+            return self._job(job_id, "load", error_result={"reason": "backendError", "message": "Error encountered during execution. Retrying may solve the problem."})
+        name = destination.split(".", 1)[1]
+        self.db.register("incoming", table)
+        try:
+            if destination not in self.tables:
+                self.db.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming")
+                self.tables[destination] = {"partitioning": job_config.time_partitioning, "clustering": job_config.clustering_fields, "key": key}
+            else:
+                held = [r[0] for r in self.db.execute(f"DESCRIBE {name}").fetchall()]
+                if held != table.column_names:
+                    return self._job(job_id, "load", error_result={"reason": "invalid", "message": f"Provided Schema does not match Table {destination}"})
+                self.db.execute(f"INSERT INTO {name} SELECT * FROM incoming")
+        finally:
+            self.db.unregister("incoming")
+        return self._job(job_id, "load")
+
+    # -- for the tests -------------------------------------------------------------------------
+
+    def rows(self, destination: str, where: str = "TRUE") -> int:
+        return self.db.execute(f"SELECT COUNT(*) FROM {destination.split('.', 1)[1]} WHERE {where}").fetchone()[0]
+
+    def column(self, destination: str, name: str) -> list:
+        return [r[0] for r in self.db.execute(f"SELECT {name} FROM {destination.split('.', 1)[1]}").fetchall()]
+
+    def load_jobs(self) -> list[str]:
+        return [j.job_id for j in self.jobs.values() if j.kind == "load"]
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    def _in_location(self, dataset: str, location: str | None) -> None:
+        if dataset not in self.datasets or self.datasets[dataset][0] != location:
+            raise NotFound(f"Not found: Dataset {dataset} was not found in location {location}")
+
+    def _run(self, sql: str) -> list:
+        self.db.execute(sql)
+        return []
+
+    def _job(self, job_id: str, kind: str, **kw) -> Job:
+        job = Job(job_id, kind, **kw)
+        self.jobs[job_id] = job
+        return job

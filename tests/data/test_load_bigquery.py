@@ -1,0 +1,162 @@
+"""`atelier data load --to bigquery`: the lake into the region's dataset, once, in the region, under its key.
+
+Google Cloud cannot be reached from here: BigQuery is a stand-in (tests/data/bigquery_standin.py)
+that keeps the rules the loader relies on (locations, job ids used once, CMEK on every job) and
+holds the tables in DuckDB. The lake, its keys and the journal are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from bigquery_standin import StandInBigQuery
+
+from atelier.context import RegionContext
+from atelier.data import load_bigquery
+from atelier.data.load_bigquery import Target, load, target_from_outputs
+from atelier.errors import AtelierError
+from atelier.events import journal
+from atelier.protect.parquet import read_dataset
+
+KEY = "projects/group-eu/locations/europe-west9/keyRings/atelier-eu/cryptoKeys/bigquery"
+EU = Target("group-eu", "atelier", "europe-west9", KEY)
+
+
+def _bigquery(location="europe-west9", key=KEY) -> StandInBigQuery:
+    return StandInBigQuery({"group-eu.atelier": (location, key)})
+
+
+def _lake_rows(settings, table, region="eu") -> int:
+    return read_dataset(settings.paths.client_table(table, region), RegionContext.of(settings, region).keys, columns=["client_id"]).num_rows
+
+
+def _files(home) -> dict:
+    return {p: p.stat().st_mtime_ns for p in home.rglob("*") if p.is_file()}
+
+
+def test_loading_twice_sends_nothing_the_second_time_and_writes_no_plaintext(settings, home):
+    bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
+    before = _files(home)
+    first = load(ctx, bq, EU)
+    assert _files(home) == before  # nothing written here: every part went from memory
+    assert set(bq.sent) == {__import__("io").BytesIO}
+    for table in ("events", "clients"):
+        assert bq.rows(EU.table(table)) == _lake_rows(settings, table) == first[table].rows > 0
+    assert bq.rows(EU.table("products")) == read_dataset(settings.paths.catalog("products"), None).num_rows
+    assert bq.tables[EU.table("events")]["partitioning"].field == "event_timestamp"
+    assert bq.tables[EU.table("events")]["clustering"] == ["client_id"] and {t["key"] for t in bq.tables.values()} == {KEY}
+    jobs = len(bq.load_jobs())
+    second = load(ctx, bq, EU)
+    assert len(bq.load_jobs()) == jobs and all(r.loaded == 0 and r.deleted == 0 for r in second.values())  # nothing sent
+    assert second["events"].held == first["events"].loaded
+    assert bq.rows(EU.table("events")) == _lake_rows(settings, "events")
+
+
+def test_the_feature_sql_runs_on_the_loaded_tables_as_on_the_lake(settings):
+    """The tables have the names and columns the feature SQL reads: each query gives, on the
+    loaded dataset, what it gives on the lake's tables in memory."""
+    from atelier.features import sql
+
+    bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
+    load(ctx, bq, EU)
+    lake = {"events": read_dataset(settings.paths.client_table("events", "eu"), ctx.keys),
+            "clients": read_dataset(settings.paths.client_table("clients", "eu"), ctx.keys),
+            "products": read_dataset(settings.paths.catalog("products"), None)}
+    for name, build in sql.QUERIES.items():
+        there = bq.query(sql.for_bigquery(build(), EU.dataset), location=EU.location).result()
+        here = sql.run(build(), **lake)
+        assert len(there) == here.num_rows > 0, name
+        assert sorted(there, key=repr) == sorted((tuple(r.values()) for r in here.to_pylist()), key=repr), name
+
+
+def test_events_received_in_real_time_load_as_one_more_unit(settings):
+    bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
+    load(ctx, bq, EU)
+    lake = read_dataset(settings.paths.client_table("events", "eu"), ctx.keys).slice(0, 5)
+    now = datetime.now(timezone.utc)
+    streamed = lake.set_column(lake.schema.get_field_index("channel"), "channel", pa.array(["rt-test"] * 5)).append_column("event_id", pa.array([f"rt{i}" for i in range(5)]))
+    for name in journal.SCHEMA.names:
+        if name not in streamed.column_names:
+            streamed = streamed.append_column(name, pa.array([now - timedelta(minutes=1)] * 5 if name == "received_at" else [None] * 5, journal.SCHEMA.field(name).type))
+    j = journal.Journal(ctx)
+    j.append(streamed)
+    j.close()
+    report = load(ctx, bq, EU)
+    assert report["events"].loaded == 1 and report["events"].rows == 5 and report["clients"].loaded == 0
+    assert bq.rows(EU.table("events")) == _lake_rows(settings, "events") + 5
+    assert bq.rows(EU.table("events"), "channel = 'rt-test'") == 5
+
+
+def test_a_new_lake_replaces_the_old_units_and_an_erased_client_leaves_bigquery(settings):
+    bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
+    load(ctx, bq, EU)
+    from atelier.protect.parquet import write_dataset
+
+    folder = settings.paths.client_table("events", "eu")
+    events = read_dataset(folder, ctx.keys)
+    erased = events.column("client_id")[0].as_py()
+    write_dataset(folder, events.filter(pc.not_equal(events.column("client_id"), erased)), ctx.keys)  # the lake as an erasure rewrites it
+    report = load(ctx, bq, EU)
+    assert report["events"].deleted >= 1 and report["events"].loaded >= 1
+    assert bq.rows(EU.table("events")) == _lake_rows(settings, "events")  # no unit twice, none missing
+    assert len(set(bq.column(EU.table("events"), "_load_unit"))) == len(list(folder.glob("part-*.parquet")))
+    assert bq.rows(EU.table("events"), f"client_id = '{erased}'") == 0
+
+
+def test_a_dataset_outside_the_region_or_under_another_key_gets_nothing(settings):
+    ctx = RegionContext.of(settings, "eu")
+    elsewhere = _bigquery(location="us-east1")
+    with pytest.raises(AtelierError, match="is in us-east1, not in the region's europe-west9: nothing was sent"):
+        load(ctx, elsewhere, EU)
+    google_key = _bigquery(key=None)
+    with pytest.raises(AtelierError, match="Google-managed key"):
+        load(ctx, google_key, EU)
+    assert elsewhere.sent == google_key.sent == []
+    with pytest.raises(AtelierError, match="loads into europe-west9, not us-east1"):
+        load(ctx, elsewhere, Target("group-eu", "atelier", "us-east1", KEY))
+    outputs = {"location": "us-east1", "bigquery_dataset": "atelier", "kms_keys": {"bigquery": KEY}}
+    with pytest.raises(AtelierError, match="terraform says region 'eu' is in us-east1"):
+        target_from_outputs("eu", outputs, "group-eu")
+
+
+def test_a_failed_job_keeps_what_was_loaded_and_a_second_run_finishes_without_twice(settings, monkeypatch):
+    bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
+    bq.fail = {2, 3, 4}  # the second unit fails under each of its job ids
+    with pytest.raises(AtelierError, match="(?s)3 times.*run the load again"):
+        load(ctx, bq, EU)
+    assert len(bq.load_jobs()) == 4
+    base = bq.load_jobs()[1]
+    report = load(ctx, bq, EU)
+    assert sum(r.held for r in report.values()) == 1  # the first unit was kept
+    assert [j for j in bq.load_jobs() if j.startswith(base)] == [base, f"{base}_2", f"{base}_3", f"{base}_4"]  # failed ids skipped, a new one sent
+    assert bq.rows(EU.table("events")) == _lake_rows(settings, "events")
+    # A unit whose job finished but that the listing missed (two loaders at once) is not appended again:
+    # BigQuery refuses its job id, and the loader reads that job instead.
+    held = load_bigquery.units(ctx)
+    monkeypatch.setattr(load_bigquery, "_held_units", lambda *a: set())
+    report = load(ctx, bq, EU)
+    assert bq.rows(EU.table("events")) == _lake_rows(settings, "events") and sum(r.loaded for r in report.values()) == len(held)
+
+
+def test_the_command_loads_with_the_terraform_outputs(settings, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from atelier.cli.main import cli
+
+    bq = _bigquery()
+    monkeypatch.setattr(load_bigquery, "bigquery_client", lambda target: bq)  # the stand-in, not Google Cloud
+    outputs = {"region": {"value": {"location": "europe-west9", "bucket": "b", "bigquery_dataset": "atelier", "redis_host": "10.0.0.3", "redis_port": 6378,
+                                    "kms_keys": {"bigquery": KEY}}}}
+    (tmp_path / "eu.json").write_text(json.dumps(outputs))
+    args = ["data", "load", "--to", "bigquery", "-r", "eu", "--terraform-output", str(tmp_path / "eu.json"), "--project", "group-eu"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "events" in result.output and f"{_lake_rows(settings, 'events'):,}" in result.output
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "nothing to load" in again.output
+    wrong = CliRunner().invoke(cli, [*args[:2], "--to", "snowflake", *args[4:]])
+    assert wrong.exit_code != 0 and "bigquery" in wrong.output
