@@ -2,7 +2,8 @@
 
 Plugged in through Feast's `batch_engine` setting, so `feast materialize` and
 `FeatureStore.materialize` use it too. For a plain feature view it asks the offline store for the
-latest row per entity (Feast's own dedup), then:
+latest row per entity (Feast's own dedup; from BigQuery, streamed a page at a time through the
+Storage Read API, see `latest_batches`), then:
 
 * Redis (standalone): encodes keys, fields and values a column at a time in Feast's exact layout
   (`redis_codec`) and sends whole pipelines as one RESP buffer per chunk. It keeps Feast's
@@ -74,8 +75,8 @@ class AtelierEngine(LocalComputeEngine):
             return super()._materialize_one(registry, task, **kwargs)
         job_id = f"{view.name}-{task.start_time}-{task.end_time}"
         try:
-            table = latest_rows(self.repo_config, self.offline_store, view, task.start_time, task.end_time)
-            write_online(self.repo_config, self.online_store, view, table, self.chunk_rows)
+            for table in latest_batches(self.repo_config, self.offline_store, view, task.start_time, task.end_time):
+                write_online(self.repo_config, self.online_store, view, table, self.chunk_rows)
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
         except Exception as e:  # Feast reports the job's error to the caller
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=e)
@@ -91,25 +92,45 @@ def _needs_plan(view) -> bool:
     )
 
 
-def latest_rows(config: RepoConfig, offline_store, view: FeatureView, start, end) -> pa.Table:
+def _latest_job(config: RepoConfig, offline_store, view: FeatureView, start, end):
+    """The offline store's job for the latest row per entity (Feast's own dedup)."""
     source = view.batch_source
     to_source = {v: k for k, v in (source.field_mapping or {}).items()}
-    join_keys = [to_source.get(c.name, c.name) for c in view.entity_columns]
-    features = [to_source.get(f.name, f.name) for f in view.features]
-    job = offline_store.pull_latest_from_table_or_query(
+    return offline_store.pull_latest_from_table_or_query(
         config=config,
         data_source=source,
-        join_key_columns=join_keys,
-        feature_name_columns=features,
+        join_key_columns=[to_source.get(c.name, c.name) for c in view.entity_columns],
+        feature_name_columns=[to_source.get(f.name, f.name) for f in view.features],
         timestamp_field=source.timestamp_field,
         created_timestamp_column=source.created_timestamp_column or None,
         start_date=start,
         end_date=end,
     )
-    table = job.to_arrow()
-    if source.field_mapping:
-        table = table.rename_columns([source.field_mapping.get(c, c) for c in table.column_names])
-    return table
+
+
+def _renamed(view: FeatureView, table: pa.Table) -> pa.Table:
+    mapping = view.batch_source.field_mapping
+    return table.rename_columns([mapping.get(c, c) for c in table.column_names]) if mapping else table
+
+
+def latest_rows(config: RepoConfig, offline_store, view: FeatureView, start, end) -> pa.Table:
+    return _renamed(view, _latest_job(config, offline_store, view, start, end).to_arrow())
+
+
+def latest_batches(config: RepoConfig, offline_store, view: FeatureView, start, end) -> Iterator[pa.Table]:
+    """The latest rows as tables of bounded size. From BigQuery they stream through the Storage
+    Read API, a page at a time, so a view of tens of millions of entities is never whole in
+    memory (Feast's own `to_arrow` fetches the whole result); from any other store, one table."""
+    job = _latest_job(config, offline_store, view, start, end)
+    if getattr(config.offline_store, "type", None) != "bigquery":
+        yield _renamed(view, job.to_arrow())
+        return
+    with job._query_generator() as query:  # the SQL Feast built for the view
+        rows = job.client.query(query, location=config.offline_store.location).result()
+        reader = job.client._ensure_bqstorage_client()  # the Storage Read API client, with the client's credentials
+        for batch in rows.to_arrow_iterable(bqstorage_client=reader):
+            if batch.num_rows:
+                yield _renamed(view, pa.Table.from_batches([batch]))
 
 
 def write_online(config: RepoConfig, online_store, view: FeatureView, table: pa.Table, chunk_rows: int = 20_000) -> int:

@@ -1,6 +1,6 @@
 """`atelier data load --to bigquery`: the lake into the region's dataset, once, in the region, under its key.
 
-Google Cloud cannot be reached from here: BigQuery is a stand-in (tests/data/bigquery_standin.py)
+Google Cloud cannot be reached from here: BigQuery is a stand-in (tests/bigquery_standin.py)
 that keeps the rules the loader relies on (locations, job ids used once, CMEK on every job) and
 holds the tables in DuckDB. The lake, its keys and the journal are the real ones.
 """

@@ -76,3 +76,45 @@ def test_incremental_runs_load_only_what_is_new(redis_settings):
     assert again.get("client_activity", 0) == 0
     # Only clients whose activity changed between June and November are loaded again.
     assert 0 < later["client_activity"] <= first["client_activity"] + 50
+
+
+def test_materialization_from_bigquery_streams_the_bytes_the_lake_gives(redis_settings, redis_servers, monkeypatch, tmp_path):
+    """In the cloud the feature tables are BigQuery's and the definitions read them there. The
+    engine streams each view's latest rows a page at a time (the Storage Read API) and writes the
+    same bytes into Redis as from the lake. Google Cloud cannot be reached from here: BigQuery is
+    the tests' stand-in (tests/bigquery_standin.py), which runs Feast's own query on DuckDB."""
+    from bigquery_standin import StandInBigQuery
+    from feast.infra.offline_stores import bigquery as feast_bigquery
+    from google.cloud import bigquery as google_bigquery
+
+    from atelier.context import RegionContext
+    from atelier.features.cloud import cloud_config
+    from atelier.features.definitions import bigquery_table
+    from atelier.protect.parquet import read_dataset
+
+    views = ["client_activity", "product_popularity"]  # a view per client, a view per product
+    repo.apply(redis_settings, "eu")
+    repo.materialize(redis_settings, "eu", end=NOW, incremental=False, views=views)
+    from_lake = _dump(redis_servers["eu"])
+    redis_servers["eu"].client().flushall()
+
+    key = "projects/group-eu/locations/europe-west9/keyRings/atelier-eu/cryptoKeys/bigquery"
+    bq = StandInBigQuery({"group-eu.atelier": ("europe-west9", key)})
+    bq.page_rows = 50
+    keys = RegionContext.of(redis_settings, "eu").keys
+    store = repo.feature_store(redis_settings, "eu")
+    for view in store.list_feature_views():  # every table, as in the cloud (applying checks that each source exists)
+        table = view.batch_source.table  # "features/{region}/client_activity"
+        bq.put(f"group-eu.atelier.{bigquery_table(table)}", read_dataset(redis_settings.home / table.format(region="eu"), keys))
+    monkeypatch.setenv("ATELIER_OFFLINE_STORE", "bigquery")
+    outputs = {"location": "europe-west9", "bucket": "b", "bigquery_dataset": "atelier", "redis_host": "10.0.0.3", "redis_port": 6378}
+    cloud, _ = cloud_config("eu", outputs, "group-eu")
+    local = repo.config_dict(redis_settings, "eu", inline_secrets=True)
+    cloud = {**cloud, "registry": {**local["registry"], "path": str(tmp_path / "registry.db")}, "online_store": local["online_store"]}
+    monkeypatch.setattr(repo, "config_dict", lambda *a, **k: cloud)  # the cloud's configuration, this machine's Redis and registry
+    monkeypatch.setattr(feast_bigquery, "_get_bigquery_client", lambda *a, **k: bq)
+    monkeypatch.setattr(google_bigquery, "Client", lambda *a, **k: bq)  # what a source's validation creates
+    repo.apply(redis_settings, "eu")
+    written = repo.materialize(redis_settings, "eu", end=NOW, incremental=False, views=views)
+    assert _dump(redis_servers["eu"]) == from_lake and len(from_lake) > 100
+    assert bq.stats["pages"] > len(views) and written["client_activity"] > bq.page_rows  # several pages, never one whole table

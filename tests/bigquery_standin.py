@@ -1,7 +1,9 @@
 """A stand-in for BigQuery: Google Cloud cannot be reached from where the tests run.
 
-It answers the calls `atelier.data.load_bigquery` makes of a `google.cloud.bigquery.Client`
-(get_dataset, query, load_table_from_file, get_job), holds the datasets' tables in DuckDB (the
+It answers the calls that `atelier.data.load_bigquery`, the batch engine and Feast's BigQuery
+offline store make of a `google.cloud.bigquery.Client` (get_dataset, get_table, query,
+load_table_from_file, get_job; query results also as Arrow pages, as the Storage Read API
+gives them), holds the datasets' tables in DuckDB (the
 SQL is BigQuery's, transpiled by sqlglot), and keeps the rules of BigQuery that the loader
 relies on:
 
@@ -19,13 +21,37 @@ from __future__ import annotations
 
 import io
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlglot
 from google.api_core.exceptions import BadRequest, Conflict, NotFound
+
+
+READER = object()  # the stand-in's Storage Read API client
+
+
+class Rows:
+    """A query's rows: iterable as tuples, or as Arrow record batches a page at a time (the Storage
+    Read API, which is what `to_arrow_iterable` uses when it is given a read client)."""
+
+    def __init__(self, table: pa.Table | None, page_rows: int, stats: dict):
+        self.table, self.page_rows, self.stats = table, page_rows, stats
+
+    def __iter__(self):
+        return iter([] if self.table is None else [tuple(r.values()) for r in self.table.to_pylist()])
+
+    def __len__(self):
+        return 0 if self.table is None else self.table.num_rows
+
+    def to_arrow_iterable(self, bqstorage_client=None):
+        assert bqstorage_client is READER, "pages are read through the Storage Read API client"
+        for batch in ([] if self.table is None else self.table.to_batches(max_chunksize=self.page_rows)):
+            self.stats["pages"] = self.stats.get("pages", 0) + 1
+            yield batch
 
 
 @dataclass
@@ -34,7 +60,7 @@ class Job:
     kind: str
     state: str = "DONE"
     error_result: dict | None = None
-    rows: list = field(default_factory=list)
+    rows: Rows | None = None
 
     def result(self):
         if self.error_result:
@@ -55,6 +81,8 @@ class StandInBigQuery:
         self.tables: dict[str, dict] = {}  # "project.dataset.table" -> its settings (partitioning, clustering, key)
         self.sent: list[type] = []  # the type of every file object a load job was given
         self.fail: set[int] = set()  # load jobs (numbered from 1) that fail, as BigQuery may
+        self.page_rows = 1_000  # rows per page of a query's results
+        self.stats: dict[str, int] = {}  # pages read
         self._loads = itertools.count(1)
 
     # -- the client's calls ------------------------------------------------------------------
@@ -64,6 +92,12 @@ class StandInBigQuery:
             raise NotFound(f"Not found: Dataset {name}")
         location, key = self.datasets[name]
         return SimpleNamespace(location=location, default_encryption_configuration=SimpleNamespace(kms_key_name=key))
+
+    def get_table(self, name: str):
+        full = name if name.count(".") == 2 else f"{self.project}.{name}"
+        if full not in self.tables:
+            raise NotFound(f"Not found: Table {full}")
+        return SimpleNamespace(table_id=full.rsplit(".", 1)[1], num_rows=self.rows(full))
 
     def get_job(self, job_id: str, location: str | None = None):
         if job_id not in self.jobs:
@@ -82,8 +116,22 @@ class StandInBigQuery:
             if full not in self.tables:
                 raise NotFound(f"Not found: Table {full} was not found in location {location}")
             table.set("catalog", None)
-        rows = self.db.execute(tree.sql(dialect="duckdb")).fetchall() if tree.key != "delete" else self._run(tree.sql(dialect="duckdb"))
+        if tree.key == "delete":
+            self.db.execute(tree.sql(dialect="duckdb"))
+            rows = Rows(None, self.page_rows, self.stats)
+        else:
+            rows = Rows(self.db.cursor().sql(tree.sql(dialect="duckdb")).to_arrow_table(), self.page_rows, self.stats)
         return self._job(job_id or f"query_{len(self.jobs)}", "query", rows=rows)
+
+    def _ensure_bqstorage_client(self, *args, **kwargs):
+        return READER
+
+    def put(self, destination: str, table: pa.Table) -> None:
+        """A table as another job would have written it (the feature tables the SQL computes)."""
+        self.db.register("incoming", table)
+        self.db.execute(f"CREATE OR REPLACE TABLE {destination.split('.', 1)[1]} AS SELECT * FROM incoming")
+        self.db.unregister("incoming")
+        self.tables[destination] = {"partitioning": None, "clustering": None, "key": self.datasets[destination.rsplit(".", 1)[0]][1]}
 
     def load_table_from_file(self, file_obj, destination: str, *, job_id: str, job_config, location: str, rewind: bool = False, **_):
         self.sent.append(type(file_obj))
@@ -130,10 +178,6 @@ class StandInBigQuery:
     def _in_location(self, dataset: str, location: str | None) -> None:
         if dataset not in self.datasets or self.datasets[dataset][0] != location:
             raise NotFound(f"Not found: Dataset {dataset} was not found in location {location}")
-
-    def _run(self, sql: str) -> list:
-        self.db.execute(sql)
-        return []
 
     def _job(self, job_id: str, kind: str, **kw) -> Job:
         job = Job(job_id, kind, **kw)
