@@ -30,5 +30,17 @@ def progress_bar(description: str, total: int | None = None) -> Iterator:
         SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=False,
     ) as p:
-        task = p.add_task(description, total=total)
-        yield lambda n=1: p.advance(task, n)
+        yield _Advance(p, p.add_task(description, total=total))
+
+
+class _Advance:
+    """`advance(n)` moves the bar on; `advance.total(n)` sets its length once it is known."""
+
+    def __init__(self, progress: Progress, task):
+        self.progress, self.task = progress, task
+
+    def __call__(self, n: int = 1) -> None:
+        self.progress.advance(self.task, n)
+
+    def total(self, n: int) -> None:
+        self.progress.update(self.task, total=n)

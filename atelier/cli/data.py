@@ -81,8 +81,7 @@ def load(
 ) -> None:
     """Load the region's lake and real-time events into its BigQuery dataset, in the region, under its key.
 
-    Incremental and idempotent: each Parquet part is loaded once (the dataset lists what it
-    holds), parts the home no longer has are deleted there, and a second run sends nothing.
+    Incremental and idempotent: each Parquet part is loaded once, parts the home no longer has are deleted there, and a second run sends nothing.
     """
     import json
 
@@ -98,7 +97,7 @@ def load(
     target = load_bigquery.target_from_outputs(region, outputs, project)
     ctx = RegionContext.of(get_settings(), region)
     with progress_bar(f"{region}: loading into {target.project}.{target.dataset} ({target.location})") as advance:
-        reports = load_bigquery.load(ctx, load_bigquery.bigquery_client(target), target, progress=advance)
+        reports = load_bigquery.load(ctx, load_bigquery.bigquery_client(target), target, progress=advance, on_units=advance.total)
     if not any(r.loaded or r.deleted for r in reports.values()):
         out.print(f"{region}: nothing to load; {target.project}.{target.dataset} holds every part ({sum(r.held for r in reports.values()):,})")
         return
