@@ -76,7 +76,7 @@ class StandInBigQuery:
         self.project = next(iter(datasets)).split(".")[0]  # the client's project: names without one are in it
         self.db = duckdb.connect(":memory:")
         for name in datasets:
-            self.db.execute(f'CREATE SCHEMA "{name.split(".")[1]}"')
+            self.db.execute(f'CREATE SCHEMA "{name.split(".")[1]}"').fetchall()
         self.jobs: dict[str, Job] = {}
         self.tables: dict[str, dict] = {}  # "project.dataset.table" -> its settings (partitioning, clustering, key)
         self.sent: list[type] = []  # the type of every file object a load job was given
@@ -117,7 +117,7 @@ class StandInBigQuery:
                 raise NotFound(f"Not found: Table {full} was not found in location {location}")
             table.set("catalog", None)
         if tree.key == "delete":
-            self.db.execute(tree.sql(dialect="duckdb"))
+            self.db.execute(tree.sql(dialect="duckdb")).fetchall()
             rows = Rows(None, self.page_rows, self.stats)
         else:
             rows = Rows(self.db.cursor().sql(tree.sql(dialect="duckdb")).to_arrow_table(), self.page_rows, self.stats)
@@ -129,7 +129,7 @@ class StandInBigQuery:
     def put(self, destination: str, table: pa.Table) -> None:
         """A table as another job would have written it (the feature tables the SQL computes)."""
         self.db.register("incoming", table)
-        self.db.execute(f"CREATE OR REPLACE TABLE {destination.split('.', 1)[1]} AS SELECT * FROM incoming")
+        self.db.execute(f"CREATE OR REPLACE TABLE {destination.split('.', 1)[1]} AS SELECT * FROM incoming").fetchall()
         self.db.unregister("incoming")
         self.tables[destination] = {"partitioning": None, "clustering": None, "key": self.datasets[destination.rsplit(".", 1)[0]][1]}
 
@@ -151,13 +151,13 @@ class StandInBigQuery:
         self.db.register("incoming", table)
         try:
             if destination not in self.tables:
-                self.db.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming")
+                self.db.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming").fetchall()
                 self.tables[destination] = {"partitioning": job_config.time_partitioning, "clustering": job_config.clustering_fields, "key": key}
             else:
                 held = [r[0] for r in self.db.execute(f"DESCRIBE {name}").fetchall()]
                 if held != table.column_names:
                     return self._job(job_id, "load", error_result={"reason": "invalid", "message": f"Provided Schema does not match Table {destination}"})
-                self.db.execute(f"INSERT INTO {name} SELECT * FROM incoming")
+                self.db.execute(f"INSERT INTO {name} SELECT * FROM incoming").fetchall()
         finally:
             self.db.unregister("incoming")
         return self._job(job_id, "load")
@@ -165,7 +165,7 @@ class StandInBigQuery:
     # -- for the tests -------------------------------------------------------------------------
 
     def rows(self, destination: str, where: str = "TRUE") -> int:
-        return self.db.execute(f"SELECT COUNT(*) FROM {destination.split('.', 1)[1]} WHERE {where}").fetchone()[0]
+        return self.db.execute(f"SELECT COUNT(*) FROM {destination.split('.', 1)[1]} WHERE {where}").fetchall()[0][0]  # every result read: DuckDB refuses other work on a connection with one pending
 
     def column(self, destination: str, name: str) -> list:
         return [r[0] for r in self.db.execute(f"SELECT {name} FROM {destination.split('.', 1)[1]}").fetchall()]

@@ -125,12 +125,39 @@ def latest_batches(config: RepoConfig, offline_store, view: FeatureView, start, 
     if getattr(config.offline_store, "type", None) != "bigquery":
         yield _renamed(view, job.to_arrow())
         return
+    if view.entity_columns[0].name == "client_id":
+        _check_bigquery_roster(job.client, config, view)
     with job._query_generator() as query:  # the SQL Feast built for the view
         rows = job.client.query(query, location=config.offline_store.location).result()
         reader = job.client._ensure_bqstorage_client()  # the Storage Read API client, with the client's credentials
         for batch in rows.to_arrow_iterable(bqstorage_client=reader):
             if batch.num_rows:
                 yield _renamed(view, pa.Table.from_batches([batch]))
+
+
+def _check_bigquery_roster(client, config: RepoConfig, view: FeatureView) -> None:
+    """Refuse, before a row is read, a client-keyed view whose table holds clients that the
+    region's own `clients` table (its roster, loaded by `atelier data load`) does not. The check
+    is one anti-join run by BigQuery, so a roster of tens of millions never comes here."""
+    source = view.batch_source
+    key = {v: k for k, v in (source.field_mapping or {}).items()}.get("client_id", "client_id")
+    roster = f"`{config.offline_store.dataset}.clients`"
+    sql = f"""SELECT client_id, COUNT(*) OVER () AS outside
+FROM (SELECT DISTINCT v.{key} AS client_id FROM {source.get_table_query_string()} AS v
+      LEFT JOIN {roster} AS r ON v.{key} = r.client_id
+      WHERE r.client_id IS NULL AND v.{key} IS NOT NULL)
+ORDER BY client_id
+LIMIT 5"""
+    found = list(client.query(sql, location=config.offline_store.location).result())
+    if found:
+        from atelier.protect.residency import ResidencyError
+
+        raise ResidencyError(
+            f"{found[0][1]} client(s) that {roster.strip('`')} does not hold would be written to the online store of project {config.project!r}",
+            where=f"BigQuery table {source.get_table_query_string().strip('`')}, view {view.name}",
+            details=[f"client_id {row[0]!r}" for row in found],
+            fix="a client belongs to the region of its country: rebuild this region's feature tables from its own data (`atelier data load`, then the feature SQL)",
+        )
 
 
 def write_online(config: RepoConfig, online_store, view: FeatureView, table: pa.Table, chunk_rows: int = 20_000) -> int:

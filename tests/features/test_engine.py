@@ -118,3 +118,14 @@ def test_materialization_from_bigquery_streams_the_bytes_the_lake_gives(redis_se
     written = repo.materialize(redis_settings, "eu", end=NOW, incremental=False, views=views)
     assert _dump(redis_servers["eu"]) == from_lake and len(from_lake) > 100
     assert bq.stats["pages"] > len(views) and written["client_activity"] > bq.page_rows  # several pages, never one whole table
+
+    # A us client planted in the eu dataset's client_activity: refused before a row is read.
+    us_client = roster(redis_settings, "us").to_pylist()[0]
+    planted = bq.db.cursor().sql("SELECT * FROM atelier.client_activity LIMIT 1").to_arrow_table()
+    planted = planted.set_column(planted.schema.get_field_index("client_id"), "client_id", pa.array([us_client]))
+    bq.db.register("planted", planted)
+    bq.db.execute("INSERT INTO atelier.client_activity SELECT * FROM planted").fetchall()
+    before = _dump(redis_servers["eu"])
+    with pytest.raises(ResidencyError, match="1 client\\(s\\) that atelier.clients does not hold") as e:
+        repo.materialize(redis_settings, "eu", end=NOW, incremental=False, views=["client_activity"])
+    assert repr(us_client) in str(e.value.details) and _dump(redis_servers["eu"]) == before
