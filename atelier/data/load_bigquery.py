@@ -8,12 +8,14 @@ named by a digest of its file's bytes, the ciphertext: nothing is decrypted to c
 row loaded carries its unit in a `_load_unit` column.
 
 **Incremental and idempotent.** The dataset itself says what it holds: one query per table lists
-its units. The units it lacks are loaded (a load job each, appended); the units it holds that the
-home no longer has (the lake was imported again, a client was erased) are deleted, one DML
-statement per table. Loading twice therefore sends nothing the second time. Load jobs have
-deterministic ids (region, table, unit): should a finished job's unit be missed by that list (two
+its units. The units it lacks are loaded, appended by load jobs that each carry up to
+`JOB_BYTES` of consecutive parts of one table (a service writes a journal part per batch of
+events; BigQuery allows 1,500 load jobs per table a day). The units it holds that the home no
+longer has (the lake was imported again, a client was erased) are deleted, one DML statement per
+table. Loading twice therefore sends nothing the second time. Load jobs have deterministic ids
+(region, table, the units they carry): should a finished job's units be missed by that list (two
 loaders at once), BigQuery refuses the id again (409 Conflict) and the loader waits on that job
-instead of appending the unit twice. New units are loaded before gone ones are deleted: a query
+instead of appending the units twice. New units are loaded before gone ones are deleted: a query
 that runs during a re-import's load may count both, never neither.
 
 **In the region, under the region's key.** Before a byte is sent, the dataset must be in the
@@ -48,7 +50,8 @@ from atelier.protect.residency import assert_region_clients
 UNIT = "_load_unit"
 CATALOG = ("maisons", "products", "stores")
 CLUSTERING = {"events": ["client_id"], "clients": ["client_id"]}
-ATTEMPTS = 3  # job ids per unit: a failed job's id cannot be used again
+ATTEMPTS = 3  # new job ids per group and run: a failed job's id cannot be used again
+JOB_BYTES = 256 * 2**20  # files per load job: what is decrypted in memory at once
 
 
 @dataclass(frozen=True)
@@ -153,12 +156,13 @@ def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], N
     for t in tables:
         reports[t].held = len(held[t] & {u.digest for u in wanted if u.table == t})
     on_units(len(missing))
-    for unit in missing:
-        rows, job_id = _load_unit(ctx, client, target, unit)
-        reports[unit.table].loaded += 1
-        reports[unit.table].rows += rows
-        reports[unit.table].jobs.append(job_id)
-        progress(1)
+    for group in _groups(missing):
+        rows, job_id = _load_group(ctx, client, target, group)
+        table = group[0].table
+        reports[table].loaded += len(group)
+        reports[table].rows += rows
+        reports[table].jobs.append(job_id)
+        progress(len(group))
     for t in tables:
         gone = sorted(held[t] - {u.digest for u in wanted if u.table == t})
         if gone:
@@ -203,15 +207,36 @@ def _query(client, target: Target, sql: str) -> list:
     return list(client.query(sql, location=target.location).result())
 
 
-def _plain_parquet(ctx: RegionContext, unit: Unit) -> tuple[io.BytesIO, int]:
-    """The part decrypted and written again as plain Parquet, in memory, with its unit column."""
-    keys = ctx.keys if unit.client_data else None
-    table = open_dataset(unit.dataset, keys, parts=[unit.file]).to_table()
-    if unit.schema is not None:
-        table = table.select(unit.schema.names).cast(unit.schema)
-    if unit.client_data:
-        assert_region_clients(ctx.settings, ctx.region, table.column("client_id"), where=f"{unit.table} part {unit.file}")
-    table = table.append_column(UNIT, pa.array([unit.digest] * table.num_rows, pa.string()))
+def _groups(units: list[Unit]) -> list[list[Unit]]:
+    """Consecutive units of one table, up to `JOB_BYTES` of files each (at least one unit): one
+    load job per group. A busy service writes a journal part per batch of events, and BigQuery
+    allows 1,500 load jobs per table a day: a job per part would run out by the afternoon."""
+    groups: list[list[Unit]] = []
+    size = 0
+    for unit in units:
+        n = unit.file.stat().st_size
+        if groups and groups[-1][0].table == unit.table and size + n <= JOB_BYTES:
+            groups[-1].append(unit)
+            size += n
+        else:
+            groups.append([unit])
+            size = n
+    return groups
+
+
+def _plain_parquet(ctx: RegionContext, group: list[Unit]) -> tuple[io.BytesIO, int]:
+    """The group's parts decrypted and written again as one plain Parquet file, in memory, each
+    row with its own part's unit."""
+    tables = []
+    for unit in group:
+        keys = ctx.keys if unit.client_data else None
+        table = open_dataset(unit.dataset, keys, parts=[unit.file]).to_table()
+        if unit.schema is not None:
+            table = table.select(unit.schema.names).cast(unit.schema)
+        if unit.client_data:
+            assert_region_clients(ctx.settings, ctx.region, table.column("client_id"), where=f"{unit.table} part {unit.file}")
+        tables.append(table.append_column(UNIT, pa.array([unit.digest] * table.num_rows, pa.string())))
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     buffer.seek(0)
@@ -237,24 +262,26 @@ def _job_config(target: Target, table: str):
     return config
 
 
-def _load_unit(ctx: RegionContext, client, target: Target, unit: Unit) -> tuple[int, str]:
-    """One load job for one unit; (rows, the job id that holds it).
+def _load_group(ctx: RegionContext, client, target: Target, group: list[Unit]) -> tuple[int, str]:
+    """One load job for a group of units; (rows, the job id that holds them).
 
-    The ids are `<base>`, `<base>_2`, `<base>_3`, ...: an id whose job failed is skipped (BigQuery
-    keeps it), an id whose job succeeded means the unit is loaded, and this run sends at most
-    `ATTEMPTS` new jobs for the unit."""
+    The ids are `<base>`, `<base>_2`, `<base>_3`, ... where the base names the region, the table
+    and the group's units: an id whose job failed is skipped (BigQuery keeps it), an id whose job
+    succeeded means the group is loaded, and this run sends at most `ATTEMPTS` new jobs for it."""
     from google.api_core.exceptions import Conflict
 
-    buffer, rows = _plain_parquet(ctx, unit)
-    base = f"atelier_load_{ctx.region}_{unit.table}_{unit.digest}"
+    buffer, rows = _plain_parquet(ctx, group)
+    table = group[0].table
+    digest = group[0].digest if len(group) == 1 else hashlib.sha256(" ".join(sorted(u.digest for u in group)).encode()).hexdigest()[:32]
+    base = f"atelier_load_{ctx.region}_{table}_{digest}"
     sent, last_error = 0, None
     for attempt in itertools.count(1):
         job_id = base if attempt == 1 else f"{base}_{attempt}"
         try:
-            job = client.load_table_from_file(buffer, target.table(unit.table), job_id=job_id, job_config=_job_config(target, unit.table),
+            job = client.load_table_from_file(buffer, target.table(table), job_id=job_id, job_config=_job_config(target, table),
                                               location=target.location, rewind=True)
             sent += 1
-        except Conflict:  # this id ran before: the unit is loaded if that job succeeded
+        except Conflict:  # this id ran before: the group is loaded if that job succeeded
             job = client.get_job(job_id, location=target.location)
         try:
             job.result()
@@ -263,8 +290,9 @@ def _load_unit(ctx: RegionContext, client, target: Target, unit: Unit) -> tuple[
             last_error = e
         if sent >= ATTEMPTS:
             break
-    raise AtelierError(f"BigQuery refused {unit.file.name} of {unit.table} (region {ctx.region!r}) {sent} times: {last_error}",
-                       fix="the units loaded so far stay; fix the cause and run the load again (it sends only what is missing)")
+    names = group[0].file.name if len(group) == 1 else f"{len(group)} parts"
+    raise AtelierError(f"BigQuery refused {names} of {table} (region {ctx.region!r}) {sent} times: {last_error}",
+                       fix="the parts loaded so far stay; fix the cause and run the load again (it sends only what is missing)")
 
 
 def bigquery_client(target: Target):

@@ -91,6 +91,28 @@ def test_events_received_in_real_time_load_as_one_more_unit(settings):
     assert bq.rows(EU.table("events"), "channel = 'rt-test'") == 5
 
 
+def test_many_journal_parts_go_in_one_load_job(settings):
+    """A service writes a journal part per batch of events; BigQuery allows 1,500 load jobs per
+    table a day, so the parts go together, each row still tagged with its own part."""
+    bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
+    load(ctx, bq, EU)
+    lake = read_dataset(settings.paths.client_table("events", "eu"), ctx.keys).slice(0, 30)
+    j = journal.Journal(ctx)
+    for i in range(30):
+        part = lake.slice(i, 1).append_column("event_id", pa.array([f"rt{i}"]))
+        for name in journal.SCHEMA.names:
+            if name not in part.column_names:
+                part = part.append_column(name, pa.array([None], journal.SCHEMA.field(name).type))
+        j.append(part)
+    j.close()
+    jobs = len(bq.load_jobs())
+    report = load(ctx, bq, EU)
+    assert (report["events"].loaded, report["events"].rows, len(report["events"].jobs)) == (30, 30, 1)
+    assert len(bq.load_jobs()) == jobs + 1
+    assert len(set(bq.column(EU.table("events"), "_load_unit"))) == len(list(settings.paths.client_table("events", "eu").glob("part-*.parquet"))) + 30
+    assert load(ctx, bq, EU)["events"].loaded == 0
+
+
 def test_a_new_lake_replaces_the_old_units_and_an_erased_client_leaves_bigquery(settings):
     bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
     load(ctx, bq, EU)
