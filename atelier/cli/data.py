@@ -83,18 +83,11 @@ def load(
 
     Incremental and idempotent: each Parquet part is loaded once, parts the home no longer has are deleted there, and a second run sends nothing.
     """
-    import json
-
     from atelier.context import RegionContext
     from atelier.data import load_bigquery
-    from atelier.errors import AtelierError
-    from atelier.features.cloud import OUTPUT_FIX, module_outputs
+    from atelier.features.cloud import read_module_outputs
 
-    try:
-        outputs = module_outputs(json.loads(terraform_output.read_text()))
-    except (OSError, ValueError) as e:
-        raise AtelierError(f"cannot read the Terraform outputs: {e}", where=str(terraform_output), fix=OUTPUT_FIX) from None
-    target = load_bigquery.target_from_outputs(region, outputs, project)
+    target = load_bigquery.target_from_outputs(region, read_module_outputs(terraform_output), project)
     ctx = RegionContext.of(get_settings(), region)
     with progress_bar(f"{region}: loading into {target.project}.{target.dataset} ({target.location})") as advance:
         reports = load_bigquery.load(ctx, load_bigquery.bigquery_client(target), target, progress=advance, on_units=advance.total)

@@ -93,12 +93,9 @@ class Target:
 
 def target_from_outputs(region: str, outputs: dict, project: str) -> Target:
     """The dataset, location and key of `region` from its Terraform outputs (atelier.features.cloud)."""
-    from atelier.regions import get_region
+    from atelier.features.cloud import check_region
 
-    r = get_region(region)
-    if outputs["location"] != r.location:
-        raise AtelierError(f"terraform says region {region!r} is in {outputs['location']}, the region table says {r.location}",
-                           fix="pass the outputs of the region's own root, terraform/envs/<region>")
+    r = check_region(region, outputs)
     key = (outputs.get("kms_keys") or {}).get("bigquery")
     if not key:
         raise AtelierError("terraform outputs lack kms_keys.bigquery, the region's BigQuery key", fix="apply the current terraform/modules/region")
@@ -130,11 +127,8 @@ def _units_of(table: str, folder: Path, schema: pa.Schema | None = None) -> list
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:32]
+        return hashlib.file_digest(f, "sha256").hexdigest()[:32]
 
 
 def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], None] = lambda n: None,
@@ -149,12 +143,12 @@ def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], N
         raise AtelierError(f"region {ctx.region!r} loads into {get_region(ctx.region).location}, not {target.location}")
     _check_dataset(client, target)
     wanted = units(ctx)
-    tables = list(dict.fromkeys(u.table for u in wanted))
-    reports = {t: TableReport() for t in tables}
-    held = {t: _held_units(client, target, t) for t in tables}
+    digests: dict[str, set[str]] = {}  # table -> the units it should hold
+    for u in wanted:
+        digests.setdefault(u.table, set()).add(u.digest)
+    held = {t: _held_units(client, target, t) for t in digests}
+    reports = {t: TableReport(held=len(held[t] & digests[t])) for t in digests}
     missing = [u for u in wanted if u.digest not in held[u.table]]
-    for t in tables:
-        reports[t].held = len(held[t] & {u.digest for u in wanted if u.table == t})
     on_units(len(missing))
     for group in _groups(missing):
         rows, job_id = _load_group(ctx, client, target, group)
@@ -163,8 +157,8 @@ def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], N
         reports[table].rows += rows
         reports[table].jobs.append(job_id)
         progress(len(group))
-    for t in tables:
-        gone = sorted(held[t] - {u.digest for u in wanted if u.table == t})
+    for t in digests:
+        gone = sorted(held[t] - digests[t])
         if gone:
             listed = ", ".join(f"'{d}'" for d in gone)  # hex digests: nothing to escape
             _query(client, target, f"DELETE FROM `{target.table(t)}` WHERE {UNIT} IN ({listed})")

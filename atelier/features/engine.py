@@ -92,15 +92,19 @@ def _needs_plan(view) -> bool:
     )
 
 
+def _in_source(view: FeatureView, column: str) -> str:
+    """A column of the view as its source names it (the inverse of the source's field mapping)."""
+    return {v: k for k, v in (view.batch_source.field_mapping or {}).items()}.get(column, column)
+
+
 def _latest_job(config: RepoConfig, offline_store, view: FeatureView, start, end):
     """The offline store's job for the latest row per entity (Feast's own dedup)."""
     source = view.batch_source
-    to_source = {v: k for k, v in (source.field_mapping or {}).items()}
     return offline_store.pull_latest_from_table_or_query(
         config=config,
         data_source=source,
-        join_key_columns=[to_source.get(c.name, c.name) for c in view.entity_columns],
-        feature_name_columns=[to_source.get(f.name, f.name) for f in view.features],
+        join_key_columns=[_in_source(view, c.name) for c in view.entity_columns],
+        feature_name_columns=[_in_source(view, f.name) for f in view.features],
         timestamp_field=source.timestamp_field,
         created_timestamp_column=source.created_timestamp_column or None,
         start_date=start,
@@ -140,7 +144,7 @@ def _check_bigquery_roster(client, config: RepoConfig, view: FeatureView) -> Non
     region's own `clients` table (its roster, loaded by `atelier data load`) does not. The check
     is one anti-join run by BigQuery, so a roster of tens of millions never comes here."""
     source = view.batch_source
-    key = {v: k for k, v in (source.field_mapping or {}).items()}.get("client_id", "client_id")
+    key = _in_source(view, "client_id")
     roster = f"`{config.offline_store.dataset}.clients`"
     sql = f"""SELECT client_id, COUNT(*) OVER () AS outside
 FROM (SELECT DISTINCT v.{key} AS client_id FROM {source.get_table_query_string()} AS v
