@@ -256,7 +256,11 @@ class ClientErrorsQuiet(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if error is None or not str(record.msg).startswith("Exception on") or not _client_error(error):
             return True
-        record.msg = f"client error on %s [%s], answered {getattr(getattr(error, 'error_code', None), 'value', 400)}: {type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+        status = getattr(getattr(error, "error_code", None), "value", 400)
+        text = str(error).splitlines()[0][:300] if str(error) else ""
+        # the client's text goes in as an argument: a "%" in it must not be read as a format
+        record.msg = "client error on %s [%s], answered %s: %s: %s"
+        record.args = (*(record.args or ()), status, type(error).__name__, text)
         record.levelno, record.levelname = logging.INFO, "INFO"
         record.exc_info = record.exc_text = None
         return True
