@@ -116,11 +116,14 @@ class StandInBigQuery:
             if full not in self.tables:
                 raise NotFound(f"Not found: Table {full} was not found in location {location}")
             table.set("catalog", None)
-        if tree.key == "delete":
-            self.db.execute(tree.sql(dialect="duckdb")).fetchall()
-            rows = Rows(None, self.page_rows, self.stats)
-        else:
-            rows = Rows(self.db.cursor().sql(tree.sql(dialect="duckdb")).to_arrow_table(), self.page_rows, self.stats)
+        try:
+            if tree.key == "delete":
+                self.db.execute(tree.sql(dialect="duckdb")).fetchall()
+                rows = Rows(None, self.page_rows, self.stats)
+            else:
+                rows = Rows(self.db.cursor().sql(tree.sql(dialect="duckdb")).to_arrow_table(), self.page_rows, self.stats)
+        except duckdb.Error as e:  # BigQuery answers a query it cannot run (an unknown column, ...) with 400
+            raise BadRequest(f"Invalid query: {str(e).splitlines()[0]}") from None
         return self._job(job_id or f"query_{len(self.jobs)}", "query", rows=rows)
 
     def _ensure_bqstorage_client(self, *args, **kwargs):

@@ -182,3 +182,31 @@ def test_the_command_loads_with_the_terraform_outputs(settings, tmp_path, monkey
     assert again.exit_code == 0 and "nothing to load" in again.output
     wrong = CliRunner().invoke(cli, [*args[:2], "--to", "snowflake", *args[4:]])
     assert wrong.exit_code != 0 and "bigquery" in wrong.output
+
+
+def test_bad_outputs_a_missing_dataset_or_a_foreign_table_stop_the_load_with_nothing_sent(settings, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from atelier.cli.main import cli
+    from atelier.features.cloud import read_module_outputs
+
+    bq = _bigquery()
+    monkeypatch.setattr(load_bigquery, "bigquery_client", lambda target: bq)
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(AtelierError, match="cannot read the Terraform outputs") as e:
+        read_module_outputs(tmp_path / "broken.json")
+    assert "terraform" in e.value.fix
+    no_key = {"location": "europe-west9", "bigquery_dataset": "atelier", "kms_keys": {"storage": "k"}}
+    with pytest.raises(AtelierError, match="lack kms_keys.bigquery"):
+        target_from_outputs("eu", no_key, "group-eu")
+    result = CliRunner().invoke(cli, ["data", "load", "--to", "bigquery", "-r", "eu", "--terraform-output", str(tmp_path / "missing.json"), "--project", "group-eu"])
+    assert result.exit_code != 0 and "cannot read the Terraform outputs" in str(result.exception)
+    ctx = RegionContext.of(settings, "eu")
+    with pytest.raises(AtelierError, match="group-eu.other does not exist") as e:
+        load(ctx, bq, Target("group-eu", "other", "europe-west9", KEY))
+    assert "Terraform" in e.value.fix
+    # a table of the same name that the loader did not write (no _load_unit): refused, not appended to
+    bq.put(EU.table("clients"), pa.table({"client_id": ["someone"]}))
+    with pytest.raises(AtelierError, match="was not written by `atelier data load`"):
+        load(ctx, bq, EU)
+    assert bq.sent == [] and bq.rows(EU.table("clients")) == 1
