@@ -21,7 +21,6 @@ that region's), so an eu manifest cannot point at a us resource.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from atelier.errors import AtelierError
@@ -35,22 +34,17 @@ SECRETS = {"api-tokens": "ATELIER_API_TOKENS", "redis-auth": "ATELIER_REDIS__{RE
 
 
 def read_outputs(path: Path, region: str) -> dict:
-    """`terraform output -json` of a region's root (terraform/envs/<region>), as plain values."""
-    try:
-        raw = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise AtelierError("no Terraform outputs here", where=str(path), fix=f"cd terraform/envs/{region} && terraform output -json > {path}") from None
-    except ValueError as e:
-        raise AtelierError(f"not JSON: {e}", where=str(path), fix="write it with `terraform output -json`") from None
-    values = {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in raw.items()}
-    needed = ("location", "artifact_registry", "gke_cluster", "redis_host", "redis_port", "service_accounts")
+    """The region module's outputs from `terraform output -json` of terraform/envs/<region>, with
+    what the manifests need, refused unless they are of `region`'s location. The file's shape and
+    the location rule are atelier.features.cloud's, as for `features cloud-config` and `data load`."""
+    from atelier.features.cloud import check_region, read_module_outputs
+
+    values = read_module_outputs(path)
+    needed = ("artifact_registry", "gke_cluster", "service_accounts")
     missing = [k for k in needed if k not in values]
     if missing:
         raise AtelierError(f"Terraform outputs lack {', '.join(missing)}", where=str(path), fix="apply terraform/envs/<region> (modules/region writes them)")
-    location = get_region(region).location
-    if values["location"] != location:
-        raise AtelierError(f"these outputs are of location {values['location']!r}, not region {region!r}'s ({location})", where=str(path),
-                           fix=f"use the outputs of terraform/envs/{region}")
+    check_region(region, values)
     return values
 
 

@@ -39,7 +39,7 @@ def _outputs(tmp_path: Path, region: str) -> Path:
                              "platform": f"atelier-{region}-platform@group-prod.iam.gserviceaccount.com"},
     }
     path = tmp_path / f"tf-{region}.json"
-    path.write_text(json.dumps({k: {"sensitive": k == "redis_auth_string", "type": "string", "value": v} for k, v in values.items()}))
+    path.write_text(json.dumps({"region": {"sensitive": True, "type": ["object", {}], "value": values}}))  # the env root's one output, the module
     return path
 
 
@@ -106,7 +106,7 @@ def test_no_secret_value_reaches_a_manifest_and_outputs_of_another_region_are_re
     assert all("value" not in e for e in env_vars.values() if e["name"] in ("ATELIER_API_TOKENS", "ATELIER_REDIS__EU__PASSWORD"))
 
     wrong = subprocess.run([*cmd[:6], str(_outputs(tmp_path, "us")), *cmd[7:]], env=env, capture_output=True, text=True, timeout=120)
-    assert wrong.returncode == 1 and "not region 'eu'" in wrong.stdout + wrong.stderr
+    assert wrong.returncode == 1 and "terraform says region 'eu' is in us-central1" in wrong.stdout + wrong.stderr
     with pytest.raises(AtelierError, match="no version"):
         m.manifests("eu", "atelier-recommender-eu", m.read_outputs(_outputs(tmp_path, "eu"), "eu"))
 
@@ -124,11 +124,16 @@ def test_the_secrets_referenced_are_those_terraform_creates():
 
 
 def test_unusable_terraform_outputs_are_refused_with_the_fix(tmp_path):
-    with pytest.raises(AtelierError, match="terraform output -json"):
+    with pytest.raises(AtelierError, match="cannot read the Terraform outputs") as e:
         m.read_outputs(tmp_path / "absent.json", "eu")
+    assert "output -json" in e.value.fix
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(AtelierError, match="not JSON"):
+    with pytest.raises(AtelierError, match="cannot read the Terraform outputs"):
         m.read_outputs(tmp_path / "bad.json", "eu")
-    (tmp_path / "short.json").write_text(json.dumps({"location": {"value": "europe-west9"}}))
+    (tmp_path / "flat.json").write_text(json.dumps({"location": {"value": "europe-west9"}}))  # outputs of the module, not of the env root
+    with pytest.raises(AtelierError, match="not the output of a terraform/envs/<region> root"):
+        m.read_outputs(tmp_path / "flat.json", "eu")
+    short = {"region": {"value": {"location": "europe-west9", "bucket": "b", "bigquery_dataset": "atelier", "redis_host": "h", "redis_port": 1}}}
+    (tmp_path / "short.json").write_text(json.dumps(short))
     with pytest.raises(AtelierError, match="lack artifact_registry"):
         m.read_outputs(tmp_path / "short.json", "eu")
