@@ -97,6 +97,11 @@ class Journal:
         # NORMAL: a commit may be lost to a power cut, never corrupted. The parts are the record;
         # a part the ledger lost is indexed again, and applying a part twice changes nothing.
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # Event ids are random keys: each batch touches ~one index page per event. With SQLite's
+        # defaults (2 MB of cache, a checkpoint every 1,000 WAL pages) a batch's ledger write grew
+        # from 5 to 27 ms over the first 300,000 events; with these it stays near 7 ms.
+        self.db.execute("PRAGMA cache_size=-65536")
+        self.db.execute("PRAGMA wal_autocheckpoint=10000")
         self.db.execute("CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, part TEXT NOT NULL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS parts (part TEXT PRIMARY KEY, applied INTEGER NOT NULL DEFAULT 0)")
 
