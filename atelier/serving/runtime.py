@@ -282,7 +282,10 @@ def quiet_client_errors() -> None:
 async def _error(send, status: int, code: str, message: str, headers: list | None = None) -> None:
     """Send an error in the service's one error shape (`ErrorBody`)."""
     body = json.dumps({"error": message, "code": code}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+    # with its length: without it the answer went chunked, and a client that reads a fixed-length
+    # error (or a proxy that buffers one) waited for the end of the stream
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 

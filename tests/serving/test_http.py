@@ -101,6 +101,7 @@ def test_a_body_that_is_not_json_is_a_415_not_a_500(servers, route):
         r = httpx.post(f"{server.url}{route}", content=b'{"client_id": "x"}', headers={"content-type": ctype}, timeout=30)
         assert r.status_code == 415, (ctype, r.status_code, r.text)
         assert r.json()["code"] == "unsupported_media_type"
+        assert int(r.headers["content-length"]) == len(r.content) and "transfer-encoding" not in r.headers
     ok = httpx.post(f"{server.url}{route}", content=b'{"product_id": "x", "client_id": "x"}', headers={"content-type": "application/json; charset=utf-8"}, timeout=30)
     assert ok.status_code in (200, 400, 404), ok.text  # reaches the API (which judges the body itself)
 
@@ -138,7 +139,9 @@ def test_bearer_tokens(servers):
     server = servers["servers"]["apac"]
     body = {"client_id": "AP99999999", "k": 2}
     assert server.post("/recommend", body).status_code == 401
-    assert server.post("/recommend", body, token="wrong").status_code == 401
+    wrong = server.post("/recommend", body, token="wrong")
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == 'Bearer realm="atelier"'
+    assert int(wrong.headers["content-length"]) == len(wrong.content) and "transfer-encoding" not in wrong.headers
     assert server.post("/similar", {"product_id": "P0000001"}).status_code == 401
     assert server.post("/recommend", body, token=TOKEN).status_code == 200
     assert httpx.get(f"{server.url}/livez").status_code == 200
