@@ -78,10 +78,12 @@ def load(
     region: str = typer.Option(..., "--region", "-r", help="The region whose lake and journal are loaded."),
     terraform_output: Path = typer.Option(..., help="`terraform -chdir=terraform/envs/<region> output -json` saved to a file: the dataset, its location and key."),
     project: str = typer.Option(..., help="The region's Google Cloud project."),
+    features: bool = typer.Option(False, "--features", help="Also load the feature tables computed here (`atelier features compute`), under the names Feast's BigQuery sources read."),
 ) -> None:
     """Load the region's lake and real-time events into its BigQuery dataset, in the region, under its key.
 
     Incremental and idempotent: each Parquet part is loaded once, parts the home no longer has are deleted there, and a second run sends nothing.
+    With --features, the feature tables computed on this machine go too, so that Feast's BigQuery offline store (`atelier features cloud-config`) reads them.
     """
     from atelier.context import RegionContext
     from atelier.data import load_bigquery
@@ -90,7 +92,7 @@ def load(
     target = load_bigquery.target_from_outputs(region, read_module_outputs(terraform_output), project)
     ctx = RegionContext.of(get_settings(), region)
     with progress_bar(f"{region}: loading into {target.project}.{target.dataset} ({target.location})") as advance:
-        reports = load_bigquery.load(ctx, load_bigquery.bigquery_client(target), target, progress=advance, on_units=advance.total)
+        reports = load_bigquery.load(ctx, load_bigquery.bigquery_client(target), target, progress=advance, on_units=advance.total, features=features)
     if not any(r.loaded or r.deleted for r in reports.values()):
         out.print(f"{region}: nothing to load; {target.project}.{target.dataset} holds every part ({sum(r.held for r in reports.values()):,})")
         return

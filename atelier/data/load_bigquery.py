@@ -28,6 +28,13 @@ file is written.
 The tables are the ones the feature SQL reads (atelier.features.sql, `atelier features sql`):
 `events` (partitioned by day of `event_timestamp`, clustered by `client_id`), `clients`,
 `products`, `stores`, `maisons`.
+
+**Feature tables** (`features=True`, `--features`): the tables `atelier features compute` wrote on
+this machine, under the names Feast's BigQuery sources read (`definitions.bigquery_table`:
+`client_activity`, `maison_engagement_<maison>`, ...), each clustered by the entity columns it
+has. Loaded by the same units, so a recomputed table replaces the old one and an unchanged one
+sends nothing. That is the cloud path for a region whose features are computed here; where one
+machine is not enough, the feature SQL computes them in BigQuery instead.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from atelier.protect.residency import assert_region_clients
 UNIT = "_load_unit"
 CATALOG = ("maisons", "products", "stores")
 CLUSTERING = {"events": ["client_id"], "clients": ["client_id"]}
+ENTITY_COLUMNS = ("client_id", "product_id", "maison", "store_id", "country", "level", "location")  # a feature table's keys, in clustering order
 ATTEMPTS = 3  # new job ids per group and run: a failed job's id cannot be used again
 JOB_BYTES = 256 * 2**20  # files per load job: what is decrypted in memory at once
 
@@ -60,9 +68,10 @@ class Unit:
 
     table: str
     dataset: Path  # the part's dataset folder (its _dataset.json says how it is protected)
-    file: Path
+    file: Path | None  # None: the dataset has no rows (a feature table can be empty; BigQuery gets the table, empty)
     digest: str
     schema: pa.Schema | None = None  # cast to this (journal parts hold the lake's event columns and more)
+    cluster: tuple[str, ...] = ()  # clustering of the table it creates (the lake's tables: CLUSTERING)
 
     @property
     def client_data(self) -> bool:
@@ -102,8 +111,9 @@ def target_from_outputs(region: str, outputs: dict, project: str) -> Target:
     return Target(project, outputs["bigquery_dataset"], r.location, key)
 
 
-def units(ctx: RegionContext) -> list[Unit]:
-    """Every part the region's dataset should hold, catalog first."""
+def units(ctx: RegionContext, features: bool = False) -> list[Unit]:
+    """Every part the region's dataset should hold, catalog first; with `features`, the feature
+    tables computed here last."""
     from atelier.events import journal
 
     paths = ctx.paths
@@ -119,11 +129,37 @@ def units(ctx: RegionContext) -> list[Unit]:
     events_schema = dataset_info(paths.client_table("events", ctx.region))["schema"]
     for name in journal.part_names(ctx):
         found += _units_of("events", journal.parts_dir(ctx) / name, schema=events_schema)
+    return found + (feature_units(ctx) if features else [])
+
+
+def feature_units(ctx: RegionContext) -> list[Unit]:
+    """The parts of every feature table computed for the region, each bound for the table its
+    Feast source reads in BigQuery."""
+    from atelier.features.definitions import bigquery_table
+
+    root = ctx.paths.features(ctx.region)
+    # a writer's staging folder (a dot name, left by a crash) is no table
+    folders = sorted(m.parent for m in root.rglob(MARKER) if not any(p.startswith(".") for p in m.relative_to(root).parts)) if root.is_dir() else []
+    if not folders:
+        raise AtelierError(f"region {ctx.region!r} has no feature tables to load", where=str(root),
+                           fix=f"run `atelier features compute -r {ctx.region}` first, or load without --features")
+    found: list[Unit] = []
+    for folder in folders:
+        table = bigquery_table("features/{region}/" + folder.relative_to(root).as_posix())
+        names = set(dataset_info(folder)["schema"].names)
+        cluster = tuple(c for c in ENTITY_COLUMNS if c in names)[:4]  # BigQuery: 4 at most
+        found += _units_of(table, folder, cluster=cluster) or [Unit(table, folder, None, _empty_digest(folder), None, cluster)]
     return found
 
 
-def _units_of(table: str, folder: Path, schema: pa.Schema | None = None) -> list[Unit]:
-    return [Unit(table, folder, f, _digest(f), schema) for f in part_files(folder)]
+def _empty_digest(folder: Path) -> str:
+    """An empty table's unit: named by its schema. It holds no row to list, so the table's
+    existence says that it is loaded."""
+    return "empty-" + hashlib.sha256(dataset_info(folder)["schema"].serialize().to_pybytes()).hexdigest()[:26]
+
+
+def _units_of(table: str, folder: Path, schema: pa.Schema | None = None, cluster: tuple[str, ...] = ()) -> list[Unit]:
+    return [Unit(table, folder, f, _digest(f), schema, cluster) for f in part_files(folder)]
 
 
 def _digest(path: Path) -> str:
@@ -132,8 +168,9 @@ def _digest(path: Path) -> str:
 
 
 def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], None] = lambda n: None,
-         on_units: Callable[[int], None] = lambda n: None) -> dict[str, TableReport]:
-    """Bring the dataset in line with the region's lake and journal; a report per table.
+         on_units: Callable[[int], None] = lambda n: None, features: bool = False) -> dict[str, TableReport]:
+    """Bring the dataset in line with the region's lake and journal (and, with `features`, its
+    feature tables); a report per table.
 
     `client` is a `google.cloud.bigquery.Client` (or the tests' stand-in). `on_units(n)` is told
     how many units will be loaded once that is known, `progress(1)` after each."""
@@ -142,11 +179,15 @@ def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], N
     if target.location != get_region(ctx.region).location:
         raise AtelierError(f"region {ctx.region!r} loads into {get_region(ctx.region).location}, not {target.location}")
     _check_dataset(client, target)
-    wanted = units(ctx)
+    wanted = units(ctx, features)
     digests: dict[str, set[str]] = {}  # table -> the units it should hold
     for u in wanted:
         digests.setdefault(u.table, set()).add(u.digest)
-    held = {t: _held_units(client, target, t) for t in digests}
+    held = {}
+    for t, wanted_t in digests.items():
+        listed = _held_units(client, target, t)
+        empty = {d for d in wanted_t if d.startswith("empty-")}
+        held[t] = (listed or set()) | (empty if listed is not None else set())
     reports = {t: TableReport(held=len(held[t] & digests[t])) for t in digests}
     missing = [u for u in wanted if u.digest not in held[u.table]]
     on_units(len(missing))
@@ -184,13 +225,14 @@ def _check_dataset(client, target: Target) -> None:
                            fix="apply the current terraform/modules/region (it sets the dataset's default key)")
 
 
-def _held_units(client, target: Target, table: str) -> set[str]:
+def _held_units(client, target: Target, table: str) -> set[str] | None:
+    """The units the table holds; None when it does not exist yet."""
     from google.api_core.exceptions import BadRequest, NotFound
 
     try:
         rows = _query(client, target, f"SELECT DISTINCT {UNIT} FROM `{target.table(table)}`")
     except NotFound:
-        return set()  # not created yet
+        return None
     except BadRequest as e:
         raise AtelierError(f"table {target.table(table)} was not written by `atelier data load` ({e.message if hasattr(e, 'message') else e})",
                            fix="load into the region's own atelier dataset, or drop that table") from None
@@ -208,7 +250,7 @@ def _groups(units: list[Unit]) -> list[list[Unit]]:
     groups: list[list[Unit]] = []
     size = 0
     for unit in units:
-        n = unit.file.stat().st_size
+        n = unit.file.stat().st_size if unit.file else 0
         if groups and groups[-1][0].table == unit.table and size + n <= JOB_BYTES:
             groups[-1].append(unit)
             size += n
@@ -224,10 +266,10 @@ def _plain_parquet(ctx: RegionContext, group: list[Unit]) -> tuple[io.BytesIO, i
     tables = []
     for unit in group:
         keys = ctx.keys if unit.client_data else None
-        table = open_dataset(unit.dataset, keys, parts=[unit.file]).to_table()
+        table = open_dataset(unit.dataset, keys, parts=[unit.file]).to_table() if unit.file else dataset_info(unit.dataset)["schema"].empty_table()
         if unit.schema is not None:
             table = table.select(unit.schema.names).cast(unit.schema)
-        if unit.client_data:
+        if unit.client_data and "client_id" in table.column_names:  # a product's popularity has no client
             assert_region_clients(ctx.settings, ctx.region, table.column("client_id"), where=f"{unit.table} part {unit.file}")
         tables.append(table.append_column(UNIT, pa.array([unit.digest] * table.num_rows, pa.string())))
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
@@ -237,7 +279,7 @@ def _plain_parquet(ctx: RegionContext, group: list[Unit]) -> tuple[io.BytesIO, i
     return buffer, table.num_rows
 
 
-def _job_config(target: Target, table: str):
+def _job_config(target: Target, unit: Unit):
     from google.cloud import bigquery
 
     config = bigquery.LoadJobConfig(
@@ -249,10 +291,11 @@ def _job_config(target: Target, table: str):
     parquet = bigquery.ParquetOptions()
     parquet.enable_list_inference = True  # list columns (a product's attributes, ...) as ARRAYs
     config.parquet_options = parquet
-    if table == "events":
+    if unit.table == "events":
         config.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field="event_timestamp")
-    if table in CLUSTERING:
-        config.clustering_fields = CLUSTERING[table]
+    clustering = CLUSTERING.get(unit.table) or list(unit.cluster)
+    if clustering:
+        config.clustering_fields = clustering
     return config
 
 
@@ -272,7 +315,7 @@ def _load_group(ctx: RegionContext, client, target: Target, group: list[Unit]) -
     for attempt in itertools.count(1):
         job_id = base if attempt == 1 else f"{base}_{attempt}"
         try:
-            job = client.load_table_from_file(buffer, target.table(table), job_id=job_id, job_config=_job_config(target, table),
+            job = client.load_table_from_file(buffer, target.table(table), job_id=job_id, job_config=_job_config(target, group[0]),
                                               location=target.location, rewind=True)
             sent += 1
         except Conflict:  # this id ran before: the group is loaded if that job succeeded
@@ -284,7 +327,7 @@ def _load_group(ctx: RegionContext, client, target: Target, group: list[Unit]) -
             last_error = e
         if sent >= ATTEMPTS:
             break
-    names = group[0].file.name if len(group) == 1 else f"{len(group)} parts"
+    names = (group[0].file.name if group[0].file else "the empty table") if len(group) == 1 else f"{len(group)} parts"
     raise AtelierError(f"BigQuery refused {names} of {table} (region {ctx.region!r}) {sent} times: {last_error}",
                        fix="the parts loaded so far stay; fix the cause and run the load again (it sends only what is missing)")
 

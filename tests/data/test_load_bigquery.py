@@ -129,6 +129,61 @@ def test_a_new_lake_replaces_the_old_units_and_an_erased_client_leaves_bigquery(
     assert bq.rows(EU.table("events"), f"client_id = '{erased}'") == 0
 
 
+def test_feature_tables_load_under_the_names_feast_reads_and_a_recomputed_one_replaces_the_old(settings):
+    """`--features`: the tables `atelier features compute` wrote here, named as the BigQuery
+    sources of the feature repo name them (tests/features/test_engine.py materializes from them)."""
+    from atelier.features.definitions import bigquery_table
+    from atelier.protect.parquet import write_dataset
+
+    bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
+    load(ctx, bq, EU)
+    assert EU.table("client_activity") not in bq.tables  # the lake alone unless asked
+    first = load(ctx, bq, EU, features=True)
+    root = settings.paths.features("eu")
+    folders = [m.parent for m in root.rglob("_dataset.json")]
+    assert len(folders) >= 5
+    for folder in folders:
+        name = bigquery_table("features/{region}/" + folder.relative_to(root).as_posix())
+        assert bq.rows(EU.table(name)) == read_dataset(folder, ctx.keys).num_rows == first[name].rows, name
+    assert first["events"].loaded == 0  # the lake was there already
+    assert bq.tables[EU.table("client_activity")]["clustering"] == ["client_id"]
+    assert bq.tables[EU.table("product_popularity")]["clustering"] == ["product_id"]
+    assert {t["key"] for t in bq.tables.values()} == {KEY}
+
+    jobs = len(bq.load_jobs())
+    assert all(r.loaded == r.deleted == 0 for r in load(ctx, bq, EU, features=True).values()) and len(bq.load_jobs()) == jobs
+    activity = root / "client_activity"
+    table = read_dataset(activity, ctx.keys)
+    write_dataset(activity, table.slice(0, table.num_rows // 2), ctx.keys)  # computed again, with other rows
+    report = load(ctx, bq, EU, features=True)
+    assert report["client_activity"].deleted >= 1 and report["client_activity"].loaded >= 1
+    assert bq.rows(EU.table("client_activity")) == table.num_rows // 2
+    assert sum(r.loaded + r.deleted for name, r in report.items() if name != "client_activity") == 0
+
+
+def test_a_feature_table_with_another_regions_client_or_no_feature_tables_send_nothing(settings):
+    from atelier.protect.parquet import write_dataset
+    from atelier.protect.residency import roster
+
+    bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
+    load(ctx, bq, EU)
+    sent = len(bq.sent)
+    activity = settings.paths.features("eu") / "client_activity"
+    table = read_dataset(activity, ctx.keys)
+    us_client = roster(settings, "us")[0].as_py()
+    planted = table.set_column(table.schema.get_field_index("client_id"), "client_id", pa.array([us_client] + table.column("client_id").to_pylist()[1:]))
+    write_dataset(activity, planted, ctx.keys)
+    with pytest.raises(AtelierError, match=f"(?s)client_activity part .*not held by this region.*{us_client}"):
+        load(ctx, bq, EU, features=True)
+    assert EU.table("client_activity") not in bq.tables and len(bq.sent) == sent  # its table comes first: nothing went
+    import shutil
+
+    shutil.rmtree(settings.paths.features("eu"))
+    with pytest.raises(AtelierError, match="has no feature tables to load") as e:
+        load(ctx, bq, EU, features=True)
+    assert "atelier features compute" in e.value.fix and len(bq.sent) == sent
+
+
 def test_a_dataset_outside_the_region_or_under_another_key_gets_nothing(settings):
     ctx = RegionContext.of(settings, "eu")
     elsewhere = _bigquery(location="us-east1")

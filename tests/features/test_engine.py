@@ -88,9 +88,9 @@ def test_materialization_from_bigquery_streams_the_bytes_the_lake_gives(redis_se
     from google.cloud import bigquery as google_bigquery
 
     from atelier.context import RegionContext
+    from atelier.data.load_bigquery import Target, load
     from atelier.features.cloud import cloud_config
     from atelier.features.definitions import bigquery_table
-    from atelier.protect.parquet import read_dataset
 
     views = ["client_activity", "product_popularity"]  # a view per client, a view per product
     repo.apply(redis_settings, "eu")
@@ -101,11 +101,11 @@ def test_materialization_from_bigquery_streams_the_bytes_the_lake_gives(redis_se
     key = "projects/group-eu/locations/europe-west9/keyRings/atelier-eu/cryptoKeys/bigquery"
     bq = StandInBigQuery({"group-eu.atelier": ("europe-west9", key)})
     bq.page_rows = 50
-    keys = RegionContext.of(redis_settings, "eu").keys
+    # every table, as in the cloud (applying checks that each source exists): the lake and the
+    # feature tables computed here, loaded by `atelier data load --to bigquery --features`
+    load(RegionContext.of(redis_settings, "eu"), bq, Target("group-eu", "atelier", "europe-west9", key), features=True)
     store = repo.feature_store(redis_settings, "eu")
-    for view in store.list_feature_views():  # every table, as in the cloud (applying checks that each source exists)
-        table = view.batch_source.table  # "features/{region}/client_activity"
-        bq.put(f"group-eu.atelier.{bigquery_table(table)}", read_dataset(redis_settings.home / table.format(region="eu"), keys))
+    assert {f"group-eu.atelier.{bigquery_table(v.batch_source.table)}" for v in store.list_feature_views()} <= set(bq.tables)
     monkeypatch.setenv("ATELIER_OFFLINE_STORE", "bigquery")
     outputs = {"location": "europe-west9", "bucket": "b", "bigquery_dataset": "atelier", "redis_host": "10.0.0.3", "redis_port": 6378}
     cloud, _ = cloud_config("eu", outputs, "group-eu")
