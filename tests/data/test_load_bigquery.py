@@ -235,6 +235,8 @@ def test_the_command_loads_with_the_terraform_outputs(settings, tmp_path, monkey
     assert "events" in result.output and f"{_lake_rows(settings, 'events'):,}" in result.output
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "nothing to load" in again.output
+    with_features = CliRunner().invoke(cli, [*args, "--features"])
+    assert with_features.exit_code == 0 and "client_activity" in with_features.output and EU.table("client_activity") in bq.tables
     wrong = CliRunner().invoke(cli, [*args[:2], "--to", "snowflake", *args[4:]])
     assert wrong.exit_code != 0 and "bigquery" in wrong.output
 
