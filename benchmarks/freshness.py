@@ -15,6 +15,10 @@ not measured here), features materialized into a redis-server, served by `bentom
   fsync, fresh rows in Feast's Redis layout), and over HTTP (POST /events); beside a raw
   pipelined Redis write of the same fields (HSET of id, product, type and time per event,
   1,000 per pipeline), in the same run. Medians of 5 rounds.
+* The ledger as it grows (the journal's index of event ids, atelier.events.journal): the time to
+  index 1,000 new ids while the ledger goes from empty to --ledger-events ids, with atelier's
+  SQLite settings and with SQLite's defaults, in the same run. Event ids are random keys; the
+  ingestion rounds above start from an empty journal.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from common import ROOT, bench_home, log, make_world, mark_ready, percentiles, s
 
 BATCH = 1000
 ROUNDS = 5
+SQLITE_DEFAULTS = ("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000")
 
 
 def _events(clients, products, n, kind="view"):
@@ -58,12 +63,40 @@ def raw_redis(client, events) -> float:
     return time.perf_counter() - t0
 
 
+def ledger_growth(settings, events: int, pragmas: tuple[str, ...] = ()) -> tuple[float, float]:
+    """Median ms to index a batch of 1,000 new ids over the first and the last 50 batches, as a
+    journal's ledger grows from empty to `events` ids (a journal of its own, in a temporary home)."""
+    import shutil
+    import tempfile
+
+    from atelier.context import RegionContext
+    from atelier.events.journal import Journal
+    from atelier.settings import Settings
+
+    home = Path(tempfile.mkdtemp(dir=settings.home))
+    try:
+        journal = Journal(RegionContext.of(Settings(home=home), "eu"))
+        for pragma in pragmas:
+            journal.db.execute(pragma)
+        times = []
+        for k in range(events // BATCH):
+            ids = [uuid.uuid4().hex for _ in range(BATCH)]
+            t0 = time.perf_counter()
+            journal._index(f"{k:020d}", ids)
+            times.append(time.perf_counter() - t0)
+        journal.close()
+        return statistics.median(times[:50]) * 1e3, statistics.median(times[-50:]) * 1e3
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=20_000)
     ap.add_argument("--products", type=int, default=2_000)
     ap.add_argument("--events", type=int, default=1_000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--ledger-events", type=int, default=300_000)
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     spec = {"clients": args.clients, "products": args.products, "events_per_client": 20.0, "chunk_clients": 50_000}
@@ -119,6 +152,9 @@ def main() -> None:
         ours, raw = ours[1:], raw[1:]  # the first round warms up
         intake_eps, raw_eps = BATCH / statistics.median(ours), BATCH / statistics.median(raw)
         log(f"intake {intake_eps:,.0f} events/s, raw redis {raw_eps:,.0f} events/s")
+        ledger = ledger_growth(s, args.ledger_events)
+        ledger_defaults = ledger_growth(s, args.ledger_events, SQLITE_DEFAULTS)
+        log(f"ledger {ledger[0]:.1f} -> {ledger[1]:.1f} ms per 1,000 ids; with SQLite's defaults {ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms")
 
         # the service
         port = free_port()
@@ -182,12 +218,14 @@ def main() -> None:
             ["ingestion over HTTP (POST /events)", f"{http_eps:,.0f} events/s", f"batches of {BATCH:,}, median of {ROUNDS}"],
             ["raw pipelined Redis write, same fields", f"{raw_eps:,.0f} events/s", "HSET per event, one pipeline per batch"],
             ["ingestion / raw", f"{intake_eps / raw_eps:.2f}x in process, {http_eps / raw_eps:.2f}x over HTTP", ""],
+            ["ledger: 1,000 new ids, empty -> full", f"{ledger[0]:.1f} -> {ledger[1]:.1f} ms", f"first and last 50 batches, to {args.ledger_events:,} ids"],
+            ["the same with SQLite's defaults", f"{ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms", "2 MB cache, a checkpoint every 1,000 WAL pages"],
         ]
         goals = [["freshness p99 <= 100 ms", f"{f['p99_ms']:.2f} ms", "yes" if f["p99_ms"] <= 100 else "NO"],
                  ["ingestion >= 0.5x raw Redis", f"{intake_eps / raw_eps:.2f}x", "yes" if intake_eps >= 0.5 * raw_eps else "NO"]]
         t1 = table(f"Real-time events, {args.clients:,} clients, {args.products:,} products, {args.workers} workers", ["what", "measured", "how"], rows)
         t2 = table("Goals", ["goal", "measured", "met"], goals)
-        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "load_rps": load_rps, "tables": [t1, t2]})
+        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_defaults_ms": ledger_defaults, "tables": [t1, t2]})
     finally:
         stop([proc])
         redis.stop()

@@ -10,6 +10,7 @@ row by row, and nothing of a batch with a problem is written.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
@@ -110,12 +111,15 @@ def to_table(events: list[Event], received_at: datetime) -> pa.Table:
     return pa.table({f.name: pa.array(cols[f.name], f.type) for f in SCHEMA})
 
 
-def check(table: pa.Table, products: pa.Array, roster: pa.Array, region: str, now: datetime) -> None:
+def check(table: pa.Table, products: AbstractSet[str], roster: pa.Array, region: str, now: datetime) -> None:
     """Raise `ForeignClients` (403) if any client is not on the region's roster, else `Problems`
     (400) for the rows that break a rule. Fields have been checked one by one already (`Event`).
 
     The region comes first: a batch with another region's client is refused as such, whatever
-    else is wrong with it, and that client's data is not examined further here."""
+    else is wrong with it, and that client's data is not examined further here.
+
+    `products` is a set (the ingestor keeps one per catalog): `pc.is_in` hashes its whole value
+    set on every call, and for a catalog of 100,000 products that was 7 ms of every batch."""
     outside = pc.invert(pc.is_in(table.column("client_id"), value_set=roster))
     if pc.any(outside).as_py():
         raise ForeignClients(region, sorted(set(pc.filter(table.column("client_id"), outside).to_pylist())))
@@ -127,9 +131,9 @@ def check(table: pa.Table, products: pa.Array, roster: pa.Array, region: str, no
             if e in first:
                 problems.append({"loc": ["events", i, "event_id"], "msg": f"event_id {e!r} is already row {first[e]} of this batch", "type": "duplicate"})
             first.setdefault(e, i)
-    unknown = pc.invert(pc.is_in(table.column("product_id"), value_set=products))
-    for i in pc.indices_nonzero(unknown).to_pylist():
-        problems.append({"loc": ["events", i, "product_id"], "msg": f"unknown product {table.column('product_id')[i].as_py()!r}", "type": "unknown_product"})
+    for i, product in enumerate(table.column("product_id").to_pylist()):
+        if product not in products:
+            problems.append({"loc": ["events", i, "product_id"], "msg": f"unknown product {product!r}", "type": "unknown_product"})
     ahead = pc.greater(table.column("event_timestamp"), pa.scalar(now + CLOCK_SKEW, pa.timestamp("us", "UTC")))
     for i in pc.indices_nonzero(ahead).to_pylist():
         t = table.column("event_timestamp")[i].as_py()

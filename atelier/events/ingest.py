@@ -77,23 +77,26 @@ class Ingestor:
             raise AtelierError(f"region {ctx.region!r} has no {fresh.VIEW} view", fix=f"run `atelier features apply -r {ctx.region}`") from None
         access.authorize(store, [self.view], AuthzedAction.WRITE_ONLINE, ctx.user)  # the policy: feature_repo/permissions.py
         self.reader = OnlineFeatures(store, fresh.REFS, user=ctx.user, timestamps=(fresh.VIEW,))
-        self._products: tuple[int, pa.Array] | None = None
+        self._products: tuple[int, pa.Array, frozenset[str]] | None = None
         self._redis = _redis_writer(store, self.view)
 
     def products(self) -> pa.Array:
         """The catalog's product ids, read again whenever the catalog is rewritten."""
+        return self._catalog()[1]
+
+    def _catalog(self) -> tuple[int, pa.Array, frozenset[str]]:
         path = self.ctx.paths.catalog("products")
         stamp = (path / MARKER).stat().st_mtime_ns
         if self._products is None or self._products[0] != stamp:
             ids = read_dataset(path, None, columns=["product_id"]).column("product_id").combine_chunks()
-            self._products = (stamp, ids)
-        return self._products[1]
+            self._products = (stamp, ids, frozenset(ids.to_pylist()))
+        return self._products
 
     def ingest(self, events: Sequence[Event]) -> Receipt:
         t0 = time.perf_counter()
         now = datetime.now(timezone.utc)
         table = to_table(list(events), now)
-        check(table, self.products(), roster(self.ctx.settings, self.ctx.region), self.ctx.region, now)
+        check(table, self._catalog()[2], roster(self.ctx.settings, self.ctx.region), self.ctx.region, now)
         with self.journal.lock():
             self._recover()
             seen = self.journal.seen(table.column("event_id").to_pylist())
