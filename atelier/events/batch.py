@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from atelier.data.importer import MAX_ID_LENGTH
 from atelier.errors import AtelierError
+from atelier.protect.residency import RosterIndex
 
 
 def _whole(value):
@@ -111,18 +112,19 @@ def to_table(events: list[Event], received_at: datetime) -> pa.Table:
     return pa.table({f.name: pa.array(cols[f.name], f.type) for f in SCHEMA})
 
 
-def check(table: pa.Table, products: AbstractSet[str], roster: pa.Array, region: str, now: datetime) -> None:
+def check(table: pa.Table, products: AbstractSet[str], roster: RosterIndex, region: str, now: datetime) -> None:
     """Raise `ForeignClients` (403) if any client is not on the region's roster, else `Problems`
     (400) for the rows that break a rule. Fields have been checked one by one already (`Event`).
 
     The region comes first: a batch with another region's client is refused as such, whatever
     else is wrong with it, and that client's data is not examined further here.
 
-    `products` is a set (the ingestor keeps one per catalog): `pc.is_in` hashes its whole value
-    set on every call, and for a catalog of 100,000 products that was 7 ms of every batch."""
-    outside = pc.invert(pc.is_in(table.column("client_id"), value_set=roster))
-    if pc.any(outside).as_py():
-        raise ForeignClients(region, sorted(set(pc.filter(table.column("client_id"), outside).to_pylist())))
+    `products` is a set and `roster` an index, both kept by the ingestor: `pc.is_in` hashes its
+    whole value set on every call, so each batch paid for the catalog's and the region's size
+    (4 ms at 100,000 products, 1 ms per 30,000 clients)."""
+    outside = roster.missing(table.column("client_id").to_pylist())
+    if outside:
+        raise ForeignClients(region, sorted(set(outside)))
     problems = []
     ids = table.column("event_id")
     if pc.count_distinct(ids).as_py() != table.num_rows:

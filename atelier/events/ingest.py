@@ -42,7 +42,7 @@ from atelier.events.batch import Event, check, to_table
 from atelier.events.journal import Journal
 from atelier.protect import access
 from atelier.protect.parquet import MARKER, read_dataset
-from atelier.protect.residency import roster
+from atelier.protect.residency import roster_index
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
@@ -96,7 +96,7 @@ class Ingestor:
         t0 = time.perf_counter()
         now = datetime.now(timezone.utc)
         table = to_table(list(events), now)
-        check(table, self._catalog()[2], roster(self.ctx.settings, self.ctx.region), self.ctx.region, now)
+        check(table, self._catalog()[2], roster_index(self.ctx.settings, self.ctx.region), self.ctx.region, now)
         with self.journal.lock():
             self._recover()
             seen = self.journal.seen(table.column("event_id").to_pylist())
