@@ -158,9 +158,14 @@ class StandInBigQuery:
                 self.tables[destination] = {"partitioning": job_config.time_partitioning, "clustering": job_config.clustering_fields, "key": key}
             else:
                 held = [r[0] for r in self.db.execute(f"DESCRIBE {name}").fetchall()]
-                if held != table.column_names:
+                added = [c for c in table.column_names if c not in held]
+                # BigQuery matches a Parquet file's columns by name; a new one needs ALLOW_FIELD_ADDITION
+                if set(held) - set(table.column_names) or (added and "ALLOW_FIELD_ADDITION" not in (job_config.schema_update_options or [])):
                     return self._job(job_id, "load", error_result={"reason": "invalid", "message": f"Provided Schema does not match Table {destination}"})
-                self.db.execute(f"INSERT INTO {name} SELECT * FROM incoming").fetchall()
+                types = {r[0]: r[1] for r in self.db.execute("DESCRIBE incoming").fetchall()}
+                for column in added:
+                    self.db.execute(f'ALTER TABLE {name} ADD COLUMN "{column}" {types[column]}').fetchall()
+                self.db.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming").fetchall()
         finally:
             self.db.unregister("incoming")
         return self._job(job_id, "load")

@@ -288,6 +288,9 @@ def _job_config(target: Target, unit: Unit):
         create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
         destination_encryption_configuration=bigquery.EncryptionConfiguration(kms_key_name=target.kms_key),
     )
+    # A feature added to a view (or an attribute to an import) reaches a table that exists: its
+    # new column is added; BigQuery refuses the append otherwise ("Provided Schema does not match").
+    config.schema_update_options = [bigquery.SchemaUpdateOption.ALLOW_FIELD_ADDITION]
     parquet = bigquery.ParquetOptions()
     parquet.enable_list_inference = True  # list columns (a product's attributes, ...) as ARRAYs
     config.parquet_options = parquet

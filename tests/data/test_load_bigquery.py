@@ -160,6 +160,14 @@ def test_feature_tables_load_under_the_names_feast_reads_and_a_recomputed_one_re
     assert bq.rows(EU.table("client_activity")) == table.num_rows // 2
     assert sum(r.loaded + r.deleted for name, r in report.items() if name != "client_activity") == 0
 
+    # a feature added to the view: the table BigQuery holds gains its column, and only new rows stay
+    popularity = root / "product_popularity"
+    table = read_dataset(popularity, ctx.keys)
+    write_dataset(popularity, table.append_column("views_1d", pa.array(range(table.num_rows), pa.int64())), ctx.keys)
+    report = load(ctx, bq, EU, features=True)
+    assert report["product_popularity"].loaded >= 1 and report["product_popularity"].deleted >= 1
+    assert sorted(bq.column(EU.table("product_popularity"), "views_1d")) == list(range(table.num_rows))
+
 
 def test_a_feature_table_with_another_regions_client_or_no_feature_tables_send_nothing(settings):
     from atelier.protect.parquet import write_dataset
