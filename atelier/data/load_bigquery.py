@@ -29,10 +29,10 @@ The tables are the ones the feature SQL reads (atelier.features.sql, `atelier fe
 `events` (partitioned by day of `event_timestamp`, clustered by `client_id`), `clients`,
 `products`, `stores`, `maisons`.
 
-**Feature tables** (`features=True`, `--features`): the tables `atelier features compute` wrote on
-this machine, under the names Feast's BigQuery sources read (`definitions.bigquery_table`:
-`client_activity`, `maison_engagement_<maison>`, ...), each clustered by the entity columns it
-has. Loaded by the same units, so a recomputed table replaces the old one and an unchanged one
+**Feature tables** (`features=True`, `--features`): the tables of the feature repository's views
+that `atelier features compute` wrote on this machine, under the names Feast's BigQuery sources
+read (`definitions.bigquery_table`: `client_activity`, `maison_engagement_<maison>`, ...), each
+clustered by its view's join keys. Loaded by the same units, so a recomputed table replaces the old one and an unchanged one
 sends nothing. That is the cloud path for a region whose features are computed here; where one
 machine is not enough, the feature SQL computes them in BigQuery instead.
 """
@@ -57,7 +57,6 @@ from atelier.protect.residency import assert_region_clients
 UNIT = "_load_unit"
 CATALOG = ("maisons", "products", "stores")
 CLUSTERING = {"events": ["client_id"], "clients": ["client_id"]}
-ENTITY_COLUMNS = ("client_id", "product_id", "maison", "store_id", "country", "level", "location")  # a feature table's keys, in clustering order
 ATTEMPTS = 3  # new job ids per group and run: a failed job's id cannot be used again
 JOB_BYTES = 256 * 2**20  # files per load job: what is decrypted in memory at once
 
@@ -133,21 +132,25 @@ def units(ctx: RegionContext, features: bool = False) -> list[Unit]:
 
 
 def feature_units(ctx: RegionContext) -> list[Unit]:
-    """The parts of every feature table computed for the region, each bound for the table its
-    Feast source reads in BigQuery."""
+    """The parts of every feature table the feature repository's views read (those computed here,
+    not the lake's), each bound for the table its Feast source reads in BigQuery."""
     from atelier.features.definitions import bigquery_table
+    from atelier.features.repo import parse_definitions
 
-    root = ctx.paths.features(ctx.region)
-    # a writer's staging folder (a dot name, left by a crash) is no table
-    folders = sorted(m.parent for m in root.rglob(MARKER) if not any(p.startswith(".") for p in m.relative_to(root).parts)) if root.is_dir() else []
-    if not folders:
-        raise AtelierError(f"region {ctx.region!r} has no feature tables to load", where=str(root),
+    contents = parse_definitions(ctx.settings)
+    join_keys = {e.name: e.join_key for e in contents.entities}
+    tables: dict[str, tuple[Path, tuple[str, ...]]] = {}  # views may share a table: loaded once
+    for view in contents.feature_views:
+        template = getattr(view.batch_source, "table", None) or ""
+        if template.startswith("features/"):
+            cluster = tuple(join_keys[e] for e in view.entities)[:4]  # BigQuery clusters by 4 columns at most
+            tables[bigquery_table(template)] = (ctx.settings.home / template.format(region=ctx.region), cluster)
+    absent = sorted(t for t, (folder, _) in tables.items() if not (folder / MARKER).exists())
+    if absent:
+        raise AtelierError(f"region {ctx.region!r} has no feature tables to load for {', '.join(absent)}", where=str(ctx.paths.features(ctx.region)),
                            fix=f"run `atelier features compute -r {ctx.region}` first, or load without --features")
     found: list[Unit] = []
-    for folder in folders:
-        table = bigquery_table("features/{region}/" + folder.relative_to(root).as_posix())
-        names = set(dataset_info(folder)["schema"].names)
-        cluster = tuple(c for c in ENTITY_COLUMNS if c in names)[:4]  # BigQuery: 4 at most
+    for table, (folder, cluster) in sorted(tables.items()):
         found += _units_of(table, folder, cluster=cluster) or [Unit(table, folder, None, _empty_digest(folder), None, cluster)]
     return found
 
@@ -181,13 +184,15 @@ def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], N
     _check_dataset(client, target)
     wanted = units(ctx, features)
     digests: dict[str, set[str]] = {}  # table -> the units it should hold
+    empty: dict[str, set[str]] = {}  # table -> its empty unit, held once the table exists
     for u in wanted:
         digests.setdefault(u.table, set()).add(u.digest)
+        if u.file is None:
+            empty.setdefault(u.table, set()).add(u.digest)
     held = {}
-    for t, wanted_t in digests.items():
+    for t in digests:
         listed = _held_units(client, target, t)
-        empty = {d for d in wanted_t if d.startswith("empty-")}
-        held[t] = (listed or set()) | (empty if listed is not None else set())
+        held[t] = set() if listed is None else listed | empty.get(t, set())
     reports = {t: TableReport(held=len(held[t] & digests[t])) for t in digests}
     missing = [u for u in wanted if u.digest not in held[u.table]]
     on_units(len(missing))

@@ -133,6 +133,7 @@ def test_feature_tables_load_under_the_names_feast_reads_and_a_recomputed_one_re
     """`--features`: the tables `atelier features compute` wrote here, named as the BigQuery
     sources of the feature repo name them (tests/features/test_engine.py materializes from them)."""
     from atelier.features.definitions import bigquery_table
+    from atelier.features.repo import parse_definitions
     from atelier.protect.parquet import write_dataset
 
     bq, ctx = _bigquery(), RegionContext.of(settings, "eu")
@@ -140,14 +141,15 @@ def test_feature_tables_load_under_the_names_feast_reads_and_a_recomputed_one_re
     assert EU.table("client_activity") not in bq.tables  # the lake alone unless asked
     first = load(ctx, bq, EU, features=True)
     root = settings.paths.features("eu")
-    folders = [m.parent for m in root.rglob("_dataset.json")]
-    assert len(folders) >= 5
-    for folder in folders:
-        name = bigquery_table("features/{region}/" + folder.relative_to(root).as_posix())
+    sources = {v.batch_source.table for v in parse_definitions(settings).feature_views if v.batch_source.table.startswith("features/")}
+    assert len(sources) >= 5
+    for source in sources:  # every table a view reads, under its source's name
+        folder, name = settings.home / source.format(region="eu"), bigquery_table(source)
         assert bq.rows(EU.table(name)) == read_dataset(folder, ctx.keys).num_rows == first[name].rows, name
     assert first["events"].loaded == 0  # the lake was there already
     assert bq.tables[EU.table("client_activity")]["clustering"] == ["client_id"]
     assert bq.tables[EU.table("product_popularity")]["clustering"] == ["product_id"]
+    assert bq.tables[EU.table("country_sales_weekly")]["clustering"] == ["country_code", "product_id"]  # the view's join keys
     assert {t["key"] for t in bq.tables.values()} == {KEY}
 
     jobs = len(bq.load_jobs())
