@@ -99,7 +99,8 @@ class Journal:
         self.db.execute("PRAGMA synchronous=NORMAL")
         # Event ids are random keys: each batch touches ~one index page per event. With SQLite's
         # defaults (2 MB of cache, a checkpoint every 1,000 WAL pages) a batch's ledger write grew
-        # from 5 to 27 ms over the first 300,000 events; with these it stays near 7 ms.
+        # from 5 to 27 ms over the first 300,000 events; with these, 5.5 to 9 ms
+        # (benchmarks/freshness.py measures both).
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.execute("PRAGMA wal_autocheckpoint=10000")
         self.db.execute("CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, part TEXT NOT NULL)")

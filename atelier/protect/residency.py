@@ -85,17 +85,15 @@ class RosterIndex:
 
     def missing(self, ids: list[str]) -> list[str]:
         """The ids (in their order, repeats kept) that the roster does not hold."""
-        if not ids:
-            return []
+        if not ids or not len(self._hashes):
+            return list(ids)
         probe = np.fromiter((self._hash(v) for v in ids), np.int64, len(ids))
         lo = np.searchsorted(self._hashes, probe, side="left")
         hi = np.searchsorted(self._hashes, probe, side="right")
-        if not len(self._hashes):
-            return list(ids)
         first = pa.array(np.minimum(lo, len(self._hashes) - 1), pa.int64())
         same = pc.equal(self._ids.take(first), pa.array(ids, pa.string())).to_numpy(zero_copy_only=False)
         out = []
-        for j in np.flatnonzero(~same | (lo == hi)):
+        for j in np.flatnonzero(~same):  # an id absent from the roster never equals the id at its place
             a, b = lo[j], hi[j]
             # a hash shared by several clients (rare): the others of that run are compared too
             if a == b or not any(self._ids[k].as_py() == ids[j] for k in range(a + 1, b)):
@@ -103,19 +101,16 @@ class RosterIndex:
         return out
 
 
-_INDEXES: dict[Path, tuple[int, RosterIndex]] = {}
+_INDEXES: dict[Path, tuple[pa.Array, RosterIndex]] = {}  # client table -> (the roster indexed, its index)
 
 
 def roster_index(settings: Settings, region: str) -> RosterIndex:
-    """`RosterIndex` of `region`'s roster, rebuilt when the lake is rewritten."""
+    """`RosterIndex` of `region`'s roster, rebuilt whenever `roster` reads a new one."""
+    ids = roster(settings, region)
     path = settings.paths.client_table("clients", region)
-    from atelier.protect.parquet import MARKER
-
-    marker = path / MARKER
-    stamp = marker.stat().st_mtime_ns if marker.exists() else -1
     cached = _INDEXES.get(path)
-    if cached is None or cached[0] != stamp:
-        cached = _INDEXES[path] = (stamp, RosterIndex(roster(settings, region)))
+    if cached is None or cached[0] is not ids:
+        cached = _INDEXES[path] = (ids, RosterIndex(ids))
     return cached[1]
 
 
