@@ -197,6 +197,7 @@ def test_the_network_is_the_median_of_its_members_and_exports_as_it_predicts(tmp
 @pytest.mark.slow
 def test_train_forecast_and_assortment_backtest_export_and_plot(home, settings):
     """On the tiny world: every method is scored per level, quantiles are ordered, both models reach the store."""
+    from atelier.models.forecast import network
     from atelier.models.forecast.backtest import METHODS, ForecastConfig
     from atelier.models.forecast.train import model_name, train_forecast
     from atelier.models.store import use_bentoml_home
@@ -228,6 +229,9 @@ def test_train_forecast_and_assortment_backtest_export_and_plot(home, settings):
     assert model.tag.name == model_name("eu") and model.info.labels == {"region": "eu", "task": "forecast", "framework": "tensorflow"}
     forecasts = pd.read_parquet(model.path_of("forecasts.parquet"))
     assert set(forecasts["level"]) == {"country", "store"}
+    for level, m in result.metrics["levels"].items():  # P50 in whole units (or at P10) where the validation origin chose it
+        offset, f = m["choices"]["p50_offset"], forecasts[forecasts["level"] == level]
+        assert offset is None or (offset in network.OFFSETS and ((f["p50"] == f["p50"].round()) | (f["p50"] == f["p10"])).all())
     assert ((forecasts["p10"] <= forecasts["p50"]) & (forecasts["p50"] <= forecasts["p90"]) & (forecasts["p10"] >= 0)).all()
     assert forecasts.groupby(["level", "location", "product_id"]).size().eq(12).all()
     description = json.loads(open(model.path_of("model.json")).read())
@@ -294,3 +298,25 @@ def test_a_backtest_asking_more_weeks_than_the_data_has_writes_no_run(settings):
         train_forecast(settings, "eu", ForecastConfig(origins=40, step=3))  # the tiny world has two years, not 40 x 3 + 24 weeks
     assert "too few for 40 origins" in str(e.value)
     assert not list(settings.paths.runs("eu").glob("forecast-*"))
+
+
+def test_p50_in_whole_units_by_hand_and_its_rounding_chosen_on_validation():
+    """Units are counts: P50 becomes floor(P50 + offset) but never below P10, and P90 rises to it; the
+    offset is the validation origin's best, none when rounding does not help or the history is not
+    in whole units."""
+    from atelier.models.forecast import network
+
+    q = np.array([[0.1, 0.2, 0.9], [0.5, 1.6, 3.0], [2.0, 2.4, 2.45]])
+    out = network.whole_units(q, 0.5)
+    assert out.tolist() == [[0.1, 0.1, 0.9], [0.5, 2.0, 3.0], [2.0, 2.0, 2.45]]  # never below P10, which stays
+    assert network.whole_units(q, 0.7)[:, 1].tolist() == [0.1, 2.0, 3.0] and network.whole_units(q, 0.7)[2, 2] == 3.0  # P90 raised to it
+    assert network.whole_units(q, None) is q
+
+    whole = np.array([[0.0, 1.0, 3.0]])
+    sparse = np.array([0.0] * 9 + [1.0])  # intermittent demand: the median week sells nothing
+    smooth = np.column_stack([np.zeros(10), np.full(10, 0.2), np.full(10, 0.9)])
+    offset, scores = network.choose_offset(sparse, smooth, whole)
+    assert offset == 0.3 and scores["0.3"] == pytest.approx(1.0) and scores["none"] == pytest.approx(2.6)  # (|1 - 0.2| + 9 x 0.2) / 1 unit
+    exact = np.column_stack([np.zeros(3), [0.4, 1.4, 2.4], [1.0, 2.0, 3.0]])
+    assert network.choose_offset(np.array([0.4, 1.4, 2.4]), exact, whole)[0] is None  # rounding only loses here
+    assert network.choose_offset(sparse, smooth, whole + 0.25) == (None, {"none": pytest.approx(2.6)})  # sold by weight: left alone

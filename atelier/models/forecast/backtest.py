@@ -4,7 +4,8 @@ Origins are panel columns: the forecast stands at the start of that week and pre
 `horizon` weeks. The last origin is the latest with a full horizon of actuals; the others step
 back from it (`step` weeks apart). One more origin, `horizon` weeks before the first test origin,
 is the validation origin: the network's epochs and LightGBM's rounds are chosen there, and its
-targets all lie before the first test origin. Then, for each test origin, every model is fitted
+targets all lie before the first test origin; so is the rounding of the network's P50 to whole
+units (`network.whole_units`). Then, for each test origin, every model is fitted
 again on examples whose targets lie before that origin (nothing after it is read: see
 `features.at` and its leak test) and scored once on the weeks after it.
 
@@ -131,9 +132,9 @@ def _score(panel: Panel, origin: int, ex: F.Examples, forecasts: dict[str, np.nd
     return Scored(origin, ex, scale, forecasts, F.unsold(panel, origin, ex.series))
 
 
-def _forecasts(panel: Panel, ex: F.Examples, net, gbm) -> dict[str, np.ndarray]:
+def _forecasts(panel: Panel, ex: F.Examples, net, gbm, offset: float | None) -> dict[str, np.ndarray]:
     return {
-        MODEL: network.predict(net, ex),
+        MODEL: network.whole_units(network.predict(net, ex), offset),
         "lightgbm": gbm.predict(ex),
         "seasonal naive": baselines.seasonal_naive(panel, ex)[:, None],
         "moving average": baselines.moving_average(panel, ex)[:, None],
@@ -155,8 +156,10 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
     advance = step("choosing LightGBM's rounds", 1)
     gbm = baselines.LightGBM(seed=config.seed).fit(train, held)
     advance(1)
-    choices = {"epochs": history["best_epochs"], "validation_loss": history["validation_loss"], "lightgbm_rounds": gbm.rounds}
-    held_scored = _score(panel, validation_origin, held, _forecasts(panel, held, net, gbm))
+    offset, roundings = network.choose_offset(held.target, network.predict(net, held), panel.units[:, :validation_origin])
+    choices = {"epochs": history["best_epochs"], "validation_loss": history["validation_loss"], "lightgbm_rounds": gbm.rounds,
+               "p50_offset": offset, "p50_rounding_wape": roundings}
+    held_scored = _score(panel, validation_origin, held, _forecasts(panel, held, net, gbm, offset))
     validation = {m: report(*_cells(held_scored, m)) for m in METHODS}
 
     result = Backtest(validation_origin, tests, choices, validation, validation_scored=held_scored)
@@ -167,7 +170,7 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
         net, _ = network.fit(train, sizes, epochs=choices["epochs"], members=config.members, learning_rate=config.learning_rate, decay=config.decay, seed=config.seed)
         gbm = baselines.LightGBM(seed=config.seed, rounds=choices["lightgbm_rounds"]).fit(train)
         ex = F.forecast_rows(panel, origin, vocabulary, config.horizon)
-        result.scored.append(_score(panel, origin, ex, _forecasts(panel, ex, net, gbm)))
+        result.scored.append(_score(panel, origin, ex, _forecasts(panel, ex, net, gbm, offset)))
         window = panel.units[:, origin:origin + config.horizon]
         forecast = np.zeros(len(window), bool)
         forecast[ex.series] = True

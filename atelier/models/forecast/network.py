@@ -140,6 +140,43 @@ def predict(net, ex: Examples, batch: int = 65_536) -> np.ndarray:
     return np.clip(q, 0, None) * ex.scale[:, None]
 
 
+OFFSETS = (0.3, 0.4, 0.5, 0.6, 0.7)  # the roundings of P50 to whole units tried on the validation origin
+
+
+def whole_units(q: np.ndarray, offset: float | None) -> np.ndarray:
+    """P50 as a whole number of units, floor(P50 + `offset`), but never below P10; P90 raised to it
+    where it passes. `offset` None leaves the forecast as it is.
+
+    Why: units sold are counts, and every quantile of a count is a whole number; a network's
+    output is smooth and does not land on one. Where demand is intermittent its P50 sits a little
+    above zero in cells whose median is zero, and pays for it in every week without a sale. P10
+    stays where the network put it, so the band keeps its coverage: pulling P10 down to a P50
+    rounded to zero widened Online Retail's band from 0.867 to 0.909 coverage. The offset (0.5 is
+    plain rounding) is chosen on the validation origin, like the epochs (`choose_offset`).
+    """
+    if offset is None:
+        return q
+    out = q.copy()
+    out[:, 1] = np.maximum(np.floor(q[:, 1] + offset), q[:, 0])
+    out[:, 2] = np.maximum(q[:, 2], out[:, 1])
+    return out
+
+
+def choose_offset(actual: np.ndarray, q: np.ndarray, history: np.ndarray) -> tuple[float | None, dict[str, float]]:
+    """The rounding of P50 (`whole_units`) with the lowest WAPE on the validation origin's cells,
+    or None when none beats the forecast as it is, or when the series' `history` is not in whole
+    units (a quantity sold by weight). Returns it with every candidate's validation WAPE."""
+    from atelier.models.forecast.metrics import wape
+
+    scores = {"none": wape(actual, q[:, 1])}
+    if not np.array_equal(history, np.round(history)):
+        return None, scores
+    for offset in OFFSETS:
+        scores[str(offset)] = wape(actual, whole_units(q, offset)[:, 1])
+    best = min(scores, key=lambda k: (scores[k], k != "none"))
+    return (None if best == "none" else float(best)), scores
+
+
 class NetModule(tf.Module):
     """The exported network: raw features -> quantiles on the series' scale."""
 

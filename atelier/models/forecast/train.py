@@ -101,7 +101,7 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         net, _ = network.fit(train, vocabulary.sizes(), epochs=bt.choices["epochs"], members=config.members, learning_rate=config.learning_rate,
                              decay=config.decay, seed=config.seed)
         ahead = F.forecast_rows(panel, end, vocabulary, config.horizon)
-        finals[level] = _forecast_table(panel, ahead, network.predict(net, ahead))
+        finals[level] = _forecast_table(panel, ahead, network.whole_units(network.predict(net, ahead), bt.choices["p50_offset"]))
         advance(1)
         metrics["levels"][level] = _level_metrics(panel, bt)
         _plots(panel, bt, metrics["levels"][level]["per_horizon"], run_dir, region, level)
@@ -119,7 +119,8 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         "region": region, "task": "forecast", "levels": levels, "horizon": config.horizon, "quantiles": [0.1, 0.5, 0.9],
         "numeric_features": list(F.NUMERIC), "categorical_features": list(F.CATEGORICAL),
         "first_week": {lv: str(f["week_start"].min()) for lv, f in finals.items()},
-        "metrics": {lv: m["test"] for lv, m in metrics["levels"].items()}, "run": str(run_dir), "code_version": code_version(),
+        "metrics": {lv: m["test"] for lv, m in metrics["levels"].items()},
+        "p50_offset": {lv: m["choices"]["p50_offset"] for lv, m in metrics["levels"].items()}, "run": str(run_dir), "code_version": code_version(),
     }
     (workdir / "model.json").write_text(json.dumps(description, indent=2, default=str))
     write_json_atomic(run_dir / "metrics.json", metrics)
