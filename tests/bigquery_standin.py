@@ -97,7 +97,9 @@ class StandInBigQuery:
         full = name if name.count(".") == 2 else f"{self.project}.{name}"
         if full not in self.tables:
             raise NotFound(f"Not found: Table {full}")
-        return SimpleNamespace(table_id=full.rsplit(".", 1)[1], num_rows=self.rows(full))
+        columns = [r[0] for r in self.db.execute(f"DESCRIBE {full.split('.', 1)[1]}").fetchall()]
+        return SimpleNamespace(table_id=full.rsplit(".", 1)[1], num_rows=self.rows(full), schema=[SimpleNamespace(name=c) for c in columns],
+                               clustering_fields=self.tables[full]["clustering"])
 
     def get_job(self, job_id: str, location: str | None = None):
         if job_id not in self.jobs:
@@ -116,8 +118,13 @@ class StandInBigQuery:
             if full not in self.tables:
                 raise NotFound(f"Not found: Table {full} was not found in location {location}")
             table.set("catalog", None)
+        if tree.key == "alter":  # BigQuery refuses to drop a column the table is clustered by
+            full = f"{self.project}.{tree.this.db}.{tree.this.name}"
+            dropped = {c.name for action in tree.args.get("actions") or [] for c in action.find_all(sqlglot.exp.Column)}
+            if dropped & set(self.tables[full]["clustering"] or []):
+                raise BadRequest(f"Cannot drop clustering column(s) {sorted(dropped)} of {full}")
         try:
-            if tree.key == "delete":
+            if tree.key in ("delete", "alter"):
                 self.db.execute(tree.sql(dialect="duckdb")).fetchall()
                 rows = Rows(None, self.page_rows, self.stats)
             else:

@@ -33,7 +33,9 @@ The tables are the ones the feature SQL reads (atelier.features.sql, `atelier fe
 that `atelier features compute` wrote on this machine, under the names Feast's BigQuery sources
 read (`definitions.bigquery_table`: `client_activity`, `maison_engagement_<maison>`, ...), each
 clustered by its view's join keys. Loaded by the same units, so a recomputed table replaces the old one and an unchanged one
-sends nothing. That is the cloud path for a region whose features are computed here; where one
+sends nothing. The table follows its view's columns: a feature added is a column added by the
+load job (an empty table is loaded again for it), a feature removed is a column dropped before
+anything is appended. That is the cloud path for a region whose features are computed here; where one
 machine is not enough, the feature SQL computes them in BigQuery instead.
 """
 
@@ -57,6 +59,7 @@ from atelier.protect.residency import assert_region_clients
 UNIT = "_load_unit"
 CATALOG = ("maisons", "products", "stores")
 CLUSTERING = {"events": ["client_id"], "clients": ["client_id"]}
+LAKE = (*CATALOG, "clients", "events")  # the tables of the lake and the journal; the others are feature tables
 ATTEMPTS = 3  # new job ids per group and run: a failed job's id cannot be used again
 JOB_BYTES = 256 * 2**20  # files per load job: what is decrypted in memory at once
 
@@ -189,20 +192,34 @@ def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], N
         digests.setdefault(u.table, set()).add(u.digest)
         if u.file is None:
             empty.setdefault(u.table, set()).add(u.digest)
-    held = {}
+    schemas: dict[str, set[str]] = {}  # feature table -> the columns of its view's table, as computed here
+    for u in wanted:
+        if u.table not in LAKE and u.table not in schemas:
+            schemas[u.table] = set(dataset_info(u.dataset)["schema"].names)
+    held, stale = {}, {}
     for t in digests:
         listed = _held_units(client, target, t)
-        held[t] = set() if listed is None else listed | empty.get(t, set())
+        columns = None if listed is None or t not in schemas else _columns(client, target, t)
+        # An empty table holds no row to list: it is loaded once it exists with every column of
+        # its view (a feature added to an empty table's view loads it again, adding the column).
+        complete = columns is None or schemas[t] <= columns
+        held[t] = set() if listed is None else listed | (empty.get(t, set()) if complete else set())
+        if columns is not None:
+            stale[t] = sorted(columns - schemas[t] - {UNIT})
+            _check_droppable(client, target, t, stale[t])  # before anything is sent
     reports = {t: TableReport(held=len(held[t] & digests[t])) for t in digests}
     missing = [u for u in wanted if u.digest not in held[u.table]]
     on_units(len(missing))
     for group in _groups(missing):
-        rows, job_id = _load_group(ctx, client, target, group)
         table = group[0].table
+        _drop_columns(client, target, table, stale.pop(table, []))  # BigQuery refuses an append that lacks a column of the table
+        rows, job_id = _load_group(ctx, client, target, group)
         reports[table].loaded += len(group)
         reports[table].rows += rows
         reports[table].jobs.append(job_id)
         progress(len(group))
+    for t, columns in stale.items():
+        _drop_columns(client, target, t, columns)
     for t in digests:
         gone = sorted(held[t] - digests[t])
         if gone:
@@ -242,6 +259,26 @@ def _held_units(client, target: Target, table: str) -> set[str] | None:
         raise AtelierError(f"table {target.table(table)} was not written by `atelier data load` ({e.message if hasattr(e, 'message') else e})",
                            fix="load into the region's own atelier dataset, or drop that table") from None
     return {r[0] for r in rows}
+
+
+def _columns(client, target: Target, table: str) -> set[str]:
+    return {f.name for f in client.get_table(target.table(table)).schema}
+
+
+def _check_droppable(client, target: Target, table: str, columns: list[str]) -> None:
+    """A clustering column cannot be dropped: when the view no longer has one (its entities
+    changed), the table must go, and nothing is sent before the user says so."""
+    clustered = set(client.get_table(target.table(table)).clustering_fields or []) & set(columns) if columns else set()
+    if clustered:
+        raise AtelierError(f"table {target.table(table)} is clustered by {', '.join(sorted(clustered))}, which its view no longer has (its entities changed): nothing was sent",
+                           fix=f"drop the table in BigQuery (`bq rm -t {target.project}:{target.dataset}.{table}`); the next load writes it whole")
+
+
+def _drop_columns(client, target: Target, table: str, columns: list[str]) -> None:
+    """Drop the columns of a feature table whose view no longer has them (a feature removed from
+    a view): a metadata change in BigQuery, and what lets the table's new parts be appended."""
+    for column in columns:  # one statement each; a column name is a view's feature name
+        _query(client, target, f"ALTER TABLE `{target.table(table)}` DROP COLUMN IF EXISTS `{column}`")
 
 
 def _query(client, target: Target, sql: str) -> list:

@@ -170,6 +170,36 @@ def test_feature_tables_load_under_the_names_feast_reads_and_a_recomputed_one_re
     assert report["product_popularity"].loaded >= 1 and report["product_popularity"].deleted >= 1
     assert sorted(bq.column(EU.table("product_popularity"), "views_1d")) == list(range(table.num_rows))
 
+    # the feature removed again: its column leaves the table, which then takes the new parts
+    write_dataset(popularity, table, ctx.keys)
+    report = load(ctx, bq, EU, features=True)
+    assert report["product_popularity"].loaded >= 1 and bq.rows(EU.table("product_popularity")) == table.num_rows
+    assert _bq_columns(bq, "product_popularity") == set(table.column_names) | {load_bigquery.UNIT}
+    # a column no view has, on a table whose parts are all held: dropped, nothing sent
+    bq.db.execute("ALTER TABLE atelier.client_activity ADD COLUMN retired_feature DOUBLE").fetchall()
+    jobs = len(bq.load_jobs())
+    assert all(r.loaded == r.deleted == 0 for r in load(ctx, bq, EU, features=True).values()) and len(bq.load_jobs()) == jobs
+    assert "retired_feature" not in _bq_columns(bq, "client_activity")
+
+    # an empty table whose view gained a feature is loaded again, to add its column
+    grown = table.slice(0, 0).append_column("views_7d", pa.array([], pa.int64()))
+    write_dataset(popularity, grown, ctx.keys, schema=grown.schema)
+    report = load(ctx, bq, EU, features=True)
+    assert report["product_popularity"].loaded == 1 and bq.rows(EU.table("product_popularity")) == 0
+    assert "views_7d" in _bq_columns(bq, "product_popularity")
+    assert all(r.loaded == r.deleted == 0 for r in load(ctx, bq, EU, features=True).values())
+
+    # a clustering column the view no longer has (its entities changed): refused, with nothing sent
+    write_dataset(popularity, table.drop_columns(["product_id"]), ctx.keys)
+    jobs, columns = len(bq.load_jobs()), _bq_columns(bq, "product_popularity")
+    with pytest.raises(AtelierError, match="clustered by product_id") as e:
+        load(ctx, bq, EU, features=True)
+    assert "bq rm -t" in e.value.fix and len(bq.load_jobs()) == jobs and _bq_columns(bq, "product_popularity") == columns
+
+
+def _bq_columns(bq: StandInBigQuery, table: str) -> set[str]:
+    return {f.name for f in bq.get_table(EU.table(table)).schema}
+
 
 def test_a_feature_table_with_another_regions_client_or_no_feature_tables_send_nothing(settings):
     from atelier.protect.parquet import write_dataset
