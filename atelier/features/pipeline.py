@@ -134,8 +134,10 @@ def client_activity(df: pd.DataFrame) -> pa.Table:
     key, uniques, w = windows_by(df["client_id"], df, CLIENT_WINDOWS)
     etype = df["event_type"].to_numpy()
 
+    # Events in time order; within a second, by product then event type (not by file order: the
+    # SQL of atelier.features.sql computes the same rows in BigQuery, which has no row order).
+    order = np.lexsort((pd.factorize(df["event_type"], sort=True)[0], pd.factorize(df["product_id"], sort=True)[0], df["ts"].to_numpy(), key))
     # Favourites: the maison (category) with the most engagement so far; ties go to the latest.
-    order = np.lexsort((df["ts"].to_numpy(), key))
     ev = df.iloc[order].assign(key=key[order], weight=[WEIGHT[t] for t in etype[order]])
     span, base = int(ev["day"].max() - ev["day"].min() + 800), int(ev["day"].min() - 400)
     out = {"client_id": uniques[w.key], "event_timestamp": _end_of_day(w.day)}

@@ -13,6 +13,10 @@ What each query computes, and why it is shaped so:
   are first summed per key and day; the change points are those days and each day plus a width;
   each window is then a `RANGE` frame over the points, which holds every event day inside it
   because every event day is itself a point.
+* **The client_activity table** (`client_activity`), whole: the windows above, and the
+  favourites, last purchase and product lists as of each change point (see the function). A
+  client's events alike to the second are taken by product, then event type, as the pipeline
+  takes them: BigQuery has no file order to fall back on.
 * **Weekly series** (`weekly_sales`, `weekly_clientele`): purchases as sales lines (the line's
   country, else its client's; units default to 1; revenue to 0), once per level where they have a
   location, summed per location and product (or location) and week. Weeks start on Monday.
@@ -29,7 +33,7 @@ import pyarrow as pa
 import sqlglot
 
 from atelier.features.pipeline import WEIGHT
-from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS
+from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS, PURCHASE_HISTORY, RECENT_HISTORY
 
 DAY_US = 86_400 * 10**6
 # The lake's optional event columns: a lake without them reads them as NULL.
@@ -89,6 +93,90 @@ def client_activity_windows() -> str:
     return windowed(_engaged(), ["client_id"], CLIENT_WINDOWS)
 
 
+ORDER = "ts, product_id, event_type"  # a client's events in time order; within a second, by product then type (as the pipeline)
+
+
+def _running(expression: str, partition: str = "client_id") -> str:
+    """`expression` over the client's events up to this one, in the order of their `rank`: one
+    numbering for every window, since events alike to the second, product and type may come in
+    any order under `ORDER`, and two windows may not take them in the same one."""
+    return f"{expression} OVER (PARTITION BY {partition} ORDER BY rank ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+
+
+def client_activity() -> str:
+    """The whole `client_activity` table, as atelier.features.pipeline.client_activity computes it:
+    the windows at each change point, and as of the end of that day the favourite maison and
+    category (the most engagement so far, weighted as `WEIGHT`; ties go to the one that reached it
+    latest), the last purchase time, and the last products bought and engaged with, oldest first.
+
+    Favourites: a running weight per client and maison (category); an event leads where its
+    maison's running weight is the client's running maximum, and the favourite is the maison of
+    the latest leading event. Histories: each event's rank in the client's order (and each
+    purchase's among purchases); a change point holds the ranks up to its day's last event, and
+    its list is the events of the last `RECENT_HISTORY` (`PURCHASE_HISTORY`) ranks."""
+    weight = "CASE event_type " + " ".join(f"WHEN '{t}' THEN {w}" for t, w in WEIGHT.items()) + " END"
+    windows = ", ".join(f"a.{name}" for name in CLIENT_WINDOWS)
+    favourites = ",\n    ".join(
+        f"IF({c} IS NULL, NULL, {_running('SUM(weight)', f'client_id, {c}')}) AS weight_{c}" for c in ("maison", "category"))
+    tops = ",\n    ".join(f"{_running(f'MAX(weight_{c})')} AS top_{c}" for c in ("maison", "category"))
+    leaders = ",\n    ".join(f"{_running(f'LAST_VALUE(IF(weight_{c} >= top_{c}, {c}, NULL) IGNORE NULLS)')} AS favourite_{c}" for c in ("maison", "category"))
+    carried = ",\n    ".join(f"LAST_VALUE(d.{c} IGNORE NULLS) OVER (PARTITION BY w.client_id ORDER BY w.day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {c}"
+                             for c in ("hi", "purchase_hi", "last_purchase", "favourite_maison", "favourite_category"))
+    return f"""WITH w AS ({client_activity_windows()}),
+ev AS (
+  SELECT e.client_id, e.product_id, e.event_type, e.day, {div('UNIX_MICROS(e.event_timestamp)', '1000000')} AS ts,
+    p.maison, p.category, {weight} AS weight
+  FROM ({_engaged()}) AS e LEFT JOIN products AS p ON p.product_id = e.product_id
+),
+numbered AS (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY {ORDER}) AS rank FROM ev
+),
+ranked AS (
+  SELECT *,
+    IF(event_type = 'purchase', ROW_NUMBER() OVER (PARTITION BY client_id, event_type = 'purchase' ORDER BY rank), NULL) AS purchase_rank,
+    {favourites}
+  FROM numbered
+),
+tops AS (
+  SELECT *,
+    {tops},
+    {_running('MAX(purchase_rank)')} AS purchase_hi,
+    {_running("MAX(IF(event_type = 'purchase', ts, NULL))")} AS last_purchase,
+    MAX(rank) OVER (PARTITION BY client_id, day) AS day_hi
+  FROM ranked
+),
+led AS (
+  SELECT *,
+    {leaders}
+  FROM tops
+),
+daily AS (
+  SELECT client_id, day, rank AS hi, purchase_hi, last_purchase, favourite_maison, favourite_category FROM led WHERE rank = day_hi
+),
+a AS (
+  SELECT w.*,
+    {carried}
+  FROM w LEFT JOIN daily AS d ON d.client_id = w.client_id AND d.day = w.day
+),
+recent AS (
+  SELECT a.client_id, a.day, ARRAY_AGG(r.product_id ORDER BY r.rank) AS products
+  FROM a JOIN ranked AS r ON r.client_id = a.client_id AND r.rank > a.hi - {RECENT_HISTORY} AND r.rank <= a.hi
+  GROUP BY a.client_id, a.day
+),
+bought AS (
+  SELECT a.client_id, a.day, ARRAY_AGG(r.product_id ORDER BY r.purchase_rank) AS products
+  FROM a JOIN ranked AS r ON r.client_id = a.client_id AND r.purchase_rank > a.purchase_hi - {PURCHASE_HISTORY} AND r.purchase_rank <= a.purchase_hi
+  GROUP BY a.client_id, a.day
+)
+SELECT a.client_id, TIMESTAMP_MICROS((a.day + 1) * {DAY_US} - 1000000) AS event_timestamp, {windows},
+  a.favourite_maison, a.favourite_category, TIMESTAMP_SECONDS(a.last_purchase) AS last_purchase_at,
+  COALESCE(b.products, ARRAY<STRING>[]) AS purchased_products, COALESCE(r.products, ARRAY<STRING>[]) AS recent_products
+FROM a
+LEFT JOIN bought AS b ON b.client_id = a.client_id AND b.day = a.day
+LEFT JOIN recent AS r ON r.client_id = a.client_id AND r.day = a.day
+ORDER BY a.client_id, a.day"""
+
+
 def maison_engagement_windows() -> str:
     source = f"SELECT e.*, p.maison FROM ({_engaged()}) AS e JOIN products AS p ON p.product_id = e.product_id"
     return windowed(source, ["maison", "client_id"], ENGAGEMENT_WINDOWS)
@@ -133,6 +221,7 @@ ORDER BY l.level, l.location, l.week"""
 
 
 QUERIES = {
+    "client_activity": client_activity,
     "client_activity_windows": client_activity_windows,
     "maison_engagement_windows": maison_engagement_windows,
     "product_popularity_windows": product_popularity_windows,

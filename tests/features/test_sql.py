@@ -15,8 +15,8 @@ import pytest
 import sqlglot
 
 from atelier.features import series, sql
-from atelier.features.pipeline import daily_counts, engaged_events, events_frame, windows_by
-from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS
+from atelier.features.pipeline import client_activity, daily_counts, engaged_events, events_frame, windows_by
+from atelier.features.schemas import CLIENT_ACTIVITY, CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS
 from atelier.protect.keys import LocalKeyStore
 from atelier.protect.parquet import read_dataset
 
@@ -75,6 +75,17 @@ def _check_parity(settings, region="eu"):
                        ("product_popularity_windows", ["product_id"])):
         got = sql.run(sql.QUERIES[name](), events=events, products=products, clients=clients).to_pandas()
         _same(got, want[name], [*keys, "day"])
+    # the whole client_activity table: windows, favourites, last purchase and histories
+    want = client_activity(engaged_events(events_frame(events, products.to_pandas().set_index("product_id")))).to_pylist()
+    got = sql.run(sql.QUERIES["client_activity"](), events=events, products=products, clients=clients)
+    got = got.cast(CLIENT_ACTIVITY).to_pylist()  # the table's schema, stated once (DuckDB's timestamps carry no zone)
+    assert len(got) == len(want) > 0
+    order = lambda row: (row["client_id"], row["event_timestamp"])  # noqa: E731
+    floats = [name for name, (_, what, _) in CLIENT_WINDOWS.items() if what == "amount"]
+    for g, w in zip(sorted(got, key=order), sorted(want, key=order)):
+        assert {k: v for k, v in g.items() if k not in floats} == {k: v for k, v in w.items() if k not in floats}, g["client_id"]
+        assert np.allclose([g[k] for k in floats], [w[k] for k in floats]), g["client_id"]
+    assert any(len(row["purchased_products"]) > 1 for row in want) and any(row["favourite_maison"] for row in want)
     lines = series.sales_lines(events_frame(events, products.to_pandas().set_index("product_id")), clients.to_pandas().set_index("client_id")["country"])
     for kind, compute in (("sales", series.weekly_sales), ("clientele", series.weekly_clientele)):
         want_frame = series.combine([compute(lines)], series.KEYS[kind])
