@@ -86,10 +86,10 @@ def sql_scripts(
     dialect: str = typer.Option("bigquery", help="bigquery (the source, for the cloud), or duckdb (as the tests run it here)."),
     dataset: str = typer.Option("atelier", help="BigQuery: the region's dataset (Terraform output bigquery_dataset) that holds events, clients and products."),
 ) -> None:
-    """The feature pipeline's aggregations as SQL: windows per client, maison and product, and the weekly series.
+    """The feature pipeline's aggregations as SQL: the client_activity, product_popularity and maison_engagement_<maison> tables, the windows alone, and the weekly series.
 
     The same queries the tests run on DuckDB against the pandas pipeline, row for row. In the
-    cloud: `bq query --use_legacy_sql=false --location=<region's location> < weekly_sales.sql`.
+    cloud: `bq query --use_legacy_sql=false --location=<region's location> --destination_table=<dataset>.client_activity --replace < client_activity.sql`.
     """
     from atelier.errors import AtelierError
     from atelier.features import sql
@@ -97,8 +97,13 @@ def sql_scripts(
 
     if dialect not in ("bigquery", "duckdb"):  # the two engines whose results the tests hold to the pipeline's
         raise AtelierError(f"no tested SQL for {dialect!r}", fix="use --dialect bigquery or duckdb")
-    scripts = {name: sql.for_bigquery(build(), dataset) if dialect == "bigquery" else sql.transpile(build())
-               for name, build in sql.QUERIES.items()}  # every script built before anything is written
+    from atelier.features.repo import parse_definitions
+
+    prefix = "features/{region}/maison_engagement/"
+    maisons = sorted({v.batch_source.table[len(prefix):] for v in parse_definitions(get_settings()).feature_views
+                      if (getattr(v.batch_source, "table", None) or "").startswith(prefix)})  # the maisons with an engagement view
+    scripts = {name: sql.for_bigquery(text, dataset) if dialect == "bigquery" else sql.transpile(text)
+               for name, text in sql.scripts(maisons).items()}  # every script built before anything is written
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -168,7 +168,7 @@ bought AS (
   FROM a JOIN ranked AS r ON r.client_id = a.client_id AND r.purchase_rank > a.purchase_hi - {PURCHASE_HISTORY} AND r.purchase_rank <= a.purchase_hi
   GROUP BY a.client_id, a.day
 )
-SELECT a.client_id, TIMESTAMP_MICROS((a.day + 1) * {DAY_US} - 1000000) AS event_timestamp, {windows},
+SELECT a.client_id, {_end_of_day('a.day')} AS event_timestamp, {windows},
   a.favourite_maison, a.favourite_category, TIMESTAMP_SECONDS(a.last_purchase) AS last_purchase_at,
   COALESCE(b.products, ARRAY<STRING>[]) AS purchased_products, COALESCE(r.products, ARRAY<STRING>[]) AS recent_products
 FROM a
@@ -180,6 +180,32 @@ ORDER BY a.client_id, a.day"""
 def maison_engagement_windows() -> str:
     source = f"SELECT e.*, p.maison FROM ({_engaged()}) AS e JOIN products AS p ON p.product_id = e.product_id"
     return windowed(source, ["maison", "client_id"], ENGAGEMENT_WINDOWS)
+
+
+def _end_of_day(day: str) -> str:
+    """A row's time: the last second of its day, as the pipeline stamps it (visible once the day is complete)."""
+    return f"TIMESTAMP_MICROS(({day} + 1) * {DAY_US} - 1000000)"
+
+
+def _feature_table(windows: str, key: str, names) -> str:
+    """A windows query as its feature table: the key, the row's time, the windows."""
+    return f"""SELECT {key}, {_end_of_day('day')} AS event_timestamp, {', '.join(names)}
+FROM ({windows})
+ORDER BY {key}, day"""
+
+
+def maison_engagement(maison: str) -> str:
+    """The `maison_engagement` table of one maison (Feast reads one per maison view): its clients'
+    windows, from their events with that maison's products."""
+    if "'" in maison or "\\" in maison:
+        raise ValueError(f"not a maison id: {maison!r}")
+    source = f"SELECT e.* FROM ({_engaged()}) AS e JOIN products AS p ON p.product_id = e.product_id WHERE p.maison = '{maison}'"
+    return _feature_table(windowed(source, ["client_id"], ENGAGEMENT_WINDOWS), "client_id", ENGAGEMENT_WINDOWS)
+
+
+def product_popularity() -> str:
+    """The `product_popularity` table."""
+    return _feature_table(product_popularity_windows(), "product_id", POPULARITY_WINDOWS)
 
 
 def product_popularity_windows() -> str:
@@ -220,14 +246,46 @@ GROUP BY l.level, l.location, l.week
 ORDER BY l.level, l.location, l.week"""
 
 
+def weekly_table(kind: str, level: str) -> str:
+    """A weekly series' feature table at one level (`country_sales_weekly`, ...): its columns as
+    atelier.features.series states them, the location under the level's join key, each row
+    stamped at the last second of its week."""
+    from atelier.features import series
+
+    query = {"sales": weekly_sales, "clientele": weekly_clientele}[kind]()
+    start = f"(week * 7 - 3) * {86_400}"
+    exprs = {series.KEY[level]: "location", "week_start": f"TIMESTAMP_SECONDS({start})",
+             "event_timestamp": f"TIMESTAMP_SECONDS({start} + {series.WEEK - 1})", "last_sale_at": "TIMESTAMP_SECONDS(last_sale)"}
+    columns = ", ".join(f"{exprs.get(f.name, f.name)} AS {f.name}" for f in series.schema(kind, level))
+    keys = ", ".join(k for k in series.KEYS[kind] if k != "level")
+    return f"""SELECT {columns}
+FROM ({query})
+WHERE level = '{level}'
+ORDER BY {keys}"""
+
+
 QUERIES = {
     "client_activity": client_activity,
+    "product_popularity": product_popularity,
     "client_activity_windows": client_activity_windows,
     "maison_engagement_windows": maison_engagement_windows,
     "product_popularity_windows": product_popularity_windows,
     "weekly_sales": weekly_sales,
     "weekly_clientele": weekly_clientele,
+    **{f"{level}_{kind}_weekly": (lambda kind=kind, level=level: weekly_table(kind, level)) for kind in ("sales", "clientele") for level in ("country", "store")},
 }
+
+
+def scripts(maisons: list[str]) -> dict[str, str]:
+    """Every query by name, with one `maison_engagement_<maison>` per maison given (the maisons
+    whose engagement view the feature repository defines): the names are the BigQuery tables
+    Feast's sources read where a query computes a whole feature table."""
+    from atelier.features.definitions import bigquery_table
+
+    out = {name: build() for name, build in QUERIES.items()}
+    for maison in maisons:
+        out[bigquery_table(f"features/{{region}}/maison_engagement/{maison}")] = maison_engagement(maison)
+    return out
 
 
 def for_bigquery(sql: str, dataset: str) -> str:
