@@ -123,6 +123,22 @@ class StandInBigQuery:
             dropped = {c.name for action in tree.args.get("actions") or [] for c in action.find_all(sqlglot.exp.Column)}
             if dropped & set(self.tables[full]["clustering"] or []):
                 raise BadRequest(f"Cannot drop clustering column(s) {sorted(dropped)} of {full}")
+        destination = getattr(job_config, "destination", None)
+        if destination is not None:  # a query job that writes its result to a table (WRITE_TRUNCATE: replaces it)
+            destination = destination if isinstance(destination, str) else f"{destination.project}.{destination.dataset_id}.{destination.table_id}"
+            dataset = destination.rsplit(".", 1)[0]
+            self._in_location(dataset, location)
+            key = job_config.destination_encryption_configuration.kms_key_name
+            if key != self.datasets[dataset][1]:
+                raise BadRequest(f"the job's key {key} is not the dataset's {self.datasets[dataset][1]}")
+            if job_config.write_disposition != "WRITE_TRUNCATE" and destination in self.tables:
+                raise BadRequest(f"Already Exists: Table {destination}")
+            try:
+                self.db.execute(f"CREATE OR REPLACE TABLE {destination.split('.', 1)[1]} AS {tree.sql(dialect='duckdb')}").fetchall()
+            except duckdb.Error as e:
+                raise BadRequest(f"Invalid query: {str(e).splitlines()[0]}") from None
+            self.tables[destination] = {"partitioning": None, "clustering": job_config.clustering_fields, "key": key}
+            return self._job(job_id or f"query_{len(self.jobs)}", "query", rows=Rows(None, self.page_rows, self.stats))
         try:
             if tree.key in ("delete", "alter"):
                 self.db.execute(tree.sql(dialect="duckdb")).fetchall()

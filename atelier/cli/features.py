@@ -14,15 +14,53 @@ app = typer.Typer(help="Features: compute from events, apply definitions, materi
 
 
 @app.command("compute")
-def compute(region: str = RegionOption) -> None:
-    """Run the feature pipeline: the region's events -> its feature tables (encrypted)."""
+def compute(
+    region: str = RegionOption,
+    engine: str = typer.Option("local", help="local: this machine's pipeline, into the encrypted lake; bigquery: the same tables computed by SQL in the region's dataset."),
+    terraform_output: Path | None = typer.Option(None, help="bigquery: `terraform -chdir=terraform/envs/<region> output -json` saved to a file (the dataset, its location and key)."),
+    project: str | None = typer.Option(None, help="bigquery: the region's Google Cloud project."),
+) -> None:
+    """Run the feature pipeline: the region's events -> its feature tables (encrypted).
+
+    With --engine bigquery, each table Feast's BigQuery sources read is computed where the data is, by one query job in the
+    region's location under its key, from the tables `atelier data load --to bigquery` loaded.
+    """
+    from atelier.errors import AtelierError
     from atelier.features.pipeline import compute_features
 
     s = get_settings()
+    if engine not in ("local", "bigquery"):
+        raise AtelierError(f"no engine {engine!r}", fix="use --engine local or --engine bigquery")
+    if engine == "bigquery":
+        if terraform_output is None or project is None or region == "all":
+            raise AtelierError("--engine bigquery needs one region, its --terraform-output and its --project",
+                               fix="atelier features compute -r eu --engine bigquery --terraform-output eu.json --project <eu-project>")
+        _compute_in_bigquery(s, region, terraform_output, project)
+        return
     for r in regions_of(region):
         with progress_bar(f"{r}: computing features from events") as advance:
             counts = compute_features(s, r, progress=advance)
         out.print(f"{r}: " + ", ".join(f"{k} {v:,} rows" for k, v in counts.items()))
+
+
+def _compute_in_bigquery(s, region: str, terraform_output: Path, project: str) -> None:
+    from rich.table import Table
+
+    from atelier.data import load_bigquery
+    from atelier.features.cloud import read_module_outputs
+    from atelier.features.compute_bigquery import compute as compute_there
+
+    target = load_bigquery.target_from_outputs(region, read_module_outputs(terraform_output), project)
+    with progress_bar(f"{region}: computing features in {target.project}.{target.dataset} ({target.location})") as advance:
+        rows, elsewhere = compute_there(s, region, load_bigquery.bigquery_client(target), target, progress=advance, on_jobs=advance.total)
+    table = Table(title=f"{region}: feature tables in {target.project}.{target.dataset}", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in rows.items():
+        table.add_row(name, f"{n:,}")
+    out.print(table)
+    if elsewhere:
+        out.print(f"not computed by SQL: {', '.join(elsewhere)}; compute them here and load them (`atelier data load --to bigquery -r {region} ... --features`)")
 
 
 @app.command("apply")
@@ -97,13 +135,10 @@ def sql_scripts(
 
     if dialect not in ("bigquery", "duckdb"):  # the two engines whose results the tests hold to the pipeline's
         raise AtelierError(f"no tested SQL for {dialect!r}", fix="use --dialect bigquery or duckdb")
-    from atelier.features.repo import parse_definitions
+    from atelier.features.repo import engagement_maisons
 
-    prefix = "features/{region}/maison_engagement/"
-    maisons = sorted({v.batch_source.table[len(prefix):] for v in parse_definitions(get_settings()).feature_views
-                      if (getattr(v.batch_source, "table", None) or "").startswith(prefix)})  # the maisons with an engagement view
     scripts = {name: sql.for_bigquery(text, dataset) if dialect == "bigquery" else sql.transpile(text)
-               for name, text in sql.scripts(maisons).items()}  # every script built before anything is written
+               for name, text in sql.scripts(engagement_maisons(get_settings())).items()}  # every script built before anything is written
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -184,7 +184,7 @@ def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], N
 
     if target.location != get_region(ctx.region).location:
         raise AtelierError(f"region {ctx.region!r} loads into {get_region(ctx.region).location}, not {target.location}")
-    _check_dataset(client, target)
+    check_dataset(client, target)
     wanted = units(ctx, features)
     digests: dict[str, set[str]] = {}  # table -> the units it should hold
     empty: dict[str, set[str]] = {}  # table -> its empty unit, held once the table exists
@@ -229,7 +229,7 @@ def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], N
     return reports
 
 
-def _check_dataset(client, target: Target) -> None:
+def check_dataset(client, target: Target) -> None:
     """The dataset is in the region and under the region's key, or nothing is sent."""
     from google.api_core.exceptions import NotFound
 
