@@ -27,7 +27,8 @@ file is written.
 
 The tables are the ones the feature SQL reads (atelier.features.sql, `atelier features sql`):
 `events` (partitioned by day of `event_timestamp`, clustered by `client_id`), `clients`,
-`products`, `stores`, `maisons`.
+`products`, `stores`, `maisons`, and `streamed_events` (the journal's parts again, with every
+journal column: the real-time view's SQL needs to know which events came in real time).
 
 **Feature tables** (`features=True`, `--features`): the tables of the feature repository's views
 that `atelier features compute` wrote on this machine, under the names Feast's BigQuery sources
@@ -58,8 +59,9 @@ from atelier.protect.residency import assert_region_clients
 
 UNIT = "_load_unit"
 CATALOG = ("maisons", "products", "stores")
-CLUSTERING = {"events": ["client_id"], "clients": ["client_id"]}
-LAKE = (*CATALOG, "clients", "events")  # the tables of the lake and the journal; the others are feature tables
+CLUSTERING = {"events": ["client_id"], "clients": ["client_id"], "streamed_events": ["client_id"]}
+STREAMED = "streamed_events"  # the journal's events again, with every journal column: what the real-time view's SQL reads
+LAKE = (*CATALOG, "clients", "events", STREAMED)  # the tables of the lake and the journal; the others are feature tables
 ATTEMPTS = 3  # new job ids per group and run: a failed job's id cannot be used again
 JOB_BYTES = 256 * 2**20  # files per load job: what is decrypted in memory at once
 
@@ -129,8 +131,14 @@ def units(ctx: RegionContext, features: bool = False) -> list[Unit]:
             raise AtelierError(f"region {ctx.region!r} has no {name} in its lake", where=str(folder), fix="run `atelier data generate` or `atelier data import` first")
         found += _units_of(name, folder)
     events_schema = dataset_info(paths.client_table("events", ctx.region))["schema"]
-    for name in journal.part_names(ctx):
+    parts = journal.part_names(ctx)
+    for name in parts:
         found += _units_of("events", journal.parts_dir(ctx) / name, schema=events_schema)
+    for name in parts:  # the same parts, as they are (received_at and all): SQL builds the real-time view's rows from them
+        found += _units_of(STREAMED, journal.parts_dir(ctx) / name, schema=journal.SCHEMA)
+    if not parts:  # the table exists even before the first event comes in real time
+        digest = "empty-" + hashlib.sha256(journal.SCHEMA.serialize().to_pybytes()).hexdigest()[:26]
+        found.append(Unit(STREAMED, journal.parts_dir(ctx), None, digest, journal.SCHEMA))
     return found + (feature_units(ctx) if features else [])
 
 
@@ -308,7 +316,10 @@ def _plain_parquet(ctx: RegionContext, group: list[Unit]) -> tuple[io.BytesIO, i
     tables = []
     for unit in group:
         keys = ctx.keys if unit.client_data else None
-        table = open_dataset(unit.dataset, keys, parts=[unit.file]).to_table() if unit.file else dataset_info(unit.dataset)["schema"].empty_table()
+        if unit.file:
+            table = open_dataset(unit.dataset, keys, parts=[unit.file]).to_table()
+        else:
+            table = (unit.schema or dataset_info(unit.dataset)["schema"]).empty_table()
         if unit.schema is not None:
             table = table.select(unit.schema.names).cast(unit.schema)
         if unit.client_data and "client_id" in table.column_names:  # a product's popularity has no client

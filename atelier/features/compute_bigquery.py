@@ -6,11 +6,12 @@ by the pipeline's own SQL (atelier.features.sql, held row for row to the pandas/
 one query job per table, run in the region's location, writing the table whole (a query result
 replaces it: a job that fails leaves the previous table as it was), under the region's key,
 clustered by its view's join keys. Its inputs are the tables `atelier data load --to bigquery`
-loaded (events, clients, products); nothing leaves the dataset.
+loaded (events, clients, products, streamed_events); nothing leaves the dataset.
 
-A view whose table no SQL computes (the real-time view's offline rows, `client_recent`, built from
-the journal; a maison team's own table) is reported, not computed: those are computed on a
-machine that holds the lake and loaded with `atelier data load --features`.
+The real-time view's offline rows (`client_recent`) come from `streamed_events`, the journal's
+parts as the loader sends them. A view whose table no SQL computes (a maison team's own table) is
+reported, not computed: it is computed on a machine that holds the lake and loaded with
+`atelier data load --features`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from atelier.data.load_bigquery import Target, check_dataset
 from atelier.errors import AtelierError
 from atelier.settings import Settings
 
-INPUTS = ("events", "clients", "products")
+INPUTS = ("events", "clients", "products", "streamed_events")
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def plan(settings: Settings, target: Target) -> tuple[list[Job], list[str]]:
         if not template.startswith("features/"):
             continue  # the lake's own tables (clients, products), loaded as they are
         table = bigquery_table(template)
-        if table in scripts and view.stream_source is None:
+        if table in scripts:
             jobs[table] = Job(table, sql.for_bigquery(scripts[table], target.dataset), tuple(join_keys[e] for e in view.entities)[:4])
         else:
             elsewhere.add(table)

@@ -33,7 +33,15 @@ import pyarrow as pa
 import sqlglot
 
 from atelier.features.pipeline import WEIGHT
-from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS, PURCHASE_HISTORY, RECENT_HISTORY
+from atelier.features.schemas import (
+    CLIENT_WINDOWS,
+    ENGAGEMENT_WINDOWS,
+    FRESH_LOG,
+    POPULARITY_WINDOWS,
+    PURCHASE_HISTORY,
+    RECENT_HISTORY,
+    SESSION_GAP_S,
+)
 
 DAY_US = 86_400 * 10**6
 # The lake's optional event columns: a lake without them reads them as NULL.
@@ -246,6 +254,37 @@ GROUP BY l.level, l.location, l.week
 ORDER BY l.level, l.location, l.week"""
 
 
+def client_recent() -> str:
+    """The real-time view's offline rows (`client_recent`), as atelier.features.pipeline.client_recent
+    builds them with atelier.events.fresh: per client, its last `FRESH_LOG` events received in
+    real time (the journal, loaded as `streamed_events`), each id once, oldest first; the row's time
+    is its last event's; the last purchase among them; and the events of its last session (no gap
+    over `SESSION_GAP_S`), counted back from the last one."""
+    gap = SESSION_GAP_S * 10**6
+    lists = ",\n  ".join(f"ARRAY_AGG({column} ORDER BY back DESC) AS {name}"
+                          for column, name in (("event_id", "event_ids"), ("product_id", "event_products"), ("event_type", "event_types"), ("t", "event_times")))
+    return f"""WITH once AS (
+  SELECT client_id, event_id, product_id, event_type, UNIX_MICROS(event_timestamp) AS t,
+    ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY received_at) AS copy
+  FROM streamed_events
+),
+kept AS (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY t DESC, event_id DESC, product_id DESC, event_type DESC) AS back
+  FROM once WHERE copy = 1
+),
+gaps AS (
+  SELECT *, LAG(t) OVER (PARTITION BY client_id ORDER BY back) - t > {gap} AS broken
+  FROM kept WHERE back <= {FRESH_LOG}
+)
+SELECT client_id, TIMESTAMP_MICROS(MAX(t)) AS event_timestamp,
+  {lists},
+  TIMESTAMP_MICROS(MAX(IF(event_type = 'purchase', t, NULL))) AS last_purchase_at,
+  COALESCE(MIN(IF(broken, back, NULL)) - 1, COUNT(*)) AS session_events
+FROM gaps
+GROUP BY client_id
+ORDER BY client_id"""
+
+
 def weekly_table(kind: str, level: str) -> str:
     """A weekly series' feature table at one level (`country_sales_weekly`, ...): its columns as
     atelier.features.series states them, the location under the level's join key, each row
@@ -266,6 +305,7 @@ ORDER BY {keys}"""
 
 QUERIES = {
     "client_activity": client_activity,
+    "client_recent": client_recent,
     "product_popularity": product_popularity,
     "client_activity_windows": client_activity_windows,
     "maison_engagement_windows": maison_engagement_windows,
@@ -306,7 +346,7 @@ def transpile(sql: str, dialect: str = "duckdb") -> str:
     return sqlglot.transpile(sql, read="bigquery", write=dialect, unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
 
 
-def run(sql: str, *, events: pa.Table, products: pa.Table | None = None, clients: pa.Table | None = None) -> pa.Table:
+def run(sql: str, *, events: pa.Table, products: pa.Table | None = None, clients: pa.Table | None = None, streamed: pa.Table | None = None) -> pa.Table:
     """Run a BigQuery-dialect query on DuckDB over Arrow tables, in memory. DuckDB may not spill to
     disk: its temporary files would hold client data in plain text."""
     for name, kind in OPTIONAL_EVENT_COLUMNS.items():
@@ -316,6 +356,11 @@ def run(sql: str, *, events: pa.Table, products: pa.Table | None = None, clients
     try:
         con.register("events", events)
         con.register("products", products if products is not None else pa.table({"product_id": pa.array([], pa.string()), "maison": pa.array([], pa.string())}))
+        if streamed is None:
+            from atelier.events.journal import SCHEMA
+
+            streamed = SCHEMA.empty_table()
+        con.register("streamed_events", streamed)
         con.register("clients", clients if clients is not None else pa.table({"client_id": pa.array([], pa.string()), "country": pa.array([], pa.string())}))
         return con.sql(transpile(sql)).to_arrow_table()
     finally:

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import sqlglot
 
 from atelier.features import series, sql
-from atelier.features.pipeline import client_activity, daily_counts, engaged_events, events_frame, maison_engagement, product_popularity, windows_by
-from atelier.features.schemas import CLIENT_ACTIVITY, CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, MAISON_ENGAGEMENT, POPULARITY_WINDOWS, PRODUCT_POPULARITY
+from atelier.features.pipeline import client_activity, client_recent, daily_counts, engaged_events, events_frame, maison_engagement, product_popularity, windows_by
+from atelier.features.schemas import CLIENT_ACTIVITY, CLIENT_RECENT, CLIENT_WINDOWS, FRESH_LOG, ENGAGEMENT_WINDOWS, MAISON_ENGAGEMENT, POPULARITY_WINDOWS, PRODUCT_POPULARITY
 from atelier.protect.keys import LocalKeyStore
 from atelier.protect.parquet import read_dataset
 
@@ -68,6 +69,18 @@ def _same(got: pd.DataFrame, want: pd.DataFrame, keys: list[str]) -> None:
             assert np.allclose(got[c].to_numpy(float), want[c].to_numpy(float)), c
 
 
+def _as_streamed(events):
+    """Lake events as the journal holds events received in real time (atelier.events.journal.SCHEMA)."""
+    from datetime import datetime, timezone
+
+    from atelier.events.journal import SCHEMA
+
+    cols = {"event_id": pa.array([f"rt{i:06d}" for i in range(events.num_rows)]),
+            "received_at": pa.array([datetime.now(timezone.utc)] * events.num_rows, SCHEMA.field("received_at").type)}
+    return pa.table({f.name: cols[f.name] if f.name in cols else (events.column(f.name).cast(f.type) if f.name in events.column_names else pa.nulls(events.num_rows, f.type))
+                     for f in SCHEMA})
+
+
 def _check_parity(settings, region="eu"):
     events, clients, products = _tables(settings, region)
     want = _pandas_windows(events, products)
@@ -75,6 +88,17 @@ def _check_parity(settings, region="eu"):
                        ("product_popularity_windows", ["product_id"])):
         got = sql.run(sql.QUERIES[name](), events=events, products=products, clients=clients).to_pandas()
         _same(got, want[name], [*keys, "day"])
+    # the real-time view's offline rows, from events as the journal holds them
+    named = events.filter(pc.is_valid(events.column("client_id")))  # a streamed event always names its client
+    one = named.filter(pc.equal(named.column("client_id"), named.column("client_id")[0]))
+    later = [one.set_column(one.schema.get_field_index("event_timestamp"), "event_timestamp",
+                            pc.add(one.column("event_timestamp"), pa.scalar(k * 3_600_000_000, pa.duration("us")))) for k in range(1, 1 + -(-FRESH_LOG // one.num_rows))]
+    streamed = _as_streamed(pa.concat_tables([named.slice(0, 3_000), *later]))  # one client with more than the log keeps
+    want = client_recent(streamed).to_pylist()
+    got = sql.run(sql.QUERIES["client_recent"](), events=events, streamed=streamed).cast(CLIENT_RECENT).to_pylist()
+    assert len(got) == len(want) > 10 and sorted(got, key=lambda r: r["client_id"]) == sorted(want, key=lambda r: r["client_id"])
+    assert any(r["session_events"] > 1 for r in want) and any(r["session_events"] < len(r["event_ids"]) for r in want)
+    assert max(len(r["event_ids"]) for r in want) == FRESH_LOG
     # the whole feature tables, as Feast reads them
     frame = events_frame(events, products.to_pandas().set_index("product_id"))
     whole = {"product_popularity": (product_popularity(daily_counts(frame)), sql.product_popularity(), PRODUCT_POPULARITY, "product_id")}
@@ -167,7 +191,7 @@ def test_the_cloud_scripts_name_the_regions_dataset_and_nothing_else(tmp_path):
         steps = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
         tables = {(t.db, t.name) for t in tree.find_all(exp.Table) if t.name not in steps}
         assert tables and all(db == "atelier_eu" for db, _ in tables), (path.name, tables)
-        assert {name for _, name in tables} <= {"events", "clients", "products"}
+        assert {name for _, name in tables} <= {"events", "clients", "products", "streamed_events"}
     bad = subprocess.run([atelier, "features", "sql", "--dialect", "snowflake"], capture_output=True, text=True, timeout=120,
                          env={"ATELIER_HOME": str(tmp_path / "home"), "PATH": str(Path(sys.executable).parent)})
     assert bad.returncode == 1 and "no tested SQL for 'snowflake'" in bad.stderr and "Traceback" not in bad.stderr
