@@ -311,6 +311,7 @@ def test_p50_in_whole_units_by_hand_and_its_rounding_chosen_on_validation():
     assert out.tolist() == [[0.1, 0.1, 0.9], [0.5, 2.0, 3.0], [2.0, 2.0, 2.45]]  # never below P10, which stays
     assert network.whole_units(q, 0.7)[:, 1].tolist() == [0.1, 2.0, 3.0] and network.whole_units(q, 0.7)[2, 2] == 3.0  # P90 raised to it
     assert network.whole_units(q, None) is q
+    assert network.mean_units(q)[0] == pytest.approx(0.3 * 0.1 + 0.4 * 0.2 + 0.3 * 0.9)  # Swanson's rule, on the quantiles before rounding
 
     whole = np.array([[0.0, 1.0, 3.0]])
     sparse = np.array([0.0] * 9 + [1.0])  # intermittent demand: the median week sells nothing

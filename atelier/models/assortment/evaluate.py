@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from atelier.models.assortment import rank
-from atelier.models.forecast.backtest import MODEL, Backtest
+from atelier.models.forecast.backtest import Backtest
 from atelier.models.forecast.panel import Panel
 
 METHODS = ("assortment", "forecast only", "own best-sellers", "region best-sellers")
@@ -25,7 +25,7 @@ def forecast_totals(scored, weeks: int) -> tuple[np.ndarray, np.ndarray]:
     ex = scored.examples
     keep = ex.horizon <= weeks
     series, inverse = np.unique(ex.series[keep], return_inverse=True)
-    return series, np.bincount(inverse, rank.expected(scored.forecasts[MODEL][keep]))
+    return series, np.bincount(inverse, scored.mean[keep])
 
 
 def lists_at(panel: Panel, origin: int, series: np.ndarray, totals: np.ndarray, weeks: int, n: int, borrow: float = 1.0) -> dict[str, dict]:

@@ -23,11 +23,6 @@ from atelier.models.forecast.panel import Panel
 SIMILAR = 5  # locations a location learns from
 
 
-def expected(quantiles: np.ndarray) -> np.ndarray:
-    """The mean of a forecast from its (N, 3) P10, P50, P90 (Swanson's rule)."""
-    return quantiles @ np.array([0.3, 0.4, 0.3])
-
-
 def _sold(panel: Panel, origin: int, weeks: int) -> np.ndarray:
     """(locations, products) units over the `weeks` before `origin`."""
     c = panel.cum("units")

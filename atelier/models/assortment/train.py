@@ -93,7 +93,7 @@ def train_assortment(settings: Settings, forecast: ForecastResult, *, n: int = 1
     for level, panel in forecast.panels.items():
         f = forecast.forecasts[forecast.forecasts["level"] == level]
         keyed = pd.MultiIndex.from_frame(panel.series[["location", "product_id"]]).get_indexer(pd.MultiIndex.from_frame(f[["location", "product_id"]]))
-        totals = f.assign(series=keyed, mean=rank.expected(f[["p10", "p50", "p90"]].to_numpy())).groupby("series")["mean"].sum()
+        totals = f.assign(series=keyed).groupby("series")["mean"].sum()  # expected units (before P50's rounding)
         weeks = int(f["week_start"].nunique())
         table = rank.expected_units(panel, len(panel.weeks), totals.index.to_numpy(), totals.to_numpy(), weeks, metrics["levels"][level]["borrow"])
         price = f.groupby("product_id")["unit_price"].median()

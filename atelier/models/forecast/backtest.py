@@ -63,6 +63,7 @@ class Scored:
     naive_scale: np.ndarray
     forecasts: dict[str, np.ndarray]
     launch: np.ndarray  # (N,) cells of a series with no sale before the origin (launching inside the horizon)
+    mean: np.ndarray  # (N,) the network's expected units, from its quantiles before P50's rounding (what an assortment ranks by)
 
 
 @dataclass
@@ -125,20 +126,23 @@ def origins(panel: Panel, config: ForecastConfig) -> tuple[int, list[int]]:
     return validation, tests
 
 
-def _score(panel: Panel, origin: int, ex: F.Examples, forecasts: dict[str, np.ndarray]) -> Scored:
+def _score(panel: Panel, origin: int, ex: F.Examples, scored: tuple[dict[str, np.ndarray], np.ndarray]) -> Scored:
+    forecasts, mean = scored
     rows = np.unique(ex.series)
     per_series = naive_scale(panel.units[rows, :origin], panel.first_sale()[rows])
     scale = per_series[np.searchsorted(rows, ex.series)]
-    return Scored(origin, ex, scale, forecasts, F.unsold(panel, origin, ex.series))
+    return Scored(origin, ex, scale, forecasts, F.unsold(panel, origin, ex.series), mean)
 
 
-def _forecasts(panel: Panel, ex: F.Examples, net, gbm, offset: float | None) -> dict[str, np.ndarray]:
+def _forecasts(panel: Panel, ex: F.Examples, net, gbm, offset: float | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every method's forecast, and the network's expected units (`network.mean_units`)."""
+    q = network.predict(net, ex)
     return {
-        MODEL: network.whole_units(network.predict(net, ex), offset),
+        MODEL: network.whole_units(q, offset),
         "lightgbm": gbm.predict(ex),
         "seasonal naive": baselines.seasonal_naive(panel, ex)[:, None],
         "moving average": baselines.moving_average(panel, ex)[:, None],
-    }
+    }, network.mean_units(q)
 
 
 def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> Backtest:

@@ -162,6 +162,14 @@ def whole_units(q: np.ndarray, offset: float | None) -> np.ndarray:
     return out
 
 
+def mean_units(q: np.ndarray) -> np.ndarray:
+    """The mean of a forecast from its (N, 3) P10, P50, P90 (Swanson's rule). Taken before P50 is
+    rounded (`whole_units`): a median in whole units is what WAPE asks of a point forecast, but
+    what a week sells on average, what an assortment ranks by, is a mean, and a P50 rounded to zero
+    for a product that sells one week in three would hide it."""
+    return q @ np.array([0.3, 0.4, 0.3])
+
+
 def choose_offset(actual: np.ndarray, q: np.ndarray, history: np.ndarray) -> tuple[float | None, dict[str, float]]:
     """The rounding of P50 (`whole_units`) with the lowest WAPE on the validation origin's cells,
     or None when none beats the forecast as it is, or when the series' `history` is not in whole

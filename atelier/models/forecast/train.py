@@ -101,7 +101,8 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         net, _ = network.fit(train, vocabulary.sizes(), epochs=bt.choices["epochs"], members=config.members, learning_rate=config.learning_rate,
                              decay=config.decay, seed=config.seed)
         ahead = F.forecast_rows(panel, end, vocabulary, config.horizon)
-        finals[level] = _forecast_table(panel, ahead, network.whole_units(network.predict(net, ahead), bt.choices["p50_offset"]))
+        q = network.predict(net, ahead)
+        finals[level] = _forecast_table(panel, ahead, network.whole_units(q, bt.choices["p50_offset"]), network.mean_units(q))
         advance(1)
         metrics["levels"][level] = _level_metrics(panel, bt)
         _plots(panel, bt, metrics["levels"][level]["per_horizon"], run_dir, region, level)
@@ -139,15 +140,16 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
     return ForecastResult(region, run_dir, tag, metrics, backtests, panels, forecasts)
 
 
-def _forecast_table(panel: Panel, ex: F.Examples, q: np.ndarray) -> pd.DataFrame:
-    """The next weeks' P10/P50/P90 (units, and revenue at the series' recent price) per series."""
+def _forecast_table(panel: Panel, ex: F.Examples, q: np.ndarray, mean: np.ndarray) -> pd.DataFrame:
+    """The next weeks' P10/P50/P90 and expected units (`network.mean_units`) per series, with the
+    series' recent unit price (for revenue)."""
     price = _recent_price(panel)[ex.series]
     return pd.DataFrame({
         "level": panel.level,
         "location": panel.series["location"].to_numpy()[ex.series],
         "product_id": panel.series["product_id"].to_numpy()[ex.series],
         "week_start": S.week_timestamp(panel.weeks[0] + ex.origin + ex.horizon - 1),
-        "p10": q[:, 0], "p50": q[:, 1], "p90": q[:, 2], "unit_price": price,
+        "p10": q[:, 0], "p50": q[:, 1], "p90": q[:, 2], "mean": mean, "unit_price": price,
     })
 
 
