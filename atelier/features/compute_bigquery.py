@@ -24,6 +24,7 @@ from atelier.errors import AtelierError
 from atelier.settings import Settings
 
 INPUTS = ("events", "clients", "products", "streamed_events")
+STAGING = "maison_engagement_windows"  # every maison's engagement windows, which each maison's table is cut from
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,11 @@ def plan(settings: Settings, target: Target) -> tuple[list[Job], list[str]]:
 
     contents = parse_definitions(settings)
     join_keys = {e.name: e.join_key for e in contents.entities}
-    scripts = sql.scripts(engagement_maisons(settings))
+    maisons = engagement_maisons(settings)
+    scripts = sql.scripts([])
+    # Every maison's windows in one pass over the events, then one small query per maison's table:
+    # a query per maison over the events would scan (and bill) them once per maison.
+    scripts |= {bigquery_table(f"features/{{region}}/maison_engagement/{m}"): sql.maison_engagement(m, windows=STAGING) for m in maisons}
     jobs: dict[str, Job] = {}
     elsewhere: set[str] = set()
     for view in contents.feature_views:
@@ -53,7 +58,10 @@ def plan(settings: Settings, target: Target) -> tuple[list[Job], list[str]]:
             jobs[table] = Job(table, sql.for_bigquery(scripts[table], target.dataset), tuple(join_keys[e] for e in view.entities)[:4])
         else:
             elsewhere.add(table)
-    return sorted(jobs.values(), key=lambda j: j.table), sorted(elsewhere - set(jobs))
+    ordered = sorted(jobs.values(), key=lambda j: j.table)
+    if maisons:  # the staging table first: the maisons' queries read it
+        ordered.insert(0, Job(STAGING, sql.for_bigquery(sql.maison_engagement_windows(), target.dataset), ("maison", "client_id")))
+    return ordered, sorted(elsewhere - set(jobs))
 
 
 def compute(settings: Settings, region: str, client, target: Target, progress: Callable[[int], None] = lambda n: None,

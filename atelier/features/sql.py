@@ -202,11 +202,15 @@ FROM ({windows})
 ORDER BY {key}, day"""
 
 
-def maison_engagement(maison: str) -> str:
+def maison_engagement(maison: str, windows: str | None = None) -> str:
     """The `maison_engagement` table of one maison (Feast reads one per maison view): its clients'
-    windows, from their events with that maison's products."""
+    windows, from their events with that maison's products; or, given `windows` (a table that
+    `maison_engagement_windows` wrote, every maison at once), that table's rows of the maison,
+    which reads the events once for all maisons rather than once each."""
     if "'" in maison or "\\" in maison:
         raise ValueError(f"not a maison id: {maison!r}")
+    if windows is not None:
+        return _feature_table(f"SELECT * FROM {windows} WHERE maison = '{maison}'", "client_id", ENGAGEMENT_WINDOWS)
     source = f"SELECT e.* FROM ({_engaged()}) AS e JOIN products AS p ON p.product_id = e.product_id WHERE p.maison = '{maison}'"
     return _feature_table(windowed(source, ["client_id"], ENGAGEMENT_WINDOWS), "client_id", ENGAGEMENT_WINDOWS)
 
