@@ -137,8 +137,7 @@ def units(ctx: RegionContext, features: bool = False) -> list[Unit]:
     for name in parts:  # the same parts, as they are (received_at and all): SQL builds the real-time view's rows from them
         found += _units_of(STREAMED, journal.parts_dir(ctx) / name, schema=journal.SCHEMA)
     if not parts:  # the table exists even before the first event comes in real time
-        digest = "empty-" + hashlib.sha256(journal.SCHEMA.serialize().to_pybytes()).hexdigest()[:26]
-        found.append(Unit(STREAMED, journal.parts_dir(ctx), None, digest, journal.SCHEMA))
+        found.append(Unit(STREAMED, journal.parts_dir(ctx), None, _empty_digest(journal.SCHEMA), journal.SCHEMA))
     return found + (feature_units(ctx) if features else [])
 
 
@@ -162,14 +161,14 @@ def feature_units(ctx: RegionContext) -> list[Unit]:
                            fix=f"run `atelier features compute -r {ctx.region}` first, or load without --features")
     found: list[Unit] = []
     for table, (folder, cluster) in sorted(tables.items()):
-        found += _units_of(table, folder, cluster=cluster) or [Unit(table, folder, None, _empty_digest(folder), None, cluster)]
+        found += _units_of(table, folder, cluster=cluster) or [Unit(table, folder, None, _empty_digest(dataset_info(folder)["schema"]), None, cluster)]
     return found
 
 
-def _empty_digest(folder: Path) -> str:
+def _empty_digest(schema: pa.Schema) -> str:
     """An empty table's unit: named by its schema. It holds no row to list, so the table's
     existence says that it is loaded."""
-    return "empty-" + hashlib.sha256(dataset_info(folder)["schema"].serialize().to_pybytes()).hexdigest()[:26]
+    return "empty-" + hashlib.sha256(schema.serialize().to_pybytes()).hexdigest()[:26]
 
 
 def _units_of(table: str, folder: Path, schema: pa.Schema | None = None, cluster: tuple[str, ...] = ()) -> list[Unit]:
@@ -207,14 +206,14 @@ def load(ctx: RegionContext, client, target: Target, progress: Callable[[int], N
     held, stale = {}, {}
     for t in digests:
         listed = _held_units(client, target, t)
-        columns = None if listed is None or t not in schemas else _columns(client, target, t)
+        columns, clustering = (None, []) if listed is None or t not in schemas else _shape(client, target, t)
         # An empty table holds no row to list: it is loaded once it exists with every column of
         # its view (a feature added to an empty table's view loads it again, adding the column).
         complete = columns is None or schemas[t] <= columns
         held[t] = set() if listed is None else listed | (empty.get(t, set()) if complete else set())
         if columns is not None:
             stale[t] = sorted(columns - schemas[t] - {UNIT})
-            _check_droppable(client, target, t, stale[t])  # before anything is sent
+            _check_droppable(target, t, stale[t], clustering)  # before anything is sent
     reports = {t: TableReport(held=len(held[t] & digests[t])) for t in digests}
     missing = [u for u in wanted if u.digest not in held[u.table]]
     on_units(len(missing))
@@ -269,14 +268,16 @@ def _held_units(client, target: Target, table: str) -> set[str] | None:
     return {r[0] for r in rows}
 
 
-def _columns(client, target: Target, table: str) -> set[str]:
-    return {f.name for f in client.get_table(target.table(table)).schema}
+def _shape(client, target: Target, table: str) -> tuple[set[str], list[str]]:
+    """The columns of a table BigQuery holds, and the ones it is clustered by."""
+    held = client.get_table(target.table(table))
+    return {f.name for f in held.schema}, list(held.clustering_fields or [])
 
 
-def _check_droppable(client, target: Target, table: str, columns: list[str]) -> None:
+def _check_droppable(target: Target, table: str, columns: list[str], clustering: list[str]) -> None:
     """A clustering column cannot be dropped: when the view no longer has one (its entities
     changed), the table must go, and nothing is sent before the user says so."""
-    clustered = set(client.get_table(target.table(table)).clustering_fields or []) & set(columns) if columns else set()
+    clustered = set(clustering) & set(columns)
     if clustered:
         raise AtelierError(f"table {target.table(table)} is clustered by {', '.join(sorted(clustered))}, which its view no longer has (its entities changed): nothing was sent",
                            fix=f"drop the table in BigQuery (`bq rm -t {target.project}:{target.dataset}.{table}`); the next load writes it whole")

@@ -32,6 +32,7 @@ import duckdb
 import pyarrow as pa
 import sqlglot
 
+from atelier.features import series
 from atelier.features.pipeline import WEIGHT
 from atelier.features.schemas import (
     CLIENT_WINDOWS,
@@ -293,8 +294,6 @@ def weekly_table(kind: str, level: str) -> str:
     """A weekly series' feature table at one level (`country_sales_weekly`, ...): its columns as
     atelier.features.series states them, the location under the level's join key, each row
     stamped at the last second of its week."""
-    from atelier.features import series
-
     query = {"sales": weekly_sales, "clientele": weekly_clientele}[kind]()
     start = f"(week * 7 - 3) * {86_400}"
     exprs = {series.KEY[level]: "location", "week_start": f"TIMESTAMP_SECONDS({start})",
@@ -316,7 +315,7 @@ QUERIES = {
     "product_popularity_windows": product_popularity_windows,
     "weekly_sales": weekly_sales,
     "weekly_clientele": weekly_clientele,
-    **{f"{level}_{kind}_weekly": (lambda kind=kind, level=level: weekly_table(kind, level)) for kind in ("sales", "clientele") for level in ("country", "store")},
+    **{series.table_name(kind, level): (lambda kind=kind, level=level: weekly_table(kind, level)) for kind in series.TABLES for level in series.LEVELS},
 }
 
 

@@ -126,17 +126,16 @@ def origins(panel: Panel, config: ForecastConfig) -> tuple[int, list[int]]:
     return validation, tests
 
 
-def _score(panel: Panel, origin: int, ex: F.Examples, scored: tuple[dict[str, np.ndarray], np.ndarray]) -> Scored:
-    forecasts, mean = scored
+def _score(panel: Panel, origin: int, ex: F.Examples, forecasts: dict[str, np.ndarray], mean: np.ndarray) -> Scored:
     rows = np.unique(ex.series)
     per_series = naive_scale(panel.units[rows, :origin], panel.first_sale()[rows])
     scale = per_series[np.searchsorted(rows, ex.series)]
     return Scored(origin, ex, scale, forecasts, F.unsold(panel, origin, ex.series), mean)
 
 
-def _forecasts(panel: Panel, ex: F.Examples, net, gbm, offset: float | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Every method's forecast, and the network's expected units (`network.mean_units`)."""
-    q = network.predict(net, ex)
+def _forecasts(panel: Panel, ex: F.Examples, q: np.ndarray, gbm, offset: float | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every method's forecast, and the network's expected units (`network.mean_units`); `q`: the
+    network's quantiles before rounding (`network.predict`)."""
     return {
         MODEL: network.whole_units(q, offset),
         "lightgbm": gbm.predict(ex),
@@ -160,10 +159,11 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
     advance = step("choosing LightGBM's rounds", 1)
     gbm = baselines.LightGBM(seed=config.seed).fit(train, held)
     advance(1)
-    offset, roundings = network.choose_offset(held.target, network.predict(net, held), panel.units[:, :validation_origin])
+    q = network.predict(net, held)
+    offset, roundings = network.choose_offset(held.target, q, panel.units[:, :validation_origin])
     choices = {"epochs": history["best_epochs"], "validation_loss": history["validation_loss"], "lightgbm_rounds": gbm.rounds,
                "p50_offset": offset, "p50_rounding_wape": roundings}
-    held_scored = _score(panel, validation_origin, held, _forecasts(panel, held, net, gbm, offset))
+    held_scored = _score(panel, validation_origin, held, *_forecasts(panel, held, q, gbm, offset))
     validation = {m: report(*_cells(held_scored, m)) for m in METHODS}
 
     result = Backtest(validation_origin, tests, choices, validation, validation_scored=held_scored)
@@ -174,7 +174,7 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
         net, _ = network.fit(train, sizes, epochs=choices["epochs"], members=config.members, learning_rate=config.learning_rate, decay=config.decay, seed=config.seed)
         gbm = baselines.LightGBM(seed=config.seed, rounds=choices["lightgbm_rounds"]).fit(train)
         ex = F.forecast_rows(panel, origin, vocabulary, config.horizon)
-        result.scored.append(_score(panel, origin, ex, _forecasts(panel, ex, net, gbm, offset)))
+        result.scored.append(_score(panel, origin, ex, *_forecasts(panel, ex, network.predict(net, ex), gbm, offset)))
         window = panel.units[:, origin:origin + config.horizon]
         forecast = np.zeros(len(window), bool)
         forecast[ex.series] = True
