@@ -14,7 +14,9 @@ not measured here), features materialized into a redis-server, served by `bentom
   intake the service uses (atelier.events.ingest: checks, ledger, encrypted journal part with
   fsync, fresh rows in Feast's Redis layout), and over HTTP (POST /events); beside a raw
   pipelined Redis write of the same fields (HSET of id, product, type and time per event,
-  1,000 per pipeline), in the same run. Medians of 5 rounds.
+  1,000 per pipeline), in the same run. Medians of 5 rounds. Twice: for clients picked at random
+  (most with no fresh log yet), and for 1,000 clients whose logs are full (FRESH_LOG events each,
+  the steady state of active clients: each batch then moves every client's whole log).
 * The ledger as it grows (the journal's index of event ids, atelier.events.journal): the time to
   index 1,000 new ids while the ledger goes from empty to --ledger-events ids, with atelier's
   SQLite settings and with SQLite's defaults, in the same run. Event ids are random keys; the
@@ -52,6 +54,25 @@ def _events(clients, products, n, kind="view"):
     now = datetime.now(timezone.utc) - timedelta(seconds=5)
     return [Event(event_id=uuid.uuid4().hex, client_id=random.choice(clients), product_id=random.choice(products), event_type=kind,
                   event_timestamp=now + timedelta(microseconds=i), channel="web") for i in range(n)]
+
+
+def _each_client(clients, products, start):
+    """One view per client, in time order from `start` (logs fill one event per batch)."""
+    from atelier.events.batch import Event
+
+    return [Event(event_id=uuid.uuid4().hex, client_id=c, product_id=random.choice(products), event_type="view",
+                  event_timestamp=start + timedelta(microseconds=i), channel="web") for i, c in enumerate(clients)]
+
+
+def intake_rounds(ingestor, raw_client, batches) -> tuple[float, float]:
+    """(intake, raw Redis) events/s: medians over `batches`, the first one a warm-up."""
+    ours, raw = [], []
+    for batch in batches:
+        t0 = time.perf_counter()
+        ingestor.ingest(batch)
+        ours.append(time.perf_counter() - t0)
+        raw.append(raw_redis(raw_client, batch))
+    return BATCH / statistics.median(ours[1:]), BATCH / statistics.median(raw[1:])
 
 
 def raw_redis(client, events) -> float:
@@ -173,16 +194,19 @@ def main() -> None:
 
         gc.freeze()  # as the service does once started (atelier/bentos/service.py)
         raw_client = redis.client()
-        ours, raw = [], []
-        for _ in range(ROUNDS + 1):
-            batch = _events(clients, products, BATCH)
-            t0 = time.perf_counter()
-            ingestor.ingest(batch)
-            ours.append(time.perf_counter() - t0)
-            raw.append(raw_redis(raw_client, batch))
-        ours, raw = ours[1:], raw[1:]  # the first round warms up
-        intake_eps, raw_eps = BATCH / statistics.median(ours), BATCH / statistics.median(raw)
+        spread = [_events(clients, products, BATCH) for _ in range(ROUNDS + 1)]
+        intake_eps, raw_eps = intake_rounds(ingestor, raw_client, spread)
         log(f"intake {intake_eps:,.0f} events/s, raw redis {raw_eps:,.0f} events/s")
+        from atelier.features.schemas import FRESH_LOG
+
+        touched = {e.client_id for batch in spread for e in batch}  # their logs hold events from seconds ago
+        active = random.Random(2).sample([c for c in clients if c not in touched], BATCH)
+        start = datetime.now(timezone.utc) - timedelta(minutes=30)
+        batches = [_each_client(active, products, start + timedelta(seconds=k)) for k in range(FRESH_LOG + ROUNDS + 1)]
+        for batch in batches[:FRESH_LOG]:
+            ingestor.ingest(batch)
+        full_eps, full_raw_eps = intake_rounds(ingestor, raw_client, batches[FRESH_LOG:])
+        log(f"full logs: intake {full_eps:,.0f} events/s, raw redis {full_raw_eps:,.0f} events/s")
         ledger = ledger_growth(s, args.ledger_events)
         ledger_defaults = ledger_growth(s, args.ledger_events, SQLITE_DEFAULTS)
         log(f"ledger {ledger[0]:.1f} -> {ledger[1]:.1f} ms per 1,000 ids; with SQLite's defaults {ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms")
@@ -251,16 +275,19 @@ def main() -> None:
             ["ingestion over HTTP (POST /events)", f"{http_eps:,.0f} events/s", f"batches of {BATCH:,}, median of {ROUNDS}"],
             ["raw pipelined Redis write, same fields", f"{raw_eps:,.0f} events/s", "HSET per event, one pipeline per batch"],
             ["ingestion / raw", f"{intake_eps / raw_eps:.2f}x in process, {http_eps / raw_eps:.2f}x over HTTP", ""],
+            [f"ingestion, clients with full logs ({FRESH_LOG} events)", f"{full_eps:,.0f} events/s", f"1,000 clients, one event each per batch; raw {full_raw_eps:,.0f} events/s"],
+            ["full logs / raw", f"{full_eps / full_raw_eps:.2f}x in process", "each batch reads and writes every client's whole log"],
             ["ledger: 1,000 new ids, empty -> full", f"{ledger[0]:.1f} -> {ledger[1]:.1f} ms", f"first and last 50 batches, to {args.ledger_events:,} ids"],
             ["the same with SQLite's defaults", f"{ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms", "2 MB cache, a checkpoint every 1,000 WAL pages"],
             ["client check, 1,000 ids: roster index", f"{index_ms:.2f} ms", f"{args.roster_clients:,} clients; built in {index_s:.2f} s, once per lake"],
             ["the same with Arrow's is_in", f"{is_in_ms:.2f} ms", "hashes the whole roster on every call"],
         ]
         goals = [["freshness p99 <= 100 ms", f"{f['p99_ms']:.2f} ms", "yes" if f["p99_ms"] <= 100 else "NO"],
-                 ["ingestion >= 0.5x raw Redis", f"{intake_eps / raw_eps:.2f}x", "yes" if intake_eps >= 0.5 * raw_eps else "NO"]]
+                 ["ingestion >= 0.5x raw Redis", f"{intake_eps / raw_eps:.2f}x ({full_eps / full_raw_eps:.2f}x with full logs)",
+                  "yes" if min(intake_eps / raw_eps, full_eps / full_raw_eps) >= 0.5 else "NO"]]
         t1 = table(f"Real-time events, {args.clients:,} clients, {args.products:,} products, {args.workers} workers", ["what", "measured", "how"], rows)
         t2 = table("Goals", ["goal", "measured", "met"], goals)
-        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_defaults_ms": ledger_defaults, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
+        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_defaults_ms": ledger_defaults, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
     finally:
         stop([proc])
         redis.stop()

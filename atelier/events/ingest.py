@@ -11,7 +11,9 @@ For one batch, under the region's writer lock:
    here (503 with Retry-After) with nothing written;
 5. append the new events to the journal: one encrypted part, fsynced (the durable record);
 6. merge them into the fresh rows and write those to the online store (the push view
-   `client_recent`, in Feast's layout, Feast's "newer row wins" rule kept);
+   `client_recent`, in Feast's layout, Feast's "newer row wins" rule kept). On Redis the rows
+   are read and written as bytes, the new events spliced in (atelier.events.splice), so the
+   cost follows the events received, not the events each row holds;
 7. mark the part applied in the ledger; only then is the batch acknowledged (202).
 
 A crash, or a store lost, between 5 and 7 leaves a part journaled and not applied online. Step 2
@@ -37,7 +39,7 @@ from feast.permissions.action import AuthzedAction
 from atelier import crash
 from atelier.context import RegionContext
 from atelier.errors import AtelierError
-from atelier.events import fresh
+from atelier.events import fresh, splice
 from atelier.events.batch import Event, check, to_table
 from atelier.events.journal import Journal
 from atelier.protect import access
@@ -79,6 +81,7 @@ class Ingestor:
         self.reader = OnlineFeatures(store, fresh.REFS, user=ctx.user, timestamps=(fresh.VIEW,))
         self._products: tuple[int, pa.Array, frozenset[str]] | None = None
         self._redis = _redis_writer(store, self.view)
+        self._names = [f.name for f in self.view.features]
 
     def products(self) -> pa.Array:
         """The catalog's product ids, read again whenever the catalog is rewritten."""
@@ -123,10 +126,14 @@ class Ingestor:
             log.info("region %s: applied journaled part %s (%d events) to the online store", self.ctx.region, name, events.num_rows)
         return len(parts)
 
-    def _read(self, events: pa.Table) -> dict[str, tuple[fresh.Log, int | None]]:
-        """Each client's fresh log and row time (microseconds), as the online store holds them."""
+    def _read(self, events: pa.Table) -> dict[str, tuple[fresh.Log, int | None]] | splice.Stored:
+        """Each client's fresh log and row time (microseconds), as the online store holds them; on
+        Redis, the rows' bytes."""
         clients = list(dict.fromkeys(events.column("client_id").to_pylist()))
         try:
+            if self._redis is not None:
+                keys = self._redis.keys(pa.array(clients, pa.string()))
+                return splice.Stored(clients, keys, self._names, self._redis.read(keys))
             cols, _ = self.reader.get(clients)
         except UNREACHABLE as e:
             raise _unavailable(self.ctx.region, e) from None
@@ -136,24 +143,40 @@ class Ingestor:
             out[c] = (fresh.Log.of({n: cols[n][j] for n in fresh.LOG_FIELDS}), fresh.micros(stamp))
         return out
 
-    def _write(self, current: dict[str, tuple[fresh.Log, int | None]], events: pa.Table) -> None:
+    def _write(self, current: dict[str, tuple[fresh.Log, int | None]] | splice.Stored, events: pa.Table) -> None:
         from atelier.features.engine import write_online
 
-        rows = []
-        for client, new in fresh.by_client(events).items():
-            log_, stamp = current.get(client, (fresh.Log(), None))
-            rows.append(fresh.row(client, fresh.merge(log_, new), stamp))
         store = self.ctx.store
         try:
-            if self._redis is not None:  # clients checked against the roster already (batch.check)
-                self._redis.write(fresh.table(rows))
+            if isinstance(current, splice.Stored):  # Redis; clients checked against the roster already (batch.check)
+                done = splice.splice(current, events)
+                if len(done.rows):
+                    self._redis.send_rows(pc.take(current.keys, done.rows), [done.values[n] for n in self._names] + [done.timestamps])
+                if len(done.exact):
+                    self._redis.write(fresh.table(_merged(_decoded(current, done.exact), events)))
             else:
-                write_online(store.config, store._get_provider().online_store, self.view, fresh.table(rows))
+                write_online(store.config, store._get_provider().online_store, self.view, fresh.table(_merged(current, events)))
         except UNREACHABLE as e:
             raise _unavailable(self.ctx.region, e) from None
 
     def close(self) -> None:
         self.journal.close()
+
+
+def _merged(current: dict[str, tuple[fresh.Log, int | None]], events: pa.Table) -> list[dict]:
+    """The exact way: each client's row, from its decoded log merged with its events (`current`
+    holds the clients to write, `events` may hold others)."""
+    return [fresh.row(client, fresh.merge(current[client][0], new), current[client][1])
+            for client, new in fresh.by_client(events).items() if client in current]
+
+
+def _decoded(stored: splice.Stored, rows) -> dict[str, tuple[fresh.Log, int | None]]:
+    """The log and row time of some of the stored rows, decoded."""
+    from atelier.features.online import _decode, _timestamp
+
+    at = {name: stored.fields.index(name) for name in fresh.LOG_FIELDS}
+    return {stored.clients[i]: (fresh.Log.of({name: _decode(stored.values[i][j]) for name, j in at.items()}), fresh.micros(_timestamp(stored.values[i][-1])))
+            for i in rows}
 
 
 def _redis_writer(store, view):

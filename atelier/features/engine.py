@@ -205,19 +205,30 @@ class RedisWriter:
         for start in range(0, table.num_rows, self.chunk_rows):
             chunk = table.slice(start, self.chunk_rows)
             n = chunk.num_rows
-            keys = rc.entity_keys(chunk.column(self.key.name), self.key.name, self.key.dtype.to_value_type(), self.project)
+            keys = self.keys(chunk.column(self.key.name))
             if self.dedup:
                 newer = self._newer_than_stored(keys, chunk.column(self.timestamp_field))
                 if newer is not None:
                     chunk, keys = chunk.filter(newer), keys.filter(newer)
             if chunk.num_rows:
                 values = [rc.encode_values(chunk.column(f.name), t) for f, t in zip(self.view.features, self.types)]
-                values.append(rc.encode_timestamps(chunk.column(self.timestamp_field)))
-                commands = rc.hset_commands(keys, self.fields + [self.ts_field], values, self.ttl)
-                self._send(rc.concat(commands), chunk.num_rows * (2 if self.ttl else 1))
+                self.send_rows(keys, values + [rc.encode_timestamps(chunk.column(self.timestamp_field))])
                 written += chunk.num_rows
             _progress(self.view.name, n)
         return written
+
+    def keys(self, entities: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The Redis keys of these entities (the view's join key)."""
+        return rc.entity_keys(entities, self.key.name, self.key.dtype.to_value_type(), self.project)
+
+    def read(self, keys: pa.Array) -> list[list[bytes | None]]:
+        """Each key's stored values: the view's features in order, then the row time (None where absent)."""
+        return self._send(rc.concat(rc.hmget_commands(keys, self.fields + [self.ts_field])), len(keys))
+
+    def send_rows(self, keys: pa.Array, values: list[pa.Array]) -> None:
+        """HSET of encoded values: one array per feature in the view's order, then the row times."""
+        commands = rc.hset_commands(keys, self.fields + [self.ts_field], values, self.ttl)
+        self._send(rc.concat(commands), len(keys) * (2 if self.ttl else 1))
 
     def _newer_than_stored(self, keys: pa.Array, ts: pa.ChunkedArray) -> pa.Array | None:
         """Mask of rows newer than the hash's stored `_ts`, or None when nothing is stored yet."""
