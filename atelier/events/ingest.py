@@ -181,7 +181,8 @@ def _decoded(stored: splice.Stored, rows) -> dict[str, tuple[fresh.Log, int | No
 
 def _redis_writer(store, view):
     """On Redis, the batch engine's writer of Feast's layout, without its "newer than stored"
-    read: under the writer lock, each row was built newer than the row read a moment before."""
+    read: under the writer lock, each row was built newer than the row read a moment before. It
+    also reads the rows (`RedisWriter.read`), as bytes for the splice."""
     from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
 
     from atelier.features.engine import RedisWriter
@@ -189,8 +190,12 @@ def _redis_writer(store, view):
     online = store._get_provider().online_store
     if not (isinstance(online, RedisOnlineStore) and store.config.online_store.redis_type == RedisType.redis):
         return None
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     writer = RedisWriter(store.config, online, view, chunk_rows=100_000)
     writer.dedup = False
+    writer.client.set_retry(Retry(NoBackoff(), 0))  # a store that is down answers 503 now, not after ~10 s of retries
     return writer
 
 
