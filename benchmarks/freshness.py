@@ -48,18 +48,11 @@ ROUNDS = 5
 SQLITE_DEFAULTS = ("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000")
 
 
-def _events(clients, products, n, kind="view"):
+def _events(clients, products, start=None):
+    """One view per client of `clients`, in time order from `start` (5 s ago by default)."""
     from atelier.events.batch import Event
 
-    now = datetime.now(timezone.utc) - timedelta(seconds=5)
-    return [Event(event_id=uuid.uuid4().hex, client_id=random.choice(clients), product_id=random.choice(products), event_type=kind,
-                  event_timestamp=now + timedelta(microseconds=i), channel="web") for i in range(n)]
-
-
-def _each_client(clients, products, start):
-    """One view per client, in time order from `start` (logs fill one event per batch)."""
-    from atelier.events.batch import Event
-
+    start = start or datetime.now(timezone.utc) - timedelta(seconds=5)
     return [Event(event_id=uuid.uuid4().hex, client_id=c, product_id=random.choice(products), event_type="view",
                   event_timestamp=start + timedelta(microseconds=i), channel="web") for i, c in enumerate(clients)]
 
@@ -194,7 +187,7 @@ def main() -> None:
 
         gc.freeze()  # as the service does once started (atelier/bentos/service.py)
         raw_client = redis.client()
-        spread = [_events(clients, products, BATCH) for _ in range(ROUNDS + 1)]
+        spread = [_events(random.choices(clients, k=BATCH), products) for _ in range(ROUNDS + 1)]  # most with no fresh log yet
         intake_eps, raw_eps = intake_rounds(ingestor, raw_client, spread)
         log(f"intake {intake_eps:,.0f} events/s, raw redis {raw_eps:,.0f} events/s")
         from atelier.features.schemas import FRESH_LOG
@@ -202,7 +195,8 @@ def main() -> None:
         touched = {e.client_id for batch in spread for e in batch}  # their logs hold events from seconds ago
         active = random.Random(2).sample([c for c in clients if c not in touched], BATCH)
         start = datetime.now(timezone.utc) - timedelta(minutes=30)
-        batches = [_each_client(active, products, start + timedelta(seconds=k)) for k in range(FRESH_LOG + ROUNDS + 1)]
+        batches = [_events(active, products, start + timedelta(seconds=k))  # logs fill one event per batch
+                    for k in range(FRESH_LOG + ROUNDS + 1)]
         for batch in batches[:FRESH_LOG]:
             ingestor.ingest(batch)
         full_eps, full_raw_eps = intake_rounds(ingestor, raw_client, batches[FRESH_LOG:])
@@ -226,7 +220,7 @@ def main() -> None:
 
         http_times = []
         for _ in range(ROUNDS + 1):
-            body = {"events": [e.model_dump(mode="json", exclude_none=True) for e in _events(clients, products, BATCH)]}
+            body = {"events": [e.model_dump(mode="json", exclude_none=True) for e in _events(random.choices(clients, k=BATCH), products)]}
             t0 = time.perf_counter()
             r = http.post("/events", json=body)
             http_times.append(time.perf_counter() - t0)

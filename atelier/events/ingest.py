@@ -78,9 +78,11 @@ class Ingestor:
         except Exception:
             raise AtelierError(f"region {ctx.region!r} has no {fresh.VIEW} view", fix=f"run `atelier features apply -r {ctx.region}`") from None
         access.authorize(store, [self.view], AuthzedAction.WRITE_ONLINE, ctx.user)  # the policy: feature_repo/permissions.py
-        self.reader = OnlineFeatures(store, fresh.REFS, user=ctx.user, timestamps=(fresh.VIEW,))
+        access.authorize_online_read(store, [self.view], ctx.user)  # the rows are read before they are written
         self._products: tuple[int, pa.Array, frozenset[str]] | None = None
         self._redis = _redis_writer(store, self.view)
+        # Other online stores: read through atelier's reader, written by Feast's provider.
+        self.reader = OnlineFeatures(store, fresh.REFS, user=ctx.user, timestamps=(fresh.VIEW,)) if self._redis is None else None
         self._names = [f.name for f in self.view.features]
 
     def products(self) -> pa.Array:
