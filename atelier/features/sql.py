@@ -122,7 +122,11 @@ def client_activity() -> str:
     maison's running weight is the client's running maximum, and the favourite is the maison of
     the latest leading event. Histories: each event's rank in the client's order (and each
     purchase's among purchases); a change point holds the ranks up to its day's last event, and
-    its list is the events of the last `RECENT_HISTORY` (`PURCHASE_HISTORY`) ranks."""
+    its list is the events of the last `RECENT_HISTORY` (`PURCHASE_HISTORY`) ranks. A list is built
+    once per day with events (per day with purchases), by looking up each of the ranks it holds
+    (an equality join), and change points find theirs by that day's last rank: a range join of
+    every change point to its client's events cost DuckDB 10 of the 12.6 s of this table at
+    100k clients, and grows with the events each client has."""
     weight = "CASE event_type " + " ".join(f"WHEN '{t}' THEN {w}" for t, w in WEIGHT.items()) + " END"
     windows = ", ".join(f"a.{name}" for name in CLIENT_WINDOWS)
     favourites = ",\n    ".join(
@@ -168,21 +172,24 @@ a AS (
   FROM w LEFT JOIN daily AS d ON d.client_id = w.client_id AND d.day = w.day
 ),
 recent AS (
-  SELECT a.client_id, a.day, ARRAY_AGG(r.product_id ORDER BY r.rank) AS products
-  FROM a JOIN ranked AS r ON r.client_id = a.client_id AND r.rank > a.hi - {RECENT_HISTORY} AND r.rank <= a.hi
-  GROUP BY a.client_id, a.day
+  SELECT d.client_id, d.hi, ARRAY_AGG(r.product_id ORDER BY r.rank) AS products
+  FROM daily AS d CROSS JOIN UNNEST(GENERATE_ARRAY(0, LEAST({RECENT_HISTORY} - 1, d.hi - 1))) AS back
+  JOIN ranked AS r ON r.client_id = d.client_id AND r.rank = d.hi - back
+  GROUP BY d.client_id, d.hi
 ),
 bought AS (
-  SELECT a.client_id, a.day, ARRAY_AGG(r.product_id ORDER BY r.purchase_rank) AS products
-  FROM a JOIN ranked AS r ON r.client_id = a.client_id AND r.purchase_rank > a.purchase_hi - {PURCHASE_HISTORY} AND r.purchase_rank <= a.purchase_hi
-  GROUP BY a.client_id, a.day
+  SELECT d.client_id, d.purchase_hi, ARRAY_AGG(r.product_id ORDER BY r.purchase_rank) AS products
+  FROM (SELECT DISTINCT client_id, purchase_hi FROM daily WHERE purchase_hi IS NOT NULL) AS d
+  CROSS JOIN UNNEST(GENERATE_ARRAY(0, LEAST({PURCHASE_HISTORY} - 1, d.purchase_hi - 1))) AS back
+  JOIN ranked AS r ON r.client_id = d.client_id AND r.purchase_rank = d.purchase_hi - back
+  GROUP BY d.client_id, d.purchase_hi
 )
 SELECT a.client_id, {_end_of_day('a.day')} AS event_timestamp, {windows},
   a.favourite_maison, a.favourite_category, TIMESTAMP_SECONDS(a.last_purchase) AS last_purchase_at,
   COALESCE(b.products, ARRAY<STRING>[]) AS purchased_products, COALESCE(r.products, ARRAY<STRING>[]) AS recent_products
 FROM a
-LEFT JOIN bought AS b ON b.client_id = a.client_id AND b.day = a.day
-LEFT JOIN recent AS r ON r.client_id = a.client_id AND r.day = a.day
+LEFT JOIN bought AS b ON b.client_id = a.client_id AND b.purchase_hi = a.purchase_hi
+LEFT JOIN recent AS r ON r.client_id = a.client_id AND r.hi = a.hi
 ORDER BY a.client_id, a.day"""
 
 
