@@ -81,7 +81,11 @@ def main() -> None:
                 f"{label}, eu, product x {level}: WAPE per weeks ahead, {len(m['test_origins'])} origins ({', '.join(m['test_origins'])}), "
                 f"{m['series']:,} series; units of series new after an origin, not forecast: {m['new_series_share']:.1%}",
                 ["weeks ahead"] + list(METHODS), rows))
-            tables.append(table(f"{label}, {level}: every metric over all origins and horizons", ["method", "WAPE", "MASE", "wQL", "P10-P90 coverage"],
+            band = m["choices"].get("band") or {}
+            moved = (f"; the band's sides scaled {band['scales'][0]:.2f} (lower) and {band['scales'][1]:.2f} (upper), chosen on the validation origin, "
+                     f"where they missed {band['miss_below']:.1%} and {band['miss_above']:.1%} of the cells (after: {band['miss_below_after']:.1%}, {band['miss_above_after']:.1%})"
+                     if band else "")
+            tables.append(table(f"{label}, {level}: every metric over all origins and horizons{moved}", ["method", "WAPE", "MASE", "wQL", "P10-P90 coverage"],
                                 [[meth, f"{test[meth]['wape']:.3f}", f"{test[meth]['mase']:.3f}", f"{test[meth].get('wql', float('nan')):.3f}",
                                   f"{test[meth]['coverage']:.3f}" if "coverage" in test[meth] else "-"] for meth in METHODS]))
             launches = m.get("launches", {})

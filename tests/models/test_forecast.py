@@ -321,3 +321,31 @@ def test_p50_in_whole_units_by_hand_and_its_rounding_chosen_on_validation():
     exact = np.column_stack([np.zeros(3), [0.4, 1.4, 2.4], [1.0, 2.0, 3.0]])
     assert network.choose_offset(np.array([0.4, 1.4, 2.4]), exact, whole)[0] is None  # rounding only loses here
     assert network.choose_offset(sparse, smooth, whole + 0.25) == (None, {"none": pytest.approx(2.6)})  # sold by weight: left alone
+
+
+def test_the_band_moves_only_where_validation_finds_it_too_wide_or_too_narrow_and_p50_stays():
+    """Each side of the P10-P90 band keeps the network's width while it misses 7-13% of the
+    validation cells; otherwise the scale nearest 1 that brings it inside. P50 never moves."""
+    from atelier.models.forecast import metrics, network
+
+    q = np.tile([1.0, 2.0, 3.0], (100, 1))
+    spread = np.linspace(1.01, 2.99, 100)  # every actual inside the band: both sides too wide
+    scales, info = network.choose_band(spread, q, None)
+    assert scales == (0.86, 0.86) and info["miss_below"] == 0.0 and info["miss_above"] == 0.0  # by hand: 7 of 100 below 2 - 0.86
+    banded = network.banded(q, None, scales)
+    assert banded[0].tolist() == pytest.approx([1.14, 2.0, 2.86]) and metrics.coverage(spread, banded) == pytest.approx(0.86)
+
+    calibrated = np.concatenate([np.full(10, 0.5), np.full(80, 2.0), np.full(10, 3.5)])  # 10% out on each side
+    assert network.choose_band(calibrated, q, None)[0] is None and network.banded(q, None, None) is q
+    tail = 0.02 + 0.05 * np.arange(20)  # 20% out on each side: widened
+    narrow = np.concatenate([tail, np.full(60, 2.0), 4.0 - tail])
+    assert network.choose_band(narrow, q, None)[0] == (1.34, 1.34)  # by hand: 13 of 100 below 2 - 1.34 = 0.66, 14 below 0.68
+    lumpy = np.concatenate([np.full(20, 0.5), np.full(60, 2.0), np.full(20, 3.5)])  # no width misses 7-13%: the nearest miss, width nearest 1
+    assert network.choose_band(lumpy, q, None)[0] is None
+
+    smooth = np.array([[0.2, 0.6, 2.0], [1.5, 2.6, 4.0]])
+    p50 = network.whole_units(smooth, 0.5)[:, 1]
+    for scales in [(0.0, 0.0), (0.5, 2.0), (3.0, 0.1)]:
+        out = network.banded(smooth, 0.5, scales)
+        assert out[:, 1].tolist() == p50.tolist()  # the point forecast, and so WAPE, unchanged
+        assert (out[:, 0] >= 0).all() and (out[:, 0] <= out[:, 1]).all() and (out[:, 2] >= out[:, 1]).all()

@@ -102,7 +102,7 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
                              decay=config.decay, seed=config.seed)
         ahead = F.forecast_rows(panel, end, vocabulary, config.horizon)
         q = network.predict(net, ahead)
-        finals[level] = _forecast_table(panel, ahead, network.whole_units(q, bt.choices["p50_offset"]), network.mean_units(q))
+        finals[level] = _forecast_table(panel, ahead, network.banded(q, bt.choices["p50_offset"], _scales(bt)), network.mean_units(q))
         advance(1)
         metrics["levels"][level] = _level_metrics(panel, bt)
         _plots(panel, bt, metrics["levels"][level]["per_horizon"], run_dir, region, level)
@@ -121,7 +121,8 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         "numeric_features": list(F.NUMERIC), "categorical_features": list(F.CATEGORICAL),
         "first_week": {lv: str(f["week_start"].min()) for lv, f in finals.items()},
         "metrics": {lv: m["test"] for lv, m in metrics["levels"].items()},
-        "p50_offset": {lv: m["choices"]["p50_offset"] for lv, m in metrics["levels"].items()}, "run": str(run_dir), "code_version": code_version(),
+        "p50_offset": {lv: m["choices"]["p50_offset"] for lv, m in metrics["levels"].items()},
+        "band_scales": {lv: m["choices"]["band_scales"] for lv, m in metrics["levels"].items()}, "run": str(run_dir), "code_version": code_version(),
     }
     (workdir / "model.json").write_text(json.dumps(description, indent=2, default=str))
     write_json_atomic(run_dir / "metrics.json", metrics)
@@ -138,6 +139,11 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         write_json_atomic(run_dir / "metrics.json", metrics)
         advance(1)
     return ForecastResult(region, run_dir, tag, metrics, backtests, panels, forecasts)
+
+
+def _scales(bt: Backtest) -> tuple[float, float] | None:
+    scales = bt.choices.get("band_scales")
+    return tuple(scales) if scales else None
 
 
 def _forecast_table(panel: Panel, ex: F.Examples, q: np.ndarray, mean: np.ndarray) -> pd.DataFrame:
