@@ -98,7 +98,7 @@ def ledger_growth(settings, events: int, pragmas: tuple[str, ...] = ()) -> tuple
         for k in range(events // BATCH):
             ids = [uuid.uuid4().hex for _ in range(BATCH)]
             t0 = time.perf_counter()
-            journal._index(f"{k:020d}", ids)
+            journal.index(f"{k:020d}", ids)
             times.append(time.perf_counter() - t0)
         journal.close()
         return statistics.median(times[:50]) * 1e3, statistics.median(times[-50:]) * 1e3

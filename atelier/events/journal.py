@@ -131,10 +131,10 @@ class Journal:
         write_dataset(target, events.select(SCHEMA.names).cast(SCHEMA), self.ctx.keys)
         _fsync_tree(target)
         crash.point("events.part")  # the part is on disk, the ledger does not know it yet
-        self._index(name, events.column("event_id").to_pylist())
+        self.index(name, events.column("event_id").to_pylist())
         return name
 
-    def _index(self, name: str, ids: list[str]) -> None:
+    def index(self, name: str, ids: list[str]) -> None:
         with _transaction(self.db):
             self.db.execute("INSERT OR IGNORE INTO parts (part, applied) VALUES (?, 0)", (name,))
             self.db.executemany("INSERT OR IGNORE INTO events (event_id, part) VALUES (?, ?)", [(i, name) for i in ids])
@@ -148,7 +148,7 @@ class Journal:
         for name in part_names(self.ctx):
             if name not in known:
                 ids = read_dataset(parts_dir(self.ctx) / name, self.ctx.keys, columns=["event_id"]).column("event_id").to_pylist()
-                self._index(name, ids)
+                self.index(name, ids)
         return [r[0] for r in self.db.execute("SELECT part FROM parts WHERE applied = 0 ORDER BY part")]
 
     def part(self, name: str) -> pa.Table:

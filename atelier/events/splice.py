@@ -285,7 +285,7 @@ def _joined(elements: pa.Array, per_row: np.ndarray) -> pa.Array:
 
 
 def _string_list(tails: pa.Array, new: pa.ChunkedArray, per_row: np.ndarray) -> pa.Array:
-    flat = rc._binary(new)
+    flat = rc.as_binary(new)
     elements = pc.binary_join_element_wise(pa.scalar(b"\n"), rc.varint(pc.binary_length(flat).to_numpy()), flat, _EMPTY)
     body = pc.binary_join_element_wise(tails, _joined(elements, per_row), _EMPTY)
     return pc.binary_join_element_wise(pa.scalar(bytes([_STRING_LIST])), rc.varint(pc.binary_length(body).to_numpy()), body, _EMPTY)

@@ -23,7 +23,7 @@ from feast.value_type import ValueType as FeastValueType
 _EMPTY = pa.scalar(b"", pa.binary())
 
 
-def _binary(x) -> pa.Array:
+def as_binary(x) -> pa.Array:
     """Any binary-like array as plain `binary`, one chunk."""
     if isinstance(x, pa.ChunkedArray):
         x = x.combine_chunks()
@@ -73,7 +73,7 @@ def encode_values(column: pa.Array | pa.ChunkedArray, value_type: FeastValueType
     col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     valid = pc.is_valid(col)
     if value_type == FeastValueType.STRING:
-        s = _binary(pc.cast(col, pa.string()))
+        s = as_binary(pc.cast(col, pa.string()))
         out = pc.binary_join_element_wise(pa.scalar(b"\x12"), varint(pc.fill_null(pc.binary_length(s), 0).to_numpy()), pc.fill_null(s, b""), _EMPTY)
     elif value_type in (FeastValueType.INT64, FeastValueType.INT32, FeastValueType.UNIX_TIMESTAMP, FeastValueType.BOOL):
         if value_type == FeastValueType.UNIX_TIMESTAMP:
@@ -108,7 +108,7 @@ def _string_lists(col: pa.Array) -> pa.Array:
     """`string_list_val` (field 12): each string as a length-delimited field 1 of StringList."""
     col = pc.cast(col, pa.list_(pa.string()))
     offsets = pc.fill_null(col.offsets, 0) if col.null_count else col.offsets
-    flat = _binary(col.values.slice(offsets[0].as_py(), offsets[-1].as_py() - offsets[0].as_py()))
+    flat = as_binary(col.values.slice(offsets[0].as_py(), offsets[-1].as_py() - offsets[0].as_py()))
     elements = pc.binary_join_element_wise(pa.scalar(b"\n"), varint(pc.binary_length(flat).to_numpy()), flat, _EMPTY)
     rebased = pc.subtract(offsets, offsets[0])
     joined = pc.binary_join(pa.ListArray.from_arrays(rebased, elements), _EMPTY)
@@ -154,7 +154,7 @@ def entity_keys(column: pa.Array | pa.ChunkedArray, join_key: str, value_type: F
     jk = join_key.encode()
     prefix = struct.pack("<I", 1) + struct.pack("<I", ValueType.STRING) + struct.pack("<I", len(jk)) + jk
     if value_type == FeastValueType.STRING:
-        vals = _binary(pc.cast(column, pa.string()))
+        vals = as_binary(pc.cast(column, pa.string()))
         lengths = pc.binary_length(vals).to_numpy().astype("<u4")
         head = np.empty((len(lengths), 8), np.uint8)
         head[:, :4] = np.frombuffer(struct.pack("<I", ValueType.STRING), np.uint8)
@@ -176,7 +176,7 @@ def field_name(view: str, feature: str) -> bytes:
 def _bulk(values: pa.Array) -> pa.Array:
     """RESP bulk strings: $<len>\\r\\n<bytes>\\r\\n."""
     lengths = pc.cast(pc.binary_length(values), pa.string())
-    return pc.binary_join_element_wise(pa.scalar(b"$"), _binary(lengths), pa.scalar(b"\r\n"), values, pa.scalar(b"\r\n"), _EMPTY)
+    return pc.binary_join_element_wise(pa.scalar(b"$"), as_binary(lengths), pa.scalar(b"\r\n"), values, pa.scalar(b"\r\n"), _EMPTY)
 
 
 def _bulk_const(value: bytes) -> bytes:
