@@ -340,8 +340,10 @@ def test_the_band_moves_only_where_validation_finds_it_too_wide_or_too_narrow_an
     tail = 0.02 + 0.05 * np.arange(20)  # 20% out on each side: widened
     narrow = np.concatenate([tail, np.full(60, 2.0), 4.0 - tail])
     assert network.choose_band(narrow, q, None)[0] == (1.34, 1.34)  # by hand: 13 of 100 below 2 - 1.34 = 0.66, 14 below 0.68
-    lumpy = np.concatenate([np.full(20, 0.5), np.full(60, 2.0), np.full(20, 3.5)])  # no width misses 7-13%: the nearest miss, width nearest 1
+    lumpy = np.concatenate([np.full(20, 0.5), np.full(60, 2.0), np.full(20, 3.5)])  # no width misses 7-13%: left as it is
     assert network.choose_band(lumpy, q, None)[0] is None
+    zeros = np.concatenate([np.zeros(97), [0.5, 5.0, 5.0]])  # 97% sell nothing and P50 is zero: no width reaches 7% misses
+    assert network.choose_band(zeros, np.tile([0.0, 0.2, 1.0], (100, 1)), 0.5)[0] is None  # not a band a third as wide for 1 more miss
 
     smooth = np.array([[0.2, 0.6, 2.0], [1.5, 2.6, 4.0]])
     p50 = network.whole_units(smooth, 0.5)[:, 1]

@@ -214,7 +214,9 @@ def choose_band(actual: np.ndarray, q: np.ndarray, offset: float | None) -> tupl
     origin's. So a side is left as the network made it while it misses between 7% and 13% of the
     validation cells, and otherwise moved just inside that range (the scale nearest 1 that does):
     the network's own band where it is plausible, a correction where it is clearly too wide or too
-    narrow (the generated world's stores: 0.944 on validation, 0.919 on the test origins)."""
+    narrow. A side that no scale brings inside stays as it is: where nearly every cell sells
+    nothing (the generated world), a band whose P50 is zero covers those cells at any width, and
+    shrinking it bought a tenth of a point of misses for a band a third as wide."""
     if not len(actual):
         return None, {}
     p50 = whole_units(q, offset)[:, 1]
@@ -227,9 +229,8 @@ def choose_band(actual: np.ndarray, q: np.ndarray, offset: float | None) -> tupl
         if MISS[0] <= at_one <= MISS[1]:
             chosen.append(1.0)
             continue
-        off = {float(s): max(MISS[0] - miss(s), miss(s) - MISS[1], 0.0) for s in SCALES}  # how far outside the range
-        least = min(off.values())  # 0 where some scale lands inside; otherwise the nearest any gets
-        chosen.append(min((s for s, v in off.items() if v <= least + 1e-12), key=lambda s: abs(s - 1.0)))
+        inside = [float(s) for s in SCALES if MISS[0] <= miss(s) <= MISS[1]]
+        chosen.append(min(inside, key=lambda s: abs(s - 1.0)) if inside else 1.0)  # none lands inside: left as it is
     scales = (chosen[0], chosen[1])
     info = {"miss_below": below(1.0), "miss_above": above(1.0), "scales": list(scales),
             "miss_below_after": below(scales[0]), "miss_above_after": above(scales[1])}
