@@ -356,9 +356,11 @@ def transpile(sql: str, dialect: str = "duckdb") -> str:
     return sqlglot.transpile(sql, read="bigquery", write=dialect, unsupported_level=sqlglot.ErrorLevel.RAISE)[0]
 
 
-def run(sql: str, *, events: pa.Table, products: pa.Table | None = None, clients: pa.Table | None = None, streamed: pa.Table | None = None) -> pa.Table:
+def run(sql: str, *, events: pa.Table, products: pa.Table | None = None, clients: pa.Table | None = None, streamed: pa.Table | None = None,
+        tables: dict[str, pa.Table] | None = None) -> pa.Table:
     """Run a BigQuery-dialect query on DuckDB over Arrow tables, in memory. DuckDB may not spill to
-    disk: its temporary files would hold client data in plain text."""
+    disk: its temporary files would hold client data in plain text. `tables`: more inputs by name,
+    such as a staging table an earlier query wrote (BigQuery's `maison_engagement_windows`)."""
     for name, kind in OPTIONAL_EVENT_COLUMNS.items():
         if name not in events.column_names:
             events = events.append_column(name, pa.nulls(events.num_rows, kind))
@@ -372,6 +374,8 @@ def run(sql: str, *, events: pa.Table, products: pa.Table | None = None, clients
             streamed = SCHEMA.empty_table()
         con.register("streamed_events", streamed)
         con.register("clients", clients if clients is not None else pa.table({"client_id": pa.array([], pa.string()), "country": pa.array([], pa.string())}))
+        for name, table in (tables or {}).items():
+            con.register(name, table)
         return con.sql(transpile(sql)).to_arrow_table()
     finally:
         con.close()
