@@ -13,7 +13,7 @@ Normalization is a layer of the model, so the exported SavedModel takes the raw 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -189,7 +189,7 @@ MISS = (0.07, 0.13)  # each side of the P10-P90 band may miss this share of cell
 SCALES = np.round(np.arange(0.0, 4.0001, 0.02), 2)  # a side's distances from P50 are tried at these multiples
 
 
-def banded(q: np.ndarray, offset: float | None, scales: tuple[float, float] | None) -> np.ndarray:
+def banded(q: np.ndarray, offset: float | None, scales: Sequence[float] | None) -> np.ndarray:
     """The forecast as served: P50 in whole units (`whole_units`), and each side of the band at
     `scales` times its distance from the network's P50 (lower, upper), never past P50 nor below zero.
 
@@ -198,11 +198,17 @@ def banded(q: np.ndarray, offset: float | None, scales: tuple[float, float] | No
     if scales is None:
         return out
     out = out.copy() if out is q else out
-    lower, upper = scales
-    p50 = q[:, 1]
-    out[:, 0] = np.clip(p50 - lower * (p50 - q[:, 0]), 0.0, out[:, 1])
-    out[:, 2] = np.maximum(p50 + upper * (q[:, 2] - p50), out[:, 1])
+    out[:, 0] = _lower(q, out[:, 1], scales[0])
+    out[:, 2] = _upper(q, out[:, 1], scales[1])
     return out
+
+
+def _lower(q: np.ndarray, p50: np.ndarray, scale: float) -> np.ndarray:
+    return np.clip(q[:, 1] - scale * (q[:, 1] - q[:, 0]), 0.0, p50)
+
+
+def _upper(q: np.ndarray, p50: np.ndarray, scale: float) -> np.ndarray:
+    return np.maximum(q[:, 1] + scale * (q[:, 2] - q[:, 1]), p50)
 
 
 def choose_band(actual: np.ndarray, q: np.ndarray, offset: float | None) -> tuple[tuple[float, float] | None, dict]:
@@ -220,16 +226,11 @@ def choose_band(actual: np.ndarray, q: np.ndarray, offset: float | None) -> tupl
     if not len(actual):
         return None, {}
     p50 = whole_units(q, offset)[:, 1]
-    raw = q[:, 1]
-    below = lambda s: float(np.mean(actual < np.clip(raw - s * (raw - q[:, 0]), 0.0, p50)))  # noqa: E731
-    above = lambda s: float(np.mean(actual > np.maximum(raw + s * (q[:, 2] - raw), p50)))  # noqa: E731
+    below = lambda s: float(np.mean(actual < _lower(q, p50, s)))  # noqa: E731
+    above = lambda s: float(np.mean(actual > _upper(q, p50, s)))  # noqa: E731
     chosen = []
     for miss in (below, above):
-        at_one = miss(1.0)
-        if MISS[0] <= at_one <= MISS[1]:
-            chosen.append(1.0)
-            continue
-        inside = [float(s) for s in SCALES if MISS[0] <= miss(s) <= MISS[1]]
+        inside = [float(s) for s in SCALES if MISS[0] <= miss(s) <= MISS[1]]  # 1.0 among them when the side is plausible
         chosen.append(min(inside, key=lambda s: abs(s - 1.0)) if inside else 1.0)  # none lands inside: left as it is
     scales = (chosen[0], chosen[1])
     info = {"miss_below": below(1.0), "miss_above": above(1.0), "scales": list(scales),

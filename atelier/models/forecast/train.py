@@ -102,7 +102,7 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
                              decay=config.decay, seed=config.seed)
         ahead = F.forecast_rows(panel, end, vocabulary, config.horizon)
         q = network.predict(net, ahead)
-        finals[level] = _forecast_table(panel, ahead, network.banded(q, bt.choices["p50_offset"], _scales(bt)), network.mean_units(q))
+        finals[level] = _forecast_table(panel, ahead, network.banded(q, bt.choices["p50_offset"], bt.choices["band_scales"]), network.mean_units(q))
         advance(1)
         metrics["levels"][level] = _level_metrics(panel, bt)
         _plots(panel, bt, metrics["levels"][level]["per_horizon"], run_dir, region, level)
@@ -139,11 +139,6 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         write_json_atomic(run_dir / "metrics.json", metrics)
         advance(1)
     return ForecastResult(region, run_dir, tag, metrics, backtests, panels, forecasts)
-
-
-def _scales(bt: Backtest) -> tuple[float, float] | None:
-    scales = bt.choices.get("band_scales")
-    return tuple(scales) if scales else None
 
 
 def _forecast_table(panel: Panel, ex: F.Examples, q: np.ndarray, mean: np.ndarray) -> pd.DataFrame:
