@@ -12,7 +12,7 @@ with BentoML's adaptive dispatcher) and answers each:
 4. retrieval: the two-tower's nearest products (one index call for the batch) and, when the
    model has a ranking stage, the co-purchase and popularity candidates (`atelier.models.recommend.ranking`);
 5. ranking: the exported ranking model orders each client's candidates, from features built by
-   the same functions as in training;
+   the same functions as in training (the tower's score and place among them);
 6. filters: what the client bought and what the maison/country filters exclude are left out; a
    client left with fewer than k is completed from the two-tower, fetching more from the
    approximate index, or searching the allowed products exactly when the filters leave few (so k
@@ -179,6 +179,8 @@ class Recommender:
         self.ranking = model.ranking if model.ranking is not None and RANKING_INPUTS <= {r.split(":")[1] for r in model.feature_refs} else None
         if model.ranking is not None and self.ranking is None:
             log.warning("model %s has a ranking stage but its feature list lacks %s: serving retrieval only", tag, sorted(RANKING_INPUTS))
+        # The catalog's mean and covariance, for the ranker's tower z-scores (computed once).
+        self.tower_view = ranking.TowerView.of(model.candidates) if self.ranking is not None else None
 
     # -- health ---------------------------------------------------------------------------------
     def readiness(self, every_s: float = 1.0) -> dict:
@@ -285,16 +287,18 @@ class Recommender:
         t0 = time.perf_counter()
         js = list(vectors)
         fetch = min(len(self.catalog.ids), ranking.FROM_TOWER + max(len(exclude[j]) for j in js))
-        _, ids = self.model.top(np.stack([vectors[j] for j in js]), fetch)
-        tower = [ids[r][ids[r] >= 0] for r in range(len(js))]
+        batch = np.stack([vectors[j] for j in js])
+        _, ids = self.model.top(batch, fetch)
+        tower = ranking.Retrieved(self.tower_view, batch, [ids[r][ids[r] >= 0] for r in range(len(js))])
         clients = ranking.Clients.from_features({name: [cols[name][j] for j in js] for name in RANKING_INPUTS}, self.catalog.index, time.time())
         context = self.ranking.context
         if self.popularity.features:
             context = self.popularity.context_for(context)
         prep = ranking.prepare(context, clients)
-        cands = ranking.candidates(context, prep, [np.fromiter(exclude[j], np.int64) for j in js], tower)
+        gone = [np.fromiter(exclude[j], np.int64) for j in js]
+        cands = ranking.candidates(context, prep, gone, tower)
         t1 = time.perf_counter()
-        scores = ranking.score(self.ranking.scorer, ranking.features(context, prep, cands))
+        scores = ranking.score(self.ranking.scorer, ranking.features(context, prep, cands, tower, gone))
         t2 = time.perf_counter()
         hits, start = {}, 0
         for r, j in enumerate(js):

@@ -173,3 +173,28 @@ def test_signatures_called_flat_answer_as_called_by_keyword(model_world):
     # a missing input is named, not a TensorFlow error about positions
     with pytest.raises(KeyError, match="client_id"):
         loaded.embed_fn({k: v for k, v in queries.items() if k != "client_id"})
+
+
+def test_the_ranking_stage_learns_from_a_tower_that_never_saw_its_label_weeks(model_world):
+    """The ranker reads the tower's scores; on its training windows they come from a tower fitted
+    before the first of them (the served tower has seen those weeks and would teach it to trust
+    the tower too much). Clients first seen in those weeks are unknown to that tower."""
+    import pandas as pd
+
+    from atelier.context import RegionContext
+    from atelier.models.recommend import dataset as ds
+
+    home, result = model_world
+    c = result.metrics["choices"]
+    starts = pd.to_datetime(c["ranking_windows"])
+    assert len(starts) >= 2, "the model world is long enough for several ranking windows"
+    before = pd.Timestamp(c["ranking_tower_before"])
+    assert before == starts.min()
+    events = ds.read_events(RegionContext.of(Settings(home=home), "eu"))
+    first_seen = events.dropna(subset=["client_id"]).groupby("client_id")["event_timestamp"].min()
+    late = set(first_seen[first_seen >= before].index)
+    assert len(late) > 10, "clients arrive during the ranker's windows"
+    ranker_known = set(result.ranking_tower.model.query_tower.id_lookup.get_vocabulary()[1:])
+    served_known = set(result.model.query_tower.id_lookup.get_vocabulary()[1:])
+    assert not late & ranker_known
+    assert late & served_known, "the served tower, fitted later, knows them"

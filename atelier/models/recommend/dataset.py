@@ -108,6 +108,15 @@ def _query_features(ctx: RegionContext, ids: pd.Series, at: pd.Series) -> pd.Dat
     return hist.set_index(["client_id", "event_timestamp"])
 
 
+def query_inputs(ctx: RegionContext, specs: list[FeatureSpec], client_ids: np.ndarray, at: pd.Timestamp) -> dict[str, np.ndarray]:
+    """The query tower's inputs for `client_ids`, with their features as of `at`."""
+    if not len(client_ids):
+        return to_inputs({}, specs, "client_id", client_ids, as_of=at.to_pydatetime())
+    hist = _query_features(ctx, pd.Series(client_ids), pd.Series([at] * len(client_ids)))
+    rows = hist.reindex(pd.MultiIndex.from_arrays([client_ids, [at] * len(client_ids)]))
+    return to_inputs({s.name: rows[s.name].to_numpy() for s in specs}, specs, "client_id", client_ids, as_of=at.to_pydatetime())
+
+
 def read_events(ctx: RegionContext) -> pd.DataFrame:
     """The region's events, the lake's and those received since in real time, with each event's
     country (the client's; the line's when anonymous)."""
@@ -176,12 +185,7 @@ def build(
     future = purchases[(purchases["event_timestamp"] >= cutoff) & (purchases["event_timestamp"] < end)]
     before = purchases[purchases["event_timestamp"] < cutoff]
     eval_ids = np.array(sorted(future["client_id"].unique()), dtype=object)
-    if len(eval_ids):
-        hist = _query_features(ctx, pd.Series(eval_ids), pd.Series([cutoff] * len(eval_ids)))
-        rows = hist.reindex(pd.MultiIndex.from_arrays([eval_ids, [cutoff] * len(eval_ids)]))
-        eval_query = to_inputs({s.name: rows[s.name].to_numpy() for s in query_specs}, query_specs, "client_id", eval_ids, as_of=cutoff.to_pydatetime())
-    else:
-        eval_query = to_inputs({}, query_specs, "client_id", eval_ids, as_of=cutoff.to_pydatetime())
+    eval_query = query_inputs(ctx, query_specs, eval_ids, cutoff)
     truth = future.groupby("client_id")["product_id"].agg(lambda s: index.reindex(s.unique()).to_numpy())
     bought = before.groupby("client_id")["product_id"].agg(lambda s: index.reindex(s.unique()).to_numpy())
     empty = np.zeros(0, np.int64)

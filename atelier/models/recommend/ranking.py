@@ -10,7 +10,9 @@ the strongest teams gather candidates from several sources and learn how to orde
   (the client's last purchases, activity counts and country; the product's popularity):
   co-purchase score (plain, recency-weighted, strongest link to the last purchases), the
   product's popularity over 7 and 30 days and its trend, its share of recent sales in the
-  client's country, and the client's history length, yearly purchases and days since the last;
+  client's country, the client's history length, yearly purchases and days since the last, and
+  the two-tower's opinion (`Retrieved`): its score as a z-score over the client's whole catalog
+  and the candidate's place in the tower's list;
 * a small network scores each pair; trained listwise (softmax over a client's candidates, the
   products bought in the label weeks as targets) with `tfrs.tasks.Ranking`.
 
@@ -37,9 +39,12 @@ FEATURES = (
     "copurchase", "copurchase_recent", "copurchase_last", "similar", "similar_last",
     "popularity_7d", "popularity_30d", "popularity_90d", "popularity_365d", "trend_7_30", "trend_30_365",
     "country_share", "days_on_sale", "history_length", "purchases_365d", "days_since_purchase",
+    "tower_z", "tower_rank",
 )
+# What stages exported before the tower's features were added score (`Stage.columns`).
+FEATURES_V1 = FEATURES[:16]
 POPULARITY = ("purchases_7d", "purchases_30d", "purchases_90d", "purchases_365d")  # product_popularity features
-FROM_COPURCHASE, FROM_SIMILAR, FROM_POPULARITY, FROM_COUNTRY, FROM_TOWER = 150, 50, 50, 50, 50
+FROM_COPURCHASE, FROM_SIMILAR, FROM_POPULARITY, FROM_COUNTRY, FROM_TOWER = 150, 50, 50, 50, 200
 RECENT_DECAY = 10.0  # a purchase 10 places back counts half in copurchase_recent
 
 
@@ -109,6 +114,61 @@ class Clients:
             days_since_purchase=np.array([(as_of_s - t) / 86400 if t is not None else 3650.0 for t in last], np.float32),
             country=np.array([v if isinstance(v, str) else "" for v in cols.get("country", [None] * n)], dtype=object),
         )
+
+
+@dataclass
+class TowerView:
+    """The two-tower's catalog as the ranker reads it: product vectors, their mean and covariance.
+
+    A client's scores over the whole catalog have mean q·μ and variance qᵀΣq, so the z-score of a
+    candidate needs no pass over the catalog: serving stays cheap at 100,000 products. The z-score,
+    not the raw score, is the feature because the towers the ranker learns from and the tower that
+    serves are different fits, whose raw scores live on different scales.
+    """
+
+    catalog: np.ndarray  # [products, dim]
+    mean: np.ndarray  # [dim]
+    cov: np.ndarray  # [dim, dim]
+
+    @staticmethod
+    def of(catalog: np.ndarray) -> TowerView:
+        c = np.asarray(catalog, np.float64)
+        return TowerView(np.asarray(catalog, np.float32), c.mean(0), np.cov(c, rowvar=False, bias=True).reshape(c.shape[1], c.shape[1]))
+
+    def z(self, queries: np.ndarray, rows: np.ndarray, items: np.ndarray, chunk: int = 262_144) -> np.ndarray:
+        """z-scores of the (client row, product) pairs; `queries` holds one vector per client row."""
+        q = np.asarray(queries, np.float64)
+        mean = q @ self.mean
+        sd = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", q, self.cov, q), 1e-12))
+        out = np.empty(len(rows), np.float32)
+        for s in range(0, len(rows), chunk):
+            r, i = rows[s : s + chunk], items[s : s + chunk]
+            score = np.einsum("ij,ij->i", queries[r], self.catalog[i])
+            out[s : s + chunk] = (score - mean[r]) / sd[r]
+        return out
+
+
+@dataclass
+class Retrieved:
+    """What the ranker reads from the two-tower for a batch of clients (offline and online alike)."""
+
+    view: TowerView
+    queries: np.ndarray  # one query vector per client
+    lists: list[np.ndarray]  # the tower's nearest products per client, best first (bought ones may remain)
+
+    def cleaned(self, exclude: list[np.ndarray] | None) -> list[np.ndarray]:
+        """Each client's tower list without its excluded products, cut to FROM_TOWER."""
+        empty = np.zeros(0, np.int64)
+        return [_without(t, exclude[u] if exclude is not None else empty, FROM_TOWER) for u, t in enumerate(self.lists)]
+
+
+def tower_lists(scores: np.ndarray, exclude: list[np.ndarray] | None) -> list[np.ndarray]:
+    """The tower's FROM_TOWER best products per client from exact scores (clients x products)."""
+    from atelier.models.recommend.evaluate import top_k
+
+    if not len(scores):
+        return []
+    return list(top_k(scores, FROM_TOWER, exclude))
 
 
 @dataclass
@@ -202,7 +262,7 @@ def _split(rows: np.ndarray, values: np.ndarray):
     return [int(r[0]) for r in np.split(rows, cuts)], np.split(values, cuts)
 
 
-def candidates(ctx: Context, prep: Prepared, exclude: list[np.ndarray] | None, tower: list[np.ndarray] | None = None) -> list[np.ndarray]:
+def candidates(ctx: Context, prep: Prepared, exclude: list[np.ndarray] | None, tower: Retrieved | None = None) -> list[np.ndarray]:
     """Per client, the union of every source's candidates (already-bought products left out)."""
     products = len(ctx.popularity_30d)
     n = len(prep.clients.history)
@@ -212,6 +272,7 @@ def candidates(ctx: Context, prep: Prepared, exclude: list[np.ndarray] | None, t
     by_co = _top_links(co, co.total + co.recent, products, FROM_COPURCHASE + slack)
     by_sim = _top_links(sim, sim.total, products, FROM_SIMILAR + slack)
     region = ctx.top("region", FROM_POPULARITY + slack)
+    from_tower = tower.cleaned(exclude) if tower is not None else None
     empty = np.zeros(0, np.int64)
     out = []
     for u in range(n):
@@ -222,8 +283,8 @@ def candidates(ctx: Context, prep: Prepared, exclude: list[np.ndarray] | None, t
             _without(region, gone, FROM_POPULARITY),
             _without(ctx.top(prep.clients.country[u], FROM_COUNTRY + len(gone)), gone, FROM_COUNTRY),
         ]
-        if tower is not None:
-            picks.append(_without(np.asarray(tower[u], np.int64), gone, FROM_TOWER))
+        if from_tower is not None:
+            picks.append(from_tower[u])
         out.append(np.unique(np.concatenate(picks)).astype(np.int64))
     return out
 
@@ -233,8 +294,11 @@ def _without(items: np.ndarray, gone: np.ndarray, n: int) -> np.ndarray:
     return (items[~np.isin(items, gone)] if len(gone) else items)[:n]
 
 
-def features(ctx: Context, prep: Prepared, cands: list[np.ndarray]) -> np.ndarray:
-    """One row of FEATURES per (client, candidate), clients in order, candidates in the given order."""
+def features(ctx: Context, prep: Prepared, cands: list[np.ndarray], tower: Retrieved | None = None,
+             exclude: list[np.ndarray] | None = None) -> np.ndarray:
+    """One row of FEATURES per (client, candidate), clients in order, candidates in the given order.
+
+    Without `tower` the tower's features read as "far from the client" (z 0, last place)."""
     products = len(ctx.popularity_30d)
     clients = prep.clients
     rows = np.concatenate([np.full(len(c), u) for u, c in enumerate(cands)]) if cands else np.zeros(0, np.int64)
@@ -249,6 +313,18 @@ def features(ctx: Context, prep: Prepared, cands: list[np.ndarray]) -> np.ndarra
         share[mine] = ctx.share(country)[items[mine]]
     p7, p30, p90, p365 = (ctx.popularity[name][items] for name in POPULARITY)
     lengths = np.array([len(h) for h in clients.history], np.float32)
+    tower_z, place = np.zeros(len(items), np.float32), np.full(len(items), FROM_TOWER, np.float32)
+    if tower is not None:
+        tower_z = tower.view.z(tower.queries, rows, items)
+        listed = tower.cleaned(exclude)
+        if sum(len(t) for t in listed):  # each candidate's place in its client's list, looked up by (row, product) key
+            key = np.concatenate([u * products + t for u, t in enumerate(listed)])
+            at = np.concatenate([np.arange(len(t)) for t in listed])
+            order = np.argsort(key, kind="stable")
+            key, at = key[order], at[order]
+            want = rows.astype(np.int64) * products + items
+            pos = np.minimum(np.searchsorted(key, want), len(key) - 1)
+            place = np.where(key[pos] == want, at[pos], FROM_TOWER).astype(np.float32)
     f = np.stack([
         co, recent, last, sim, sim_last,
         np.log1p(p7), np.log1p(p30), np.log1p(p90), np.log1p(p365),
@@ -256,6 +332,7 @@ def features(ctx: Context, prep: Prepared, cands: list[np.ndarray]) -> np.ndarra
         np.log1p(1000 * share), np.log1p(ctx.days_on_sale[items]),
         np.log1p(lengths[rows]), np.log1p(np.maximum(clients.purchases_365d[rows], 0)),
         np.log1p(np.clip(clients.days_since_purchase[rows], 0, 3650)),
+        tower_z, np.log1p(place),
     ], axis=1)
     return np.nan_to_num(f.astype(np.float32))
 
@@ -355,19 +432,17 @@ def score(scorer, f: np.ndarray) -> np.ndarray:
 
 
 class ScorerModule(tf.Module):
-    """The exported scorer: features [n, FEATURES] -> score [n]."""
+    """The exported scorer: features [n, width] -> score [n]."""
 
-    def __init__(self, scorer: Scorer):
+    def __init__(self, scorer: Scorer, width: int = len(FEATURES)):
         super().__init__()
         self.scorer = scorer
-
-    @tf.function(input_signature=[tf.TensorSpec([None, len(FEATURES)], tf.float32, name="features")])
-    def score(self, features):
-        return {"score": self.scorer(features)}
+        self.score = tf.function(lambda features: {"score": self.scorer(features)},
+                                 input_signature=[tf.TensorSpec([None, width], tf.float32, name="features")])
 
 
-def save(scorer: Scorer, path) -> None:
-    module = ScorerModule(scorer)
+def save(scorer: Scorer, path, width: int = len(FEATURES)) -> None:
+    module = ScorerModule(scorer, width)
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.score.get_concrete_function()})
 
 
@@ -375,11 +450,11 @@ def load(path) -> Signature:
     return Signature(tf.saved_model.load(str(path)).signatures["serving_default"])
 
 
-def ranked_scores(ctx: Context, clients: Clients, scorer, exclude: list[np.ndarray] | None, tower: list[np.ndarray] | None, fill: np.ndarray) -> np.ndarray:
+def ranked_scores(ctx: Context, clients: Clients, scorer, exclude: list[np.ndarray] | None, tower: Retrieved | None, fill: np.ndarray) -> np.ndarray:
     """Clients x products scores: the ranker's order over each client's candidates, `fill`'s order after."""
     prep = prepare(ctx, clients)
     cands = candidates(ctx, prep, exclude, tower)
-    s = score(scorer, features(ctx, prep, cands))
+    s = score(scorer, features(ctx, prep, cands, tower, exclude))
     out = np.broadcast_to((fill - fill.max() - 1e6).astype(np.float32), (len(cands), len(fill))).copy()
     start = 0
     for u, c in enumerate(cands):
@@ -416,18 +491,18 @@ class Stage:
     context: Context
 
 
-def save_stage(scorer: Scorer, context: Context, path) -> None:
-    """Write the scorer (SavedModel) and the context snapshot into `path`."""
+def save_stage(scorer: Scorer, context: Context, path, names: tuple[str, ...] = FEATURES) -> None:
+    """Write the scorer (SavedModel, over the features `names`) and the context snapshot into `path`."""
     from pathlib import Path
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save(scorer, path / "scorer")
+    save(scorer, path / "scorer", len(names))
     context.copurchase.save(path / "copurchase.npz")
     context.similar.save(path / "similar.npz")
     countries = sorted(context.country_share)
     shares = np.stack([context.country_share[c] for c in countries]) if countries else np.zeros((0, len(context.days_on_sale)), np.float32)
-    np.savez(path / "context.npz", countries=np.array(countries, dtype=str), shares=shares, days_on_sale=context.days_on_sale,
+    np.savez(path / "context.npz", features=np.array(names, dtype=str), countries=np.array(countries, dtype=str), shares=shares, days_on_sale=context.days_on_sale,
              **{f"popularity_{name}": context.popularity[name] for name in POPULARITY})
 
 
@@ -443,4 +518,18 @@ def load_stage(path) -> Stage:
         country_share={str(c): z["shares"][i] for i, c in enumerate(z["countries"])},
         days_on_sale=z["days_on_sale"],
     )
-    return Stage(load(path / "scorer"), context)
+    names = tuple(str(n) for n in z["features"]) if "features" in z else FEATURES_V1
+    scorer = load(path / "scorer")
+    return Stage(scorer if names == FEATURES else _Columns(scorer, [FEATURES.index(n) for n in names]), context)
+
+
+@dataclass
+class _Columns:
+    """A scorer exported with an earlier feature list: it is given the columns it was trained on,
+    so a model in the store keeps serving after FEATURES grows."""
+
+    scorer: object
+    columns: list[int]
+
+    def __call__(self, inputs: dict) -> dict:
+        return self.scorer({"features": np.ascontiguousarray(inputs["features"][:, self.columns])})

@@ -26,7 +26,6 @@ from atelier.models.plots import loss_plot, recall_plot
 from atelier.models.progress import Steps
 from atelier.models.recommend import compare, ranking
 from atelier.models.recommend import dataset as ds
-from atelier.models.recommend.evaluate import top_k
 from atelier.models.recommend.export import export
 from atelier.models.recommend.index import AnnIndex, ExactIndex
 from atelier.models.recommend.two_tower import TrainConfig, embed, fit
@@ -44,6 +43,7 @@ class RunResult:
     model: object = None  # the in-memory TwoTower, for callers that compare it with the export
     data: object = None
     catalog: dict | None = None  # the candidate-tower inputs the export embedded (as of the last day)
+    ranking_tower: object = None  # the tower the ranking stage learned from (fitted before its label windows)
 
 
 def train_region(
@@ -58,7 +58,9 @@ def train_region(
     """Choose on the validation weeks, refit on train + validation, report the test weeks once, export.
 
     1. Train on events before the validation cut-off; after each epoch score the validation weeks
-       and keep the best epoch (early stopping). EASE's λ is chosen on the same weeks.
+       and keep the best epoch (early stopping). EASE's λ is chosen on the same weeks. The ranking
+       stage learns from label windows before the cut-off, with the scores of a second tower
+       fitted before the first of them (`_RankerTower`), and its epochs are chosen there too.
     2. Refit on everything before the test cut-off with those choices (`config.refit`), so the
        exported model has seen the most recent weeks, as it will when serving.
     3. Score the test weeks once: the model and every baseline, for warm, cold and all clients.
@@ -90,9 +92,13 @@ def train_region(
     rank_history = None
     if config.ranking:
         # The ranking stage learns from the weeks before the validation cut-off; its epochs are chosen there.
-        lists = _ranking_lists(ctx, selection, windows.validation_cutoff, config, lam, steps)
+        first = selection.purchases["event_timestamp"].min()
+        starts = _window_starts(first, windows.validation_cutoff, config) + _window_starts(first, windows.test_cutoff, config)
+        ranker_tower = _RankerTower.fit(ctx, min(starts), config, history["best_epochs"], common, steps) if starts else None
+        lists = _ranking_lists(ctx, selection, windows.validation_cutoff, config, lam, ranker_tower, steps)
         window = ds.ranking_window(ctx, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids)
-        served = lambda scorer: _served(window, scorer, tower_val, selection.popularity, config.exclude_purchased)  # noqa: E731
+        retrieval = _retrieval(model, selection)
+        served = lambda scorer: _served(window, scorer, tower_val, retrieval, selection.popularity, config.exclude_purchased)  # noqa: E731
         scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
                                            validation=lambda s: val.measure(served(s))["all"].get(compare.SELECT_ON, 0.0))
         validation[compare.RANKED] = val.measure(served(scorer))
@@ -109,7 +115,7 @@ def train_region(
 
     context = None
     if config.ranking:
-        lists = _ranking_lists(ctx, data, windows.test_cutoff, config, lam, steps)
+        lists = _ranking_lists(ctx, data, windows.test_cutoff, config, lam, ranker_tower, steps)
         scorer, _ = ranking.fit(lists, rank_history["best_epochs"], seed=config.seed, progress=steps.step("refitting the ranking stage", rank_history["best_epochs"]))
         # What serves: the co-purchase table, popularity and country shares as of the last day.
         context = ds.ranking_window(ctx, data, windows.end, windows.end, lam, client_ids=np.zeros(0, object)).context
@@ -121,7 +127,7 @@ def train_region(
     test = compare.table(test_contenders, tower_test, lam)
     if config.ranking:
         window = ds.ranking_window(ctx, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids)
-        test[compare.RANKED] = test_contenders.measure(_served(window, scorer, tower_test, data.popularity, config.exclude_purchased))
+        test[compare.RANKED] = test_contenders.measure(_served(window, scorer, tower_test, _retrieval(model, data), data.popularity, config.exclude_purchased))
     queries = embed(model.query_tower, data.eval.query)
     # What serves: product features as of the last day, not the test cut-off.
     products, candidate_inputs = ds.catalog_as_of(ctx, data.candidate_specs, windows.end)
@@ -133,6 +139,8 @@ def train_region(
         "choices": {"ease_lambda": lam, "ease_lambda_validation": lambdas, "epochs": history["best_epochs"],
                     "validation_by_epoch": history["validation"], "selected_on": compare.SELECT_ON, "refit": config.refit,
                     "ranking_epochs": rank_history["best_epochs"] if rank_history else None,
+                    "ranking_windows": [str(s) for s in sorted(set(starts))] if config.ranking else None,
+                    "ranking_tower_before": str(min(starts)) if config.ranking and starts else None,
                     "ranking_validation_by_epoch": rank_history["validation"] if rank_history else None},
         "served": choice,
         # headline figures (all clients, test weeks), kept flat for the model's metadata and the benchmarks
@@ -191,36 +199,85 @@ def train_region(
         metrics["bentoml_tag"] = tag
         write_json_atomic(run_dir / "metrics.json", metrics)
         advance(1)
-    return RunResult(region, run_dir, tag, metrics, model=model, data=data, catalog=candidate_inputs)
+    return RunResult(region, run_dir, tag, metrics, model=model, data=data, catalog=candidate_inputs,
+                     ranking_tower=ranker_tower if config.ranking else None)
 
 
-def _ranking_lists(ctx: RegionContext, data: ds.RegionData, cutoff, config: TrainConfig, lam, steps: Steps) -> list:
-    """The ranker's training lists: one window of `eval_weeks` per step back from `cutoff`.
-
-    Only co-purchase and popularity propose candidates here: the two-tower was trained on these
-    weeks, so its scores on them would be too good to learn from.
-    """
+def _window_starts(first: pd.Timestamp, cutoff: pd.Timestamp, config: TrainConfig) -> list[pd.Timestamp]:
+    """Where the ranker's label windows (of `eval_weeks` each) start, stepping back from `cutoff`;
+    a window needs a window's worth of history before it to learn from."""
     weeks = pd.Timedelta(weeks=config.eval_weeks)
-    first = data.purchases["event_timestamp"].min()
-    advance = steps.step("building the ranking stage's training lists", config.ranking_windows)
+    starts = [cutoff - k * weeks for k in range(1, config.ranking_windows + 1)]
+    return [s for s in starts if s > first + weeks]
+
+
+@dataclass
+class _RankerTower:
+    """A two-tower fitted on the events before the ranker's first label window.
+
+    The ranker learns how far to trust the tower from windows the tower has not seen: the served
+    tower was trained on those weeks, and its scores there would be too good to learn from. At
+    validation, test and serving the served tower scores, on weeks it has not seen either.
+    """
+
+    ctx: RegionContext
+    model: object
+    query_specs: list
+    candidate_specs: list
+
+    @staticmethod
+    def fit(ctx: RegionContext, before: pd.Timestamp, config: TrainConfig, epochs: int, common: dict, steps: Steps) -> _RankerTower:
+        data = ds.build(ctx, cutoff=before, end=before + pd.Timedelta(weeks=config.eval_weeks), **common)
+        final = config.model_copy(update={"epochs": epochs})
+        batches = int(np.ceil(len(data.train.product_index) / final.batch_size)) * final.epochs
+        model, _ = fit(data, final, progress=steps.step("training the ranking stage's tower (before its label weeks)", batches))
+        return _RankerTower(ctx, model, data.query_specs, data.candidate_specs)
+
+    def retrieved(self, at: pd.Timestamp, client_ids: np.ndarray, exclude: list[np.ndarray] | None, chunk: int = 2048) -> ranking.Retrieved:
+        """The tower's view of `client_ids` as of `at`: query vectors, catalog, nearest products."""
+        queries = embed(self.model.query_tower, ds.query_inputs(self.ctx, self.query_specs, client_ids, at))
+        catalog = embed(self.model.candidate_tower, ds.catalog_as_of(self.ctx, self.candidate_specs, at)[1])
+        lists = []
+        for s in range(0, len(queries), chunk):
+            lists += ranking.tower_lists(queries[s : s + chunk] @ catalog.T, exclude[s : s + chunk] if exclude is not None else None)
+        return ranking.Retrieved(ranking.TowerView.of(catalog), queries, lists)
+
+
+def _ranking_lists(ctx: RegionContext, data: ds.RegionData, cutoff, config: TrainConfig, lam, tower: _RankerTower | None, steps: Steps) -> list:
+    """The ranker's training lists: one window of `eval_weeks` per step back from `cutoff`, with
+    candidates and tower features from `tower`, which has seen none of these windows."""
+    weeks = pd.Timedelta(weeks=config.eval_weeks)
+    starts = _window_starts(data.purchases["event_timestamp"].min(), cutoff, config)
+    advance = steps.step("building the ranking stage's training lists", max(len(starts), 1))
     out = []
-    for k in range(1, config.ranking_windows + 1):
-        start = cutoff - k * weeks
-        if start <= first + weeks:  # too little history before it to learn from
-            break
+    for start in starts:
         window = ds.ranking_window(ctx, data, start, start + weeks, lam)
         clients, truth, bought = window.warm_only()
         if clients.history:
+            exclude = bought if config.exclude_purchased else None
+            retrieved = tower.retrieved(start, window.client_ids[window.warm], exclude)
             prep = ranking.prepare(window.context, clients)
-            cands = ranking.candidates(window.context, prep, bought if config.exclude_purchased else None)
-            lists = ranking.Lists.of(ranking.features(window.context, prep, cands), cands, truth)
+            cands = ranking.candidates(window.context, prep, exclude, retrieved)
+            lists = ranking.Lists.of(ranking.features(window.context, prep, cands, retrieved, exclude), cands, truth)
             if len(lists.labels):
                 out.append(lists)
         advance(1)
     return out
 
 
-def _served(window: ds.RankingWindow, scorer, tower: np.ndarray, popularity: np.ndarray, exclude_purchased: bool) -> np.ndarray:
+@dataclass
+class _Retrieval:
+    """The served tower's query vectors for a window's clients and its catalog."""
+
+    queries: np.ndarray
+    view: ranking.TowerView
+
+
+def _retrieval(model, data: ds.RegionData) -> _Retrieval:
+    return _Retrieval(embed(model.query_tower, data.eval.query), ranking.TowerView.of(embed(model.candidate_tower, data.candidate)))
+
+
+def _served(window: ds.RankingWindow, scorer, tower: np.ndarray, retrieval: _Retrieval, popularity: np.ndarray, exclude_purchased: bool) -> np.ndarray:
     """What /recommend answers for the window's clients: ranked candidates for the clients the store
     holds, the store's popularity for the others (the service's fallback)."""
     out = np.broadcast_to(popularity.astype(np.float32), (len(window.client_ids), len(popularity))).copy()
@@ -228,16 +285,15 @@ def _served(window: ds.RankingWindow, scorer, tower: np.ndarray, popularity: np.
     if len(warm):
         clients, _, bought = window.warm_only()
         exclude = bought if exclude_purchased else None
-        tower_top = list(top_k(tower[warm], ranking.FROM_TOWER, exclude))
-        out[warm] = ranking.ranked_scores(window.context, clients, scorer, exclude, tower_top, fill=popularity)
+        retrieved = ranking.Retrieved(retrieval.view, retrieval.queries[warm], ranking.tower_lists(tower[warm], exclude))
+        out[warm] = ranking.ranked_scores(window.context, clients, scorer, exclude, retrieved, fill=popularity)
     return out
 
 
 def _scores(model, data: ds.RegionData) -> np.ndarray:
     """The two-tower's scores for the window's clients over the whole catalog."""
-    candidates = embed(model.candidate_tower, data.candidate)
-    queries = embed(model.query_tower, data.eval.query)
-    return queries @ candidates.T if len(queries) else np.zeros((0, len(candidates)), np.float32)
+    r = _retrieval(model, data)
+    return r.queries @ r.view.catalog.T if len(r.queries) else np.zeros((0, len(r.view.catalog)), np.float32)
 
 
 def _validation_score(model, data: ds.RegionData, contenders: compare.Contenders) -> float:

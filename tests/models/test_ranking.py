@@ -1,0 +1,77 @@
+"""The ranking stage's view of the two-tower: the features it reads, and stages exported before them."""
+
+import numpy as np
+import pandas as pd
+
+from atelier.models.recommend import ranking
+
+
+def _view(products=40, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    catalog = rng.normal(size=(products, dim)).astype(np.float32)
+    queries = rng.normal(size=(3, dim)).astype(np.float32)
+    return ranking.TowerView.of(catalog), queries
+
+
+def test_tower_z_is_the_score_standardized_over_the_clients_whole_catalog():
+    """Computed from the catalog's mean and covariance, it must equal the z-score over every product."""
+    view, queries = _view()
+    rows = np.array([0, 0, 1, 2, 2, 2])
+    items = np.array([3, 17, 0, 39, 5, 5])
+    scores = queries @ view.catalog.T
+    expected = (scores[rows, items] - scores.mean(1)[rows]) / scores.std(1)[rows]
+    np.testing.assert_allclose(view.z(queries, rows, items, chunk=4), expected, rtol=1e-4, atol=1e-5)
+    # a client whose best product this is sits far above its catalog's mean
+    best = scores[1].argmax()
+    assert view.z(queries, np.array([1]), np.array([best]))[0] > 1.5
+
+
+def test_tower_place_counts_after_the_bought_products_are_left_out():
+    """tower_rank is the candidate's place in the tower's list once the client's purchases are
+    removed, the same in training (exact lists) and serving (lists fetched with room for them)."""
+    view, queries = _view()
+    ctx = _context(products=40)
+    clients = ranking.Clients([np.array([7, 9])], np.array([2.0], np.float32), np.array([3.0], np.float32), np.array(["FR"], object))
+    exclude = [np.array([7, 9])]
+    listed = [np.array([9, 4, 7, 12, 30])]  # 9 and 7 bought: the tower's list is 4, 12, 30
+    tower = ranking.Retrieved(view, queries[:1], listed)
+    prep = ranking.prepare(ctx, clients)
+    cands = ranking.candidates(ctx, prep, exclude, tower)
+    assert {4, 12, 30} <= set(cands[0]) and not {7, 9} & set(cands[0])
+    f = ranking.features(ctx, prep, cands, tower, exclude)
+    place = dict(zip(cands[0].tolist(), np.expm1(f[:, ranking.FEATURES.index("tower_rank")]).round().astype(int)))
+    assert (place[4], place[12], place[30]) == (0, 1, 2)
+    assert all(v == ranking.FROM_TOWER for p, v in place.items() if p not in (4, 12, 30))
+    z = f[:, ranking.FEATURES.index("tower_z")]
+    np.testing.assert_allclose(z, view.z(queries[:1], np.zeros(len(cands[0]), int), cands[0]), rtol=1e-5)
+
+
+def test_a_stage_exported_before_the_tower_features_still_scores(tmp_path):
+    """A model in the store whose scorer knows the first 16 features is given those columns."""
+    rng = np.random.default_rng(1)
+    old = ranking.Scorer(seed=3)
+    old.norm.adapt(rng.normal(size=(50, len(ranking.FEATURES_V1))).astype(np.float32))
+    ranking.save_stage(old, _context(products=10), tmp_path / "stage", names=ranking.FEATURES_V1)
+    stage = ranking.load_stage(tmp_path / "stage")
+    rows = rng.normal(size=(5, len(ranking.FEATURES))).astype(np.float32)
+    np.testing.assert_allclose(ranking.score(stage.scorer, rows), old(rows[:, :16]).numpy(), rtol=1e-5, atol=1e-6)
+    new = ranking.Scorer(seed=3)
+    new.norm.adapt(rng.normal(size=(50, len(ranking.FEATURES))).astype(np.float32))
+    ranking.save_stage(new, _context(products=10), tmp_path / "current")
+    current = ranking.load_stage(tmp_path / "current")
+    np.testing.assert_allclose(ranking.score(current.scorer, rows), new(rows).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _context(products: int) -> ranking.Context:
+    from atelier.models.recommend.baselines import History
+    from atelier.models.recommend.copurchase import CoPurchase
+
+    rng = np.random.default_rng(2)
+    n = 300
+    purchases = pd.DataFrame({"client_id": [f"c{i}" for i in rng.integers(0, 30, n)], "product": rng.integers(0, products, n),
+                              "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.sort(rng.integers(0, 10**6, n)), unit="s"),
+                              "country": "FR"})
+    history = History.before(purchases, pd.Timestamp("2027-01-01", tz="UTC"), products)
+    pop = {name: rng.integers(0, 20, products).astype(np.float32) for name in ranking.POPULARITY}
+    return ranking.Context(CoPurchase.fit(history, None), CoPurchase.fit(history, None), pop,
+                           {"FR": np.full(products, 1 / products, np.float32)}, np.arange(products, dtype=np.float32))
