@@ -77,32 +77,14 @@ def train_region(
     events = ds.read_events(ctx)
     windows = ds.windows(events, config.eval_weeks)
     common = dict(event_weights=config.event_weights, events=events, max_examples=config.max_examples, seed=config.seed)
-    selection = ds.build(ctx, cutoff=windows.validation_cutoff, end=windows.test_cutoff, **common)
-
-    # 1. Choices, on the validation weeks only.
-    val = compare.Contenders(selection, config.exclude_purchased)
-    lam, lambdas = compare.choose_lambda(val)
-    batches = int(np.ceil(len(selection.train.product_index) / config.batch_size)) * config.epochs
-    model, history = fit(selection, config, progress=steps.step("training (validation weeks held out)", batches),
-                         validation=lambda m: _validation_score(m, selection, val))
-    advance = steps.step("scoring the validation weeks")
-    tower_val = _scores(model, selection)
-    validation = compare.table(val, tower_val, lam)
-    advance(1)
-    rank_history = None
-    if config.ranking:
-        # The ranking stage learns from the weeks before the validation cut-off; its epochs are chosen there.
-        first = selection.purchases["event_timestamp"].min()
-        starts = _window_starts(first, windows.validation_cutoff, config) + _window_starts(first, windows.test_cutoff, config)
-        ranker_tower = _RankerTower.fit(ctx, min(starts), config, history["best_epochs"], common, steps) if starts else None
-        lists = _ranking_lists(ctx, selection, windows.validation_cutoff, config, lam, ranker_tower, steps)
-        window = ds.ranking_window(ctx, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids)
-        retrieval = _retrieval(model, selection)
-        served = lambda scorer: _served(window, scorer, tower_val, retrieval, selection.popularity, config.exclude_purchased)  # noqa: E731
-        scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
-                                           validation=lambda s: val.measure(served(s))["all"].get(compare.SELECT_ON, 0.0))
-        validation[compare.RANKED] = val.measure(served(scorer))
+    # 1. Choices, on the validation weeks only. The selection's data is not read again: it is freed
+    #    before the refit builds the full set (together they were the peak at 100k clients).
+    chosen = _choose(ctx, config, windows, common, steps)
+    model, history, lam, rank_history, starts, ranker_tower = (
+        chosen.model, chosen.history, chosen.lam, chosen.rank_history, chosen.starts, chosen.ranker_tower)
+    validation, lambdas = chosen.validation, chosen.lambdas
     choice = compare.choose_served(validation, config.serve)
+    del chosen
 
     # 2. Refit on train + validation with the chosen epochs.
     data = ds.build(ctx, cutoff=windows.test_cutoff, end=windows.end, **common)
@@ -117,6 +99,7 @@ def train_region(
     if config.ranking:
         lists = _ranking_lists(ctx, data, windows.test_cutoff, config, lam, ranker_tower, steps)
         scorer, _ = ranking.fit(lists, rank_history["best_epochs"], seed=config.seed, progress=steps.step("refitting the ranking stage", rank_history["best_epochs"]))
+        del lists  # padded per client: not kept through the test scoring
         # What serves: the co-purchase table, popularity and country shares as of the last day.
         context = ds.ranking_window(ctx, data, windows.end, windows.end, lam, client_ids=np.zeros(0, object)).context
 
@@ -201,6 +184,48 @@ def train_region(
         advance(1)
     return RunResult(region, run_dir, tag, metrics, model=model, data=data, catalog=candidate_inputs,
                      ranking_tower=ranker_tower if config.ranking else None)
+
+
+@dataclass
+class _Choices:
+    """What the validation weeks chose, and the tower the ranking stage learns from."""
+
+    model: object  # the two-tower trained before the validation cut-off (its best epoch)
+    history: dict
+    validation: dict  # every contender's figures on the validation weeks
+    lam: float | None
+    lambdas: dict
+    rank_history: dict | None
+    starts: list  # the ranking stage's label windows, before either cut-off
+    ranker_tower: _RankerTower | None
+
+
+def _choose(ctx: RegionContext, config: TrainConfig, windows: ds.Windows, common: dict, steps: Steps) -> _Choices:
+    """Train on the events before the validation cut-off and make every choice on the weeks after it."""
+    selection = ds.build(ctx, cutoff=windows.validation_cutoff, end=windows.test_cutoff, **common)
+    val = compare.Contenders(selection, config.exclude_purchased)
+    lam, lambdas = compare.choose_lambda(val)
+    batches = int(np.ceil(len(selection.train.product_index) / config.batch_size)) * config.epochs
+    model, history = fit(selection, config, progress=steps.step("training (validation weeks held out)", batches),
+                         validation=lambda m: _validation_score(m, selection, val))
+    advance = steps.step("scoring the validation weeks")
+    tower_val = _scores(model, selection)
+    validation = compare.table(val, tower_val, lam)
+    advance(1)
+    rank_history, starts, ranker_tower = None, [], None
+    if config.ranking:
+        # The ranking stage learns from the weeks before the validation cut-off; its epochs are chosen there.
+        first = selection.purchases["event_timestamp"].min()
+        starts = _window_starts(first, windows.validation_cutoff, config) + _window_starts(first, windows.test_cutoff, config)
+        ranker_tower = _RankerTower.fit(ctx, min(starts), config, history["best_epochs"], common, steps) if starts else None
+        lists = _ranking_lists(ctx, selection, windows.validation_cutoff, config, lam, ranker_tower, steps)
+        window = ds.ranking_window(ctx, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids)
+        retrieval = _retrieval(model, selection)
+        served = lambda scorer: _served(window, scorer, tower_val, retrieval, selection.popularity, config.exclude_purchased)  # noqa: E731
+        scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
+                                           validation=lambda s: val.measure(served(s))["all"].get(compare.SELECT_ON, 0.0))
+        validation[compare.RANKED] = val.measure(served(scorer))
+    return _Choices(model, history, validation, lam, lambdas, rank_history, starts, ranker_tower)
 
 
 def _window_starts(first: pd.Timestamp, cutoff: pd.Timestamp, config: TrainConfig) -> list[pd.Timestamp]:
