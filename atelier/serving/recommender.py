@@ -289,16 +289,16 @@ class Recommender:
         fetch = min(len(self.catalog.ids), ranking.FROM_TOWER + max(len(exclude[j]) for j in js))
         batch = np.stack([vectors[j] for j in js])
         _, ids = self.model.top(batch, fetch)
-        tower = ranking.Retrieved(self.tower_view, batch, [ids[r][ids[r] >= 0] for r in range(len(js))])
         clients = ranking.Clients.from_features({name: [cols[name][j] for j in js] for name in RANKING_INPUTS}, self.catalog.index, time.time())
         context = self.ranking.context
         if self.popularity.features:
             context = self.popularity.context_for(context)
         prep = ranking.prepare(context, clients)
         gone = [np.fromiter(exclude[j], np.int64) for j in js]
+        tower = ranking.Retrieved.of(self.tower_view, batch, [ids[r][ids[r] >= 0] for r in range(len(js))], gone)
         cands = ranking.candidates(context, prep, gone, tower)
         t1 = time.perf_counter()
-        scores = ranking.score(self.ranking.scorer, ranking.features(context, prep, cands, tower, gone))
+        scores = ranking.score(self.ranking.scorer, ranking.features(context, prep, cands, tower))
         t2 = time.perf_counter()
         hits, start = {}, 0
         for r, j in enumerate(js):

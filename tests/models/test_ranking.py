@@ -34,11 +34,11 @@ def test_tower_place_counts_after_the_bought_products_are_left_out():
     clients = ranking.Clients([np.array([7, 9])], np.array([2.0], np.float32), np.array([3.0], np.float32), np.array(["FR"], object))
     exclude = [np.array([7, 9])]
     listed = [np.array([9, 4, 7, 12, 30])]  # 9 and 7 bought: the tower's list is 4, 12, 30
-    tower = ranking.Retrieved(view, queries[:1], listed)
+    tower = ranking.Retrieved.of(view, queries[:1], listed, exclude)
     prep = ranking.prepare(ctx, clients)
     cands = ranking.candidates(ctx, prep, exclude, tower)
     assert {4, 12, 30} <= set(cands[0]) and not {7, 9} & set(cands[0])
-    f = ranking.features(ctx, prep, cands, tower, exclude)
+    f = ranking.features(ctx, prep, cands, tower)
     place = dict(zip(cands[0].tolist(), np.expm1(f[:, ranking.FEATURES.index("tower_rank")]).round().astype(int)))
     assert (place[4], place[12], place[30]) == (0, 1, 2)
     assert all(v == ranking.FROM_TOWER for p, v in place.items() if p not in (4, 12, 30))

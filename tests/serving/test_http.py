@@ -321,7 +321,7 @@ def test_training_and_serving_agree_on_what_to_recommend(servers):
     vectors = model.embed(to_inputs(cols, model.query_specs, "client_id", sample, as_of=time.time()))
     fetch = ranking.FROM_TOWER + max(len(b) for b in bought)
     _, ids = model.top(vectors, fetch)
-    tower = ranking.Retrieved(ranking.TowerView.of(model.candidates), vectors, [row[row >= 0] for row in ids])
+    tower = ranking.Retrieved.of(ranking.TowerView.of(model.candidates), vectors, [row[row >= 0] for row in ids], bought)
     offline = ranking.ranked_scores(context, clients, model.ranking.scorer, bought, tower, fill=model.popularity)
     # ties (products the features cannot tell apart) go to the lower catalog index, as in the service
     expected = [[products[i] for i in np.argsort(-row, kind="stable") if i not in set(b)][:10] for row, b in zip(offline, bought)]

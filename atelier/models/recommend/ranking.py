@@ -154,12 +154,14 @@ class Retrieved:
 
     view: TowerView
     queries: np.ndarray  # one query vector per client
-    lists: list[np.ndarray]  # the tower's nearest products per client, best first (bought ones may remain)
+    lists: list[np.ndarray]  # the tower's nearest products per client, best first, excluded ones left out
 
-    def cleaned(self, exclude: list[np.ndarray] | None) -> list[np.ndarray]:
-        """Each client's tower list without its excluded products, cut to FROM_TOWER."""
+    @staticmethod
+    def of(view: TowerView, queries: np.ndarray, lists: list[np.ndarray], exclude: list[np.ndarray] | None) -> Retrieved:
+        """From the tower's lists as fetched (with room for the exclusions): each cut to FROM_TOWER
+        once the client's excluded products are left out, so candidates and places agree."""
         empty = np.zeros(0, np.int64)
-        return [_without(t, exclude[u] if exclude is not None else empty, FROM_TOWER) for u, t in enumerate(self.lists)]
+        return Retrieved(view, queries, [_without(t, exclude[u] if exclude is not None else empty, FROM_TOWER) for u, t in enumerate(lists)])
 
 
 def tower_lists(scores: np.ndarray, exclude: list[np.ndarray] | None) -> list[np.ndarray]:
@@ -272,7 +274,6 @@ def candidates(ctx: Context, prep: Prepared, exclude: list[np.ndarray] | None, t
     by_co = _top_links(co, co.total + co.recent, products, FROM_COPURCHASE + slack)
     by_sim = _top_links(sim, sim.total, products, FROM_SIMILAR + slack)
     region = ctx.top("region", FROM_POPULARITY + slack)
-    from_tower = tower.cleaned(exclude) if tower is not None else None
     empty = np.zeros(0, np.int64)
     out = []
     for u in range(n):
@@ -283,8 +284,8 @@ def candidates(ctx: Context, prep: Prepared, exclude: list[np.ndarray] | None, t
             _without(region, gone, FROM_POPULARITY),
             _without(ctx.top(prep.clients.country[u], FROM_COUNTRY + len(gone)), gone, FROM_COUNTRY),
         ]
-        if from_tower is not None:
-            picks.append(from_tower[u])
+        if tower is not None:
+            picks.append(tower.lists[u])
         out.append(np.unique(np.concatenate(picks)).astype(np.int64))
     return out
 
@@ -294,8 +295,7 @@ def _without(items: np.ndarray, gone: np.ndarray, n: int) -> np.ndarray:
     return (items[~np.isin(items, gone)] if len(gone) else items)[:n]
 
 
-def features(ctx: Context, prep: Prepared, cands: list[np.ndarray], tower: Retrieved | None = None,
-             exclude: list[np.ndarray] | None = None) -> np.ndarray:
+def features(ctx: Context, prep: Prepared, cands: list[np.ndarray], tower: Retrieved | None = None) -> np.ndarray:
     """One row of FEATURES per (client, candidate), clients in order, candidates in the given order.
 
     Without `tower` the tower's features read as "far from the client" (z 0, last place)."""
@@ -316,7 +316,7 @@ def features(ctx: Context, prep: Prepared, cands: list[np.ndarray], tower: Retri
     tower_z, place = np.zeros(len(items), np.float32), np.full(len(items), FROM_TOWER, np.float32)
     if tower is not None:
         tower_z = tower.view.z(tower.queries, rows, items)
-        listed = tower.cleaned(exclude)
+        listed = tower.lists
         if sum(len(t) for t in listed):  # each candidate's place in its client's list, looked up by (row, product) key
             key = np.concatenate([u * products + t for u, t in enumerate(listed)])
             at = np.concatenate([np.arange(len(t)) for t in listed])
@@ -454,7 +454,7 @@ def ranked_scores(ctx: Context, clients: Clients, scorer, exclude: list[np.ndarr
     """Clients x products scores: the ranker's order over each client's candidates, `fill`'s order after."""
     prep = prepare(ctx, clients)
     cands = candidates(ctx, prep, exclude, tower)
-    s = score(scorer, features(ctx, prep, cands, tower, exclude))
+    s = score(scorer, features(ctx, prep, cands, tower))
     out = np.broadcast_to((fill - fill.max() - 1e6).astype(np.float32), (len(cands), len(fill))).copy()
     start = 0
     for u, c in enumerate(cands):

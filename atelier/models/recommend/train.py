@@ -265,7 +265,7 @@ class _RankerTower:
         lists = []
         for s in range(0, len(queries), chunk):
             lists += ranking.tower_lists(queries[s : s + chunk] @ catalog.T, exclude[s : s + chunk] if exclude is not None else None)
-        return ranking.Retrieved(ranking.TowerView.of(catalog), queries, lists)
+        return ranking.Retrieved.of(ranking.TowerView.of(catalog), queries, lists, exclude)
 
 
 def _ranking_lists(ctx: RegionContext, data: ds.RegionData, cutoff, config: TrainConfig, lam, tower: _RankerTower | None, steps: Steps) -> list:
@@ -283,7 +283,7 @@ def _ranking_lists(ctx: RegionContext, data: ds.RegionData, cutoff, config: Trai
             retrieved = tower.retrieved(start, window.client_ids[window.warm], exclude)
             prep = ranking.prepare(window.context, clients)
             cands = ranking.candidates(window.context, prep, exclude, retrieved)
-            lists = ranking.Lists.of(ranking.features(window.context, prep, cands, retrieved, exclude), cands, truth)
+            lists = ranking.Lists.of(ranking.features(window.context, prep, cands, retrieved), cands, truth)
             if len(lists.labels):
                 out.append(lists)
         advance(1)
@@ -310,7 +310,7 @@ def _served(window: ds.RankingWindow, scorer, tower: np.ndarray, retrieval: _Ret
     if len(warm):
         clients, _, bought = window.warm_only()
         exclude = bought if exclude_purchased else None
-        retrieved = ranking.Retrieved(retrieval.view, retrieval.queries[warm], ranking.tower_lists(tower[warm], exclude))
+        retrieved = ranking.Retrieved.of(retrieval.view, retrieval.queries[warm], ranking.tower_lists(tower[warm], exclude), exclude)
         out[warm] = ranking.ranked_scores(window.context, clients, scorer, exclude, retrieved, fill=popularity)
     return out
 
