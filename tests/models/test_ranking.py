@@ -1,4 +1,5 @@
-"""The ranking stage's view of the two-tower: the features it reads, and stages exported before them."""
+"""The ranking stage's view of the two-tower and of the client's recent products: the features it
+reads, and stages exported before them."""
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,40 @@ def test_tower_place_counts_after_the_bought_products_are_left_out():
     assert all(v == ranking.FROM_TOWER for p, v in place.items() if p not in (4, 12, 30))
     z = f[:, ranking.FEATURES.index("tower_z")]
     np.testing.assert_allclose(z, view.z(queries[:1], np.zeros(len(cands[0]), int), cands[0]), rtol=1e-5)
+
+
+def test_loyalty_price_and_recent_views_by_hand():
+    """maison_share, price_gap and recently_seen against a hand computation on four products.
+
+    Products 0 and 1 are of maison 0, 2 of maison 1, 3 has no maison; prices 100, 400, 50, none.
+    Client 0 bought 0 and 2 and last saw 1, 1, 2; client 1 has no history and saw nothing."""
+    ctx = _context(products=4)
+    ctx.maison = np.array([0, 0, 1, -1], np.int32)
+    ctx.log_price = np.log(np.array([100, 400, 50, np.nan])).astype(np.float32)
+    clients = ranking.Clients([np.array([0, 2]), np.zeros(0, np.int64)], np.array([2.0, 0.0], np.float32), np.array([3.0, 3650.0], np.float32),
+                              np.array(["FR", "FR"], object), recent=[np.array([1, 1, 2]), np.zeros(0, np.int64)])
+    prep = ranking.prepare(ctx, clients)
+    cands = [np.array([1, 2, 3]), np.array([1])]
+    f = ranking.features(ctx, prep, cands)
+    col = lambda name: f[:, ranking.FEATURES.index(name)]  # noqa: E731
+    np.testing.assert_allclose(col("maison_share"), [1 / 2, 1 / 2, 0, 0])
+    np.testing.assert_allclose(col("maison_share_recent"), [2 / 3, 1 / 3, 0, 0], rtol=1e-6)
+    bought_mean, seen_mean = np.log([100, 50]).mean(), np.log([400, 400, 50]).mean()
+    np.testing.assert_allclose(col("price_gap"), [np.log(400) - bought_mean, np.log(50) - bought_mean, 0, 0], rtol=1e-5)
+    np.testing.assert_allclose(col("price_gap_recent"), [np.log(400) - seen_mean, np.log(50) - seen_mean, 0, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(col("recently_seen"), [2, 1, 0, 0])
+
+
+def test_the_products_a_client_saw_are_candidates_unless_excluded():
+    """Product 3 sells nowhere and links to nothing: only the client's recent views bring it in."""
+    ctx = _context(products=4)
+    ctx.popularity = {name: np.array([5, 5, 5, 0], np.float32) for name in ranking.POPULARITY}
+    nothing = np.zeros(0, np.int64)
+    seer = lambda recent: ranking.Clients([nothing], np.zeros(1, np.float32), np.zeros(1, np.float32), np.array([""], object), recent=recent)  # noqa: E731
+    found = lambda clients, exclude: ranking.candidates(ctx, ranking.prepare(ctx, clients), exclude)[0]  # noqa: E731
+    assert 3 not in found(seer(None), None)
+    assert 3 in found(seer([np.array([3])]), None)
+    assert 3 not in found(seer([np.array([3])]), [np.array([3])])
 
 
 def test_a_stage_exported_before_the_tower_features_still_scores(tmp_path):

@@ -314,7 +314,7 @@ def test_training_and_serving_agree_on_what_to_recommend(servers):
     sample = [cid for cid, _ in _clients_with_features(servers, "us", n=8)]
     cols, found = features.get(sample)
     assert all(found)
-    clients = ranking.Clients.from_features({n: cols[n] for n in RANKING_INPUTS}, index, time.time())
+    clients = ranking.Clients.from_features({n: cols[n] for n in RANKING_INPUTS | {"recent_products"}}, index, time.time())
     bought = [np.array(sorted(index[p] for p in (b or []) if p in index), np.int64) for b in cols["purchased_products"]]
     from atelier.models.recommend.inputs import to_inputs
 

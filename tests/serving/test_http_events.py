@@ -55,7 +55,7 @@ def test_a_purchase_leaves_the_recommendations_at_once(servers):
 
 
 def test_views_move_the_ranking(servers):
-    """The query tower reads the client's recent products: twenty views of one category change them."""
+    """The query tower and the ranking stage read the client's recent products: twenty views change them."""
     server = servers["servers"]["eu"]
     client = _client(servers, "eu", skip=1)
     before = [i["product_id"] for i in server.post("/recommend", {"client_id": client, "k": 20}).json()["items"]]

@@ -263,12 +263,16 @@ class RankingWindow:
 
     def warm_only(self) -> tuple[object, list[np.ndarray], list[np.ndarray]]:
         """(clients, truth, bought before) of the warm clients: what the ranker learns from."""
-        from atelier.models.recommend import ranking
-
         keep = np.flatnonzero(self.warm)
-        c = self.clients
-        clients = ranking.Clients([c.history[i] for i in keep], c.purchases_365d[keep], c.days_since_purchase[keep], c.country[keep])
-        return clients, [self.truth[i] for i in keep], [self.bought_before[i] for i in keep]
+        return self.clients.take(keep), [self.truth[i] for i in keep], [self.bought_before[i] for i in keep]
+
+
+def _log_price(products: pd.DataFrame) -> np.ndarray:
+    """Each product's log price, NaN where the catalog has no positive price (or no price column)."""
+    if "price" not in products:
+        return np.full(len(products), np.nan, np.float32)
+    price = pd.to_numeric(products["price"], errors="coerce").to_numpy(np.float64)
+    return np.where(price > 0, np.log(np.where(price > 0, price, 1.0)), np.nan).astype(np.float32)
 
 
 def ranking_window(
@@ -299,6 +303,8 @@ def ranking_window(
         popularity={p: pop[p].fillna(0).to_numpy(np.float32) for p in ranking.POPULARITY},
         country_share=shares,
         days_on_sale=days_on_sale.astype(np.float32),
+        maison=pd.factorize(data.products["maison"])[0].astype(np.int32),
+        log_price=_log_price(data.products),
     )
     named = purchases[purchases["client_id"].notna()]
     future = named[(named["event_timestamp"] >= start) & (named["event_timestamp"] < end)]
@@ -309,7 +315,7 @@ def ranking_window(
     bought = {c: np.unique(g.to_numpy()) for c, g in before.groupby("client_id")["product"]}
     empty = np.zeros(0, np.int64)
     if len(client_ids):
-        cols = ["client_activity:purchased_products", "client_activity:purchases_365d", "client_activity:last_purchase_at", "client_profile:country"]
+        cols = ["client_activity:purchased_products", "client_activity:recent_products", "client_activity:purchases_365d", "client_activity:last_purchase_at", "client_profile:country"]
         entity = pd.DataFrame({"client_id": client_ids, "event_timestamp": start})
         raw = ctx.historical_features(entity, cols).set_index("client_id").reindex(client_ids)
         index = {p: i for i, p in enumerate(data.products["product_id"])}

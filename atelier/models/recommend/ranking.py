@@ -5,14 +5,18 @@ Retrieval alone ranks by one signal. On real retail data the best single signals
 the strongest teams gather candidates from several sources and learn how to order them. Here:
 
 * candidates: the co-purchase neighbours of the client's purchases (`CoPurchase`), the region's
-  and the client's country's recent best-sellers, and the two-tower's nearest products;
+  and the client's country's recent best-sellers, the two-tower's nearest products, and the
+  products the client last looked at;
 * features of each (client, candidate) pair, all computable from what the online store holds
-  (the client's last purchases, activity counts and country; the product's popularity):
-  co-purchase score (plain, recency-weighted, strongest link to the last purchases), the
-  product's popularity over 7 and 30 days and its trend, its share of recent sales in the
-  client's country, the client's history length, yearly purchases and days since the last, and
-  the two-tower's opinion (`Retrieved`): its score as a z-score over the client's whole catalog
-  and the candidate's place in the tower's list;
+  (the client's last purchases and last products seen, activity counts and country; the
+  product's popularity): co-purchase score (plain, recency-weighted, strongest link to the last
+  purchases), the product's popularity over 7 and 30 days and its trend, its share of recent
+  sales in the client's country, the client's history length, yearly purchases and days since
+  the last, the two-tower's opinion (`Retrieved`: its score as a z-score over the client's whole
+  catalog and the candidate's place in the tower's list), and what the client's own lists say
+  about the candidate: the share of them in its maison (loyalty decides where a client shops),
+  its price against theirs, and how often the client just saw it. The last products seen
+  arrive in real time (`POST /events`), so a client's views move the ranking at once;
 * a small network scores each pair; trained listwise (softmax over a client's candidates, the
   products bought in the label weeks as targets) with `tfrs.tasks.Ranking`.
 
@@ -40,11 +44,13 @@ FEATURES = (
     "popularity_7d", "popularity_30d", "popularity_90d", "popularity_365d", "trend_7_30", "trend_30_365",
     "country_share", "days_on_sale", "history_length", "purchases_365d", "days_since_purchase",
     "tower_z", "tower_rank",
+    "maison_share", "maison_share_recent", "price_gap", "price_gap_recent", "recently_seen",
 )
 # What stages exported before the tower's features were added score (`Stage.columns`).
 FEATURES_V1 = FEATURES[:16]
 POPULARITY = ("purchases_7d", "purchases_30d", "purchases_90d", "purchases_365d")  # product_popularity features
 FROM_COPURCHASE, FROM_SIMILAR, FROM_POPULARITY, FROM_COUNTRY, FROM_TOWER = 150, 50, 50, 50, 200
+FROM_RECENT = 20  # the client's last products seen (recent_products holds 20)
 RECENT_DECAY = 10.0  # a purchase 10 places back counts half in copurchase_recent
 
 
@@ -62,6 +68,11 @@ class Context:
     popularity: dict[str, np.ndarray]  # POPULARITY feature -> per product
     country_share: dict[str, np.ndarray]  # country -> share of its recent purchases per product
     days_on_sale: np.ndarray  # days since each product's first sale (0 if never sold)
+    # Per product: its maison as a code (-1 unknown) and log price (NaN unknown), for the
+    # client's loyalty to the candidate's maison and the candidate's price against what the
+    # client buys. None in stages exported before these features (they read as "no signal").
+    maison: np.ndarray | None = None
+    log_price: np.ndarray | None = None
 
     @property
     def popularity_7d(self) -> np.ndarray:
@@ -89,7 +100,7 @@ class Context:
 
     def with_popularity(self, popularity: dict[str, np.ndarray]) -> Context:
         """The same snapshot with fresh popularity (the service reads it from the online store)."""
-        return Context(self.copurchase, self.similar, popularity, self.country_share, self.days_on_sale)
+        return Context(self.copurchase, self.similar, popularity, self.country_share, self.days_on_sale, self.maison, self.log_price)
 
 
 @dataclass
@@ -100,12 +111,16 @@ class Clients:
     purchases_365d: np.ndarray
     days_since_purchase: np.ndarray
     country: np.ndarray
+    recent: list[np.ndarray] | None = None  # the last products viewed, wished for or bought, oldest first
 
     @staticmethod
     def from_features(cols: dict, product_index: dict[str, int], as_of_s: float) -> Clients:
-        """`cols`: purchased_products, purchases_365d, last_purchase_at, country (sequences)."""
-        bought = cols.get("purchased_products") or []
-        history = [np.array([product_index[p] for p in (b if b is not None else []) if p in product_index], np.int64) for b in bought]
+        """`cols`: purchased_products, purchases_365d, last_purchase_at, country, and recent_products
+        where the model reads it (sequences)."""
+        def indices(lists) -> list[np.ndarray]:
+            return [np.array([product_index[p] for p in (b if b is not None else []) if p in product_index], np.int64) for b in lists]
+
+        history = indices(cols.get("purchased_products") or [])
         n = len(history)
         last = [_seconds(v) for v in cols.get("last_purchase_at", [None] * n)]
         return Clients(
@@ -113,7 +128,13 @@ class Clients:
             purchases_365d=np.array([_number(v) for v in cols.get("purchases_365d", [None] * n)], np.float32),
             days_since_purchase=np.array([(as_of_s - t) / 86400 if t is not None else 3650.0 for t in last], np.float32),
             country=np.array([v if isinstance(v, str) else "" for v in cols.get("country", [None] * n)], dtype=object),
+            recent=indices(cols["recent_products"]) if "recent_products" in cols else None,
         )
+
+    def take(self, rows: np.ndarray) -> Clients:
+        """The clients at `rows`, in that order."""
+        pick = lambda lists: [lists[i] for i in rows] if lists is not None else None  # noqa: E731
+        return Clients(pick(self.history), self.purchases_365d[rows], self.days_since_purchase[rows], self.country[rows], pick(self.recent))
 
 
 @dataclass
@@ -286,6 +307,8 @@ def candidates(ctx: Context, prep: Prepared, exclude: list[np.ndarray] | None, t
         ]
         if tower is not None:
             picks.append(tower.lists[u])
+        if prep.clients.recent is not None:
+            picks.append(_without(prep.clients.recent[u][::-1], gone, FROM_RECENT))
         out.append(np.unique(np.concatenate(picks)).astype(np.int64))
     return out
 
@@ -325,6 +348,7 @@ def features(ctx: Context, prep: Prepared, cands: list[np.ndarray], tower: Retri
             want = rows.astype(np.int64) * products + items
             pos = np.minimum(np.searchsorted(key, want), len(key) - 1)
             place = np.where(key[pos] == want, at[pos], FROM_TOWER).astype(np.float32)
+    seen = clients.recent
     f = np.stack([
         co, recent, last, sim, sim_last,
         np.log1p(p7), np.log1p(p30), np.log1p(p90), np.log1p(p365),
@@ -333,8 +357,58 @@ def features(ctx: Context, prep: Prepared, cands: list[np.ndarray], tower: Retri
         np.log1p(lengths[rows]), np.log1p(np.maximum(clients.purchases_365d[rows], 0)),
         np.log1p(np.clip(clients.days_since_purchase[rows], 0, 3650)),
         tower_z, np.log1p(place),
+        _maison_share(ctx.maison, clients.history, rows, items), _maison_share(ctx.maison, seen, rows, items),
+        _price_gap(ctx.log_price, clients.history, rows, items), _price_gap(ctx.log_price, seen, rows, items),
+        _times_listed(seen, rows, items, products),
     ], axis=1)
     return np.nan_to_num(f.astype(np.float32))
+
+
+def _owners(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(every listed product, the row of its list, each list's length)."""
+    lengths = np.array([len(x) for x in lists], np.int64)
+    flat = np.concatenate(lists).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64)
+    return flat, np.repeat(np.arange(len(lists)), lengths), lengths
+
+
+def _maison_share(codes: np.ndarray | None, lists: list[np.ndarray] | None, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Per pair, the share of the client's listed products that are of the candidate's maison: the
+    client's loyalty, which decides where its sessions happen (0 without a list or a maison)."""
+    if codes is None or lists is None or not len(codes) or codes.max() < 0:
+        return np.zeros(len(items), np.float32)
+    flat, owner, lengths = _owners(lists)
+    counts = np.zeros((len(lists), int(codes.max()) + 1), np.float32)
+    known = codes[flat] >= 0
+    np.add.at(counts, (owner[known], codes[flat][known]), 1.0)
+    cand = codes[items]
+    return np.where(cand >= 0, counts[rows, np.maximum(cand, 0)] / np.maximum(lengths[rows], 1), 0.0).astype(np.float32)
+
+
+def _price_gap(log_price: np.ndarray | None, lists: list[np.ndarray] | None, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Per pair, the candidate's log price less the mean log price of the client's listed products:
+    how far it sits from what the client buys (0 where either is unknown)."""
+    if log_price is None or lists is None:
+        return np.zeros(len(items), np.float32)
+    flat, owner, _ = _owners(lists)
+    known = ~np.isnan(log_price[flat])
+    total = np.bincount(owner[known], log_price[flat][known], len(lists))
+    count = np.bincount(owner[known], minlength=len(lists))
+    mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    gap = log_price[items] - mean[rows]
+    return np.nan_to_num(gap).astype(np.float32)
+
+
+def _times_listed(lists: list[np.ndarray] | None, rows: np.ndarray, items: np.ndarray, products: int) -> np.ndarray:
+    """Per pair, how often the candidate is in the client's list (a product viewed again and again)."""
+    if lists is None:
+        return np.zeros(len(items), np.float32)
+    flat, owner, _ = _owners(lists)
+    if not len(flat):
+        return np.zeros(len(items), np.float32)
+    keys, counts = np.unique(owner * products + flat, return_counts=True)
+    want = rows.astype(np.int64) * products + items
+    pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return np.where(keys[pos] == want, counts[pos], 0).astype(np.float32)
 
 
 class Scorer(keras.Model):
@@ -502,8 +576,9 @@ def save_stage(scorer: Scorer, context: Context, path, names: tuple[str, ...] = 
     context.similar.save(path / "similar.npz")
     countries = sorted(context.country_share)
     shares = np.stack([context.country_share[c] for c in countries]) if countries else np.zeros((0, len(context.days_on_sale)), np.float32)
+    extra = {k: v for k, v in (("maison", context.maison), ("log_price", context.log_price)) if v is not None}
     np.savez(path / "context.npz", features=np.array(names, dtype=str), countries=np.array(countries, dtype=str), shares=shares, days_on_sale=context.days_on_sale,
-             **{f"popularity_{name}": context.popularity[name] for name in POPULARITY})
+             **extra, **{f"popularity_{name}": context.popularity[name] for name in POPULARITY})
 
 
 def load_stage(path) -> Stage:
@@ -517,6 +592,8 @@ def load_stage(path) -> Stage:
         popularity={name: z[f"popularity_{name}"] for name in POPULARITY},
         country_share={str(c): z["shares"][i] for i, c in enumerate(z["countries"])},
         days_on_sale=z["days_on_sale"],
+        maison=z["maison"] if "maison" in z else None,
+        log_price=z["log_price"] if "log_price" in z else None,
     )
     names = tuple(str(n) for n in z["features"]) if "features" in z else FEATURES_V1
     scorer = load(path / "scorer")
