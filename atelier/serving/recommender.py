@@ -289,7 +289,8 @@ class Recommender:
         fetch = min(len(self.catalog.ids), ranking.FROM_TOWER + max(len(exclude[j]) for j in js))
         batch = np.stack([vectors[j] for j in js])
         _, ids = self.model.top(batch, fetch)
-        clients = ranking.Clients.from_features({name: [cols[name][j] for j in js] for name in RANKING_INPUTS | {"recent_products"} if name in cols}, self.catalog.index, time.time())
+        inputs = RANKING_INPUTS | ({"recent_products"} if self.ranking.reads_recent and "recent_products" in cols else set())
+        clients = ranking.Clients.from_features({name: [cols[name][j] for j in js] for name in inputs}, self.catalog.index, time.time())
         context = self.ranking.context
         if self.popularity.features:
             context = self.popularity.context_for(context)

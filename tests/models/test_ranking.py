@@ -95,6 +95,8 @@ def test_a_stage_exported_before_the_tower_features_still_scores(tmp_path):
     ranking.save_stage(new, _context(products=10), tmp_path / "current")
     current = ranking.load_stage(tmp_path / "current")
     np.testing.assert_allclose(ranking.score(current.scorer, rows), new(rows).numpy(), rtol=1e-5, atol=1e-6)
+    # a stage trained without the last products seen is served without them, candidates included
+    assert not stage.reads_recent and current.reads_recent
 
 
 def _context(products: int) -> ranking.Context:

@@ -563,6 +563,13 @@ class Stage:
 
     scorer: object  # the SavedModel signature (models.signatures.Signature)
     context: Context
+    features: tuple[str, ...] = FEATURES  # what the scorer was trained on
+
+    @property
+    def reads_recent(self) -> bool:
+        """Whether the stage was trained with the client's last products seen (as features and as
+        candidates): a stage exported before them is served exactly as it was evaluated."""
+        return "recently_seen" in self.features
 
 
 def save_stage(scorer: Scorer, context: Context, path, names: tuple[str, ...] = FEATURES) -> None:
@@ -597,7 +604,7 @@ def load_stage(path) -> Stage:
     )
     names = tuple(str(n) for n in z["features"]) if "features" in z else FEATURES_V1
     scorer = load(path / "scorer")
-    return Stage(scorer if names == FEATURES else _Columns(scorer, [FEATURES.index(n) for n in names]), context)
+    return Stage(scorer if names == FEATURES else _Columns(scorer, [FEATURES.index(n) for n in names]), context, names)
 
 
 @dataclass
