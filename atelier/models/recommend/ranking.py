@@ -340,14 +340,12 @@ def features(ctx: Context, prep: Prepared, cands: list[np.ndarray], tower: Retri
     if tower is not None:
         tower_z = tower.view.z(tower.queries, rows, items)
         listed = tower.lists
-        if sum(len(t) for t in listed):  # each candidate's place in its client's list, looked up by (row, product) key
-            key = np.concatenate([u * products + t for u, t in enumerate(listed)])
+        if sum(len(t) for t in listed):  # each candidate's place in its client's list
+            flat, owner, _ = _owners(listed)
             at = np.concatenate([np.arange(len(t)) for t in listed])
+            key = owner * products + flat
             order = np.argsort(key, kind="stable")
-            key, at = key[order], at[order]
-            want = rows.astype(np.int64) * products + items
-            pos = np.minimum(np.searchsorted(key, want), len(key) - 1)
-            place = np.where(key[pos] == want, at[pos], FROM_TOWER).astype(np.float32)
+            place = _keyed(key[order], at[order], rows.astype(np.int64) * products + items, FROM_TOWER)
     seen = clients.recent
     f = np.stack([
         co, recent, last, sim, sim_last,
@@ -403,12 +401,16 @@ def _times_listed(lists: list[np.ndarray] | None, rows: np.ndarray, items: np.nd
     if lists is None:
         return np.zeros(len(items), np.float32)
     flat, owner, _ = _owners(lists)
-    if not len(flat):
-        return np.zeros(len(items), np.float32)
     keys, counts = np.unique(owner * products + flat, return_counts=True)
-    want = rows.astype(np.int64) * products + items
+    return _keyed(keys, counts, rows.astype(np.int64) * products + items, 0)
+
+
+def _keyed(keys: np.ndarray, values: np.ndarray, want: np.ndarray, default: float) -> np.ndarray:
+    """`values` where the sorted (client row, product) `keys` equal `want`, `default` elsewhere."""
+    if not len(keys):
+        return np.full(len(want), default, np.float32)
     pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-    return np.where(keys[pos] == want, counts[pos], 0).astype(np.float32)
+    return np.where(keys[pos] == want, values[pos], default).astype(np.float32)
 
 
 class Scorer(keras.Model):
