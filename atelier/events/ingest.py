@@ -7,27 +7,32 @@ For one batch, under the region's writer lock:
 2. apply what an earlier batch left half-done (see below);
 3. leave out the events the journal holds already (a resent batch): they are counted as
    duplicates, never twice;
-4. read the clients' fresh rows from the online store. An unreachable store stops the batch
-   here (503 with Retry-After) with nothing written;
-5. append the new events to the journal: one encrypted part, fsynced (the durable record);
-6. merge them into the fresh rows and write those to the online store (the push view
+4. ask the online store for the clients' fresh rows. An unreachable store stops the batch here
+   (503 with Retry-After) with nothing written;
+5. while Redis answers, write the new events as one encrypted journal part, fsynced (the
+   durable record);
+6. merge them into the fresh rows and send those to the online store (the push view
    `client_recent`, in Feast's layout, Feast's "newer row wins" rule kept). On Redis the rows
    are read and written as bytes, the new events spliced in (atelier.events.splice), so the
    cost follows the events received, not the events each row holds;
-7. mark the part applied in the ledger; only then is the batch acknowledged (202).
+7. while Redis writes, index the part's event ids in the ledger;
+8. once Redis has confirmed the rows, mark the part applied; only then is the batch
+   acknowledged (202).
 
-A crash, or a store lost, between 5 and 7 leaves a part journaled and not applied online. Step 2
-of the next batch, and the service's start, apply such parts again. Applying is idempotent (the
-fresh row is a set of events keyed by id), so a part applied twice counts nothing twice. After a
-restart or a resend, every event is then in both stores; an event that never reached step 5 is
-in neither, and was never acknowledged.
+Redis runs in a process of its own: steps 5 and 7 overlap its work instead of waiting for it
+(benchmarks/freshness.py). A crash, or a store lost, after 5 leaves a part journaled and perhaps
+not applied online, perhaps not in the ledger. Step 2 of the next batch, and the service's start,
+index such parts and apply them again. Applying is idempotent (the fresh row is a set of events
+keyed by id), so a part applied twice counts nothing twice. After a restart or a resend, every
+event is then in both stores; an event that never reached step 5 is in neither, and was never
+acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -107,10 +112,21 @@ class Ingestor:
             seen = self.journal.seen(table.column("event_id").to_pylist())
             new = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=pa.array(sorted(seen), pa.string())))) if seen else table
             if new.num_rows:
-                current = self._read(new)
-                part = self.journal.append(new)
-                crash.point("events.journaled")  # durable offline, not online yet: recovery's case
-                self._write(current, new)
+                reading = self._start_read(new)  # Redis reads the rows while the part is written
+                try:
+                    part = self.journal.write_part(new)
+                except BaseException:
+                    reading.cancel()
+                    raise
+                writing = self._start_write(reading.result(), new)
+                crash.point("events.sent")  # durable offline, the rows sent to Redis, the ledger does not know the part
+                try:  # the ledger learns of the part while Redis writes the rows
+                    self.journal.index(part, new.column("event_id").to_pylist())
+                except BaseException:
+                    writing.cancel()
+                    raise
+                writing.result()
+                crash.point("events.online")  # in both stores, the ledger does not know it is applied
                 self.journal.mark_applied(part)
         return Receipt(new.num_rows, table.num_rows - new.num_rows, time.perf_counter() - t0)
 
@@ -123,46 +139,83 @@ class Ingestor:
         parts = self.journal.unapplied()
         for name in parts:
             events = self.journal.part(name)
-            self._write(self._read(events), events)
+            self._start_write(self._start_read(events).result(), events).result()
             self.journal.mark_applied(name)
             log.info("region %s: applied journaled part %s (%d events) to the online store", self.ctx.region, name, events.num_rows)
         return len(parts)
 
-    def _read(self, events: pa.Table) -> dict[str, tuple[fresh.Log, int | None]] | splice.Stored:
+    def _start_read(self, events: pa.Table) -> _Sent:
         """Each client's fresh log and row time (microseconds), as the online store holds them; on
-        Redis, the rows' bytes."""
+        Redis, the rows' bytes, read while the caller works (`result` waits for them)."""
         clients = list(dict.fromkeys(events.column("client_id").to_pylist()))
-        try:
-            if self._redis is not None:
-                keys = self._redis.keys(pa.array(clients, pa.string()))
-                return splice.Stored(clients, keys, self._names, self._redis.read(keys))
-            cols, _ = self.reader.get(clients)
-        except UNREACHABLE as e:
-            raise _unavailable(self.ctx.region, e) from None
+        if self._redis is not None:
+            keys = self._redis.keys(pa.array(clients, pa.string()))
+            return _Sent(self.ctx.region, lambda: self._redis.start_read(keys), lambda rows: splice.Stored(clients, keys, self._names, rows))
+        return _Sent(self.ctx.region, lambda: _Done(self._decoded_rows(clients)))
+
+    def _decoded_rows(self, clients: list[str]) -> dict[str, tuple[fresh.Log, int | None]]:
+        cols, _ = self.reader.get(clients)
         out = {}
         for j, c in enumerate(clients):
             stamp = cols[f"_ts:{fresh.VIEW}"][j]
             out[c] = (fresh.Log.of({n: cols[n][j] for n in fresh.LOG_FIELDS}), fresh.micros(stamp))
         return out
 
-    def _write(self, current: dict[str, tuple[fresh.Log, int | None]] | splice.Stored, events: pa.Table) -> None:
+    def _start_write(self, current: dict[str, tuple[fresh.Log, int | None]] | splice.Stored, events: pa.Table) -> _Sent:
+        """Write the rows with `events` added; on Redis the spliced rows are sent and written while
+        the caller works (`result` waits for Redis's replies)."""
         from atelier.features.engine import write_online
 
-        store = self.ctx.store
-        try:
-            if isinstance(current, splice.Stored):  # Redis; clients checked against the roster already (batch.check)
-                done = splice.splice(current, events)
-                if len(done.rows):
-                    self._redis.send_rows(pc.take(current.keys, done.rows), [done.values[n] for n in self._names] + [done.timestamps])
-                if len(done.exact):
-                    self._redis.write(fresh.table(_merged(_decoded(current, done.exact), events)))
-            else:
-                write_online(store.config, store._get_provider().online_store, self.view, fresh.table(_merged(current, events)))
-        except UNREACHABLE as e:
-            raise _unavailable(self.ctx.region, e) from None
+        def start():
+            if not isinstance(current, splice.Stored):
+                store = self.ctx.store
+                return _Done(write_online(store.config, store._get_provider().online_store, self.view, fresh.table(_merged(current, events))))
+            # Redis; clients checked against the roster already (batch.check)
+            done = splice.splice(current, events)
+            if len(done.exact):
+                self._redis.write(fresh.table(_merged(_decoded(current, done.exact), events)))
+            if not len(done.rows):
+                return _Done(None)
+            return self._redis.start_rows(pc.take(current.keys, done.rows), [done.values[n] for n in self._names] + [done.timestamps])
+
+        return _Sent(self.ctx.region, start)
 
     def close(self) -> None:
         self.journal.close()
+
+
+class _Done:
+    """What `_Sent` holds when the work was done at once (a store other than Redis)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+    def cancel(self) -> None:
+        pass
+
+
+class _Sent:
+    """A read or a write of the online store, started now (`start`), waited for by `result`; a
+    store that cannot be reached, at either end, is a `StoreUnavailable`."""
+
+    def __init__(self, region: str, start: Callable, then: Callable = lambda x: x):
+        self.region, self.then = region, then
+        try:
+            self.pending = start()
+        except UNREACHABLE as e:
+            raise _unavailable(region, e) from None
+
+    def result(self):
+        try:
+            return self.then(self.pending.result())
+        except UNREACHABLE as e:
+            raise _unavailable(self.region, e) from None
+
+    def cancel(self) -> None:
+        self.pending.cancel()
 
 
 def _merged(current: dict[str, tuple[fresh.Log, int | None]], events: pa.Table) -> list[dict]:

@@ -126,15 +126,21 @@ class Journal:
 
     def append(self, events: pa.Table) -> str:
         """Write `events` as one durable part and index it (not yet applied online); its name."""
+        name = self.write_part(events)
+        self.index(name, events.column("event_id").to_pylist())
+        return name
+
+    def write_part(self, events: pa.Table) -> str:
+        """Write `events` as one durable part, not indexed yet (`unapplied` finds such a part); its name."""
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         target = parts_dir(self.ctx) / name
         write_dataset(target, events.select(SCHEMA.names).cast(SCHEMA), self.ctx.keys)
         _fsync_tree(target)
         crash.point("events.part")  # the part is on disk, the ledger does not know it yet
-        self.index(name, events.column("event_id").to_pylist())
         return name
 
     def index(self, name: str, ids: list[str]) -> None:
+        """Record the part and its event ids, as not applied online yet."""
         with _transaction(self.db):
             self.db.execute("INSERT OR IGNORE INTO parts (part, applied) VALUES (?, 0)", (name,))
             self.db.executemany("INSERT OR IGNORE INTO events (event_id, part) VALUES (?, ?)", [(i, name) for i in ids])

@@ -204,16 +204,41 @@ def hmget_commands(keys: pa.Array, field: bytes | list[bytes]) -> pa.Array:
 
 def send(client, buffer: memoryview, replies: int) -> list:
     """Send a RESP buffer of pipelined commands on one of `client`'s connections; read `replies` replies."""
-    pool = client.connection_pool
-    conn = pool.get_connection()
-    try:
-        conn.send_packed_command([buffer], check_health=True)
-        return [conn.read_response() for _ in range(replies)]
-    except BaseException:
-        conn.disconnect()  # replies may be left unread: never hand this connection out again
-        raise
-    finally:
-        pool.release(conn)
+    return Pending(client, buffer, replies).result()
+
+
+class Pending:
+    """Pipelined commands sent on a connection held for them, their replies read by `result`.
+
+    Between the two the caller is free to work while Redis (another process, another core)
+    executes the commands. Until `result` or `cancel`, the connection is no one else's."""
+
+    def __init__(self, client, buffer: memoryview, replies: int):
+        self._pool = client.connection_pool
+        self._conn = self._pool.get_connection()
+        self._replies = replies
+        try:
+            self._conn.send_packed_command([buffer], check_health=True)
+        except BaseException:
+            self.cancel()
+            raise
+
+    def result(self) -> list:
+        conn, self._conn = self._conn, None
+        try:
+            return [conn.read_response() for _ in range(self._replies)]
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never hand this connection out again
+            raise
+        finally:
+            self._pool.release(conn)
+
+    def cancel(self) -> None:
+        """Give the connection up without reading the replies (it is closed, never reused half-read)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect()
+            self._pool.release(conn)
 
 
 def concat(commands: pa.Array) -> memoryview:

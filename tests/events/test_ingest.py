@@ -110,17 +110,23 @@ ing.ingest([Event(event_id=f"k{i}", client_id=client, product_id=p, event_type="
 """
 
 
-@pytest.mark.parametrize("point", ["events.part", "events.journaled"])
+@pytest.mark.parametrize("point", ["events.part", "events.sent", "events.online"])
 def test_kill_9_between_the_two_writes_then_resend_leaves_both_stores_consistent(redis_settings, point):
-    """Killed after the offline part is written (before the ledger knows it, or before the online
-    write): a resend (or a restart's recovery) puts every event in both places, each once."""
+    """Killed after the offline part is written: before the online write; once the rows are sent to
+    Redis, before the ledger knows the part; or once both stores hold the events, before the part
+    is marked applied. A resend (or a restart's recovery) puts every event in both places, each once."""
     ing = _ready(redis_settings)
     client = roster(redis_settings, "eu")[0].as_py()
     products = ing.products().to_pylist()[:3]
     env = {**__import__("os").environ, "ATELIER_CRASH_AT": point}
     died = subprocess.run([sys.executable, "-c", CRASHING, client, ",".join(products)], env=env, capture_output=True, text=True, timeout=120)
     assert died.returncode == -9, died.stderr[-2000:]
-    assert len(journal.part_names(ing.ctx)) == 1 and _online_log(redis_settings, client).ids == []  # offline only: the crash's state
+    assert len(journal.part_names(ing.ctx)) == 1  # the crash's state: offline, and online too once the rows were written
+    online = sorted(_online_log(redis_settings, client).ids)
+    if point == "events.part":
+        assert online == []
+    elif point == "events.online":
+        assert online == ["k0", "k1", "k2"]
     resend = [Event(event_id=f"k{i}", client_id=client, product_id=p, event_type="purchase", event_timestamp=datetime(2026, 12, 1, 10, tzinfo=timezone.utc))
               for i, p in enumerate(products)]
     receipt = Ingestor(ing.ctx).ingest(resend)
