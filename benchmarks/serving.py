@@ -74,6 +74,7 @@ def main() -> None:
     if fresh:
         make_world(s0, spec, ["eu"])
         mark_ready(home, spec)
+    shutil.rmtree(home / "stream", ignore_errors=True)  # events posted to an earlier run: the world is the generator's
     if fresh or not _model_of_this_code(s0):
         log("training the eu model and building its index")
         train_region(s0, "eu", TrainConfig(epochs=3, serve="ranked"))  # the heavier path: retrieval, ranking, filters

@@ -198,3 +198,24 @@ def test_the_ranking_stage_learns_from_a_tower_that_never_saw_its_label_weeks(mo
     served_known = set(result.model.query_tower.id_lookup.get_vocabulary()[1:])
     assert not late & ranker_known
     assert late & served_known, "the served tower, fitted later, knows them"
+
+
+def test_windows_without_a_purchase_are_refused_with_the_reason():
+    """A window with nothing to choose on or to measure with stops training before any work, and
+    says why: here views received in real time weeks after the last imported purchase."""
+    import pandas as pd
+
+    from atelier.errors import AtelierError
+    from atelier.models.recommend.dataset import windows
+
+    days = pd.date_range("2026-01-01", "2026-03-31", freq="D", tz="UTC")
+    bought = pd.DataFrame({"client_id": "c1", "product_id": "p1", "event_type": "purchase", "event_timestamp": days})
+    w = windows(bought, 4)
+    assert (w.validation_cutoff, w.test_cutoff, w.end) == tuple(pd.Timestamp(d, tz="UTC") for d in ("2026-02-04", "2026-03-04", "2026-04-01"))
+    late = pd.concat([bought, pd.DataFrame({"client_id": ["c1"], "product_id": ["p1"], "event_type": ["view"], "event_timestamp": [pd.Timestamp("2026-06-01 10:00", tz="UTC")]})])
+    with pytest.raises(AtelierError, match=r"the validation weeks \(2026-04-07 to 2026-05-04\) hold no purchase.*last purchase of a known client is 2026-03-31") as e:
+        windows(late, 4)
+    assert "import the events" in e.value.fix
+    anonymous = bought.assign(client_id=None)
+    with pytest.raises(AtelierError, match="validation weeks"):
+        windows(anonymous, 4)

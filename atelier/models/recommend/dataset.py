@@ -137,7 +137,21 @@ def read_events(ctx: RegionContext) -> pd.DataFrame:
 
 
 def windows(events: pd.DataFrame, weeks: int) -> Windows:
-    return Windows.of(events["event_timestamp"].max(), weeks)
+    """The windows, ending with the last event; each must hold purchases of known clients, or
+    nothing could be chosen on it, or measured (a model is never exported unmeasured)."""
+    last = events["event_timestamp"].max()
+    w = Windows.of(last, weeks)
+    bought = events.loc[(events["event_type"] == "purchase") & events["client_id"].notna(), "event_timestamp"]
+    for name, start, end in (("validation", w.validation_cutoff, w.test_cutoff), ("test", w.test_cutoff, w.end)):
+        if not ((bought >= start) & (bought < end)).any():
+            latest = bought.max() if len(bought) else None
+            raise AtelierError(
+                f"the {name} weeks ({start:%Y-%m-%d} to {end - DAY:%Y-%m-%d}) hold no purchase of a known client: "
+                f"nothing to {'choose on' if name == 'validation' else 'measure the model with'}. The windows end with the last event "
+                f"({last:%Y-%m-%d}); the last purchase of a known client is {f'{latest:%Y-%m-%d}' if latest is not None else 'none'}",
+                fix="import the events up to the last one received (real-time events after a long gap pull the windows with them), "
+                    "or choose --eval-weeks so that each window holds purchases")
+    return w
 
 
 def build(
