@@ -14,7 +14,7 @@ not measured here), features materialized into a redis-server, served by `bentom
   intake the service uses (atelier.events.ingest: checks, ledger, encrypted journal part with
   fsync, fresh rows in Feast's Redis layout), and over HTTP (POST /events); beside a raw
   pipelined Redis write of the same fields (HSET of id, product, type and time per event,
-  1,000 per pipeline), in the same run. Medians of 5 rounds. Twice: for clients picked at random
+  1,000 per pipeline), in the same run. Medians of 15 rounds (one batch takes tens of ms: 5 rounds left one stall able to move the median). Twice: for clients picked at random
   (most with no fresh log yet), and for 1,000 clients whose logs are full (FRESH_LOG events each,
   the steady state of active clients: each batch then moves every client's whole log).
 * The ledger as it grows (the journal's index of event ids, atelier.events.journal): the time to
@@ -44,7 +44,7 @@ import httpx
 from common import ROOT, bench_home, log, make_world, mark_ready, percentiles, save, stop, table
 
 BATCH = 1000
-ROUNDS = 5
+ROUNDS = 15
 SQLITE_DEFAULTS = ("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000")
 
 
