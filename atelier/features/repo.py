@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -223,4 +224,32 @@ def historical_features(settings: Settings, region: str, entity_df, features: li
         views = sorted({f.split(":", 1)[0] for f in features})
         access.authorize_offline_read(store, [store.get_feature_view(v) for v in views], user)
         target = features
-    return store.get_historical_features(entity_df=entity_df, features=target).to_df()
+    with _views_released():
+        return store.get_historical_features(entity_df=entity_df, features=target).to_df()
+
+
+_DUCKDB = threading.Lock()
+
+
+@contextlib.contextmanager
+def _views_released() -> Iterator[None]:
+    """Feast's offline retrieval (its ibis path, atelier.features.offline_store) registers every
+    source table it reads, decrypted, and the entity frame as views on ibis's default DuckDB
+    connection, and ibis 12 never drops them (its DuckDB backend leaves that to the connection's
+    end): each call kept its tables for the life of the process, 0.2 GiB per call on a 20,000-client
+    world, and training calls it for every ranking window. The views a call adds are dropped once
+    its frame is built. One call at a time: the connection serves one query at a time anyway."""
+    import ibis
+
+    with _DUCKDB:
+        con = ibis.get_backend().con
+        before = _temporary_views(con)
+        try:
+            yield
+        finally:
+            for name in _temporary_views(con) - before:
+                con.unregister(name)
+
+
+def _temporary_views(con) -> set[str]:
+    return {row[0] for row in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal").fetchall()}

@@ -115,6 +115,30 @@ def test_point_in_time_features_never_see_later_events(settings, tmp_path):
     assert set(hist.country) == {"FR"}
 
 
+def test_point_in_time_reads_keep_nothing_after_their_answer(settings, tmp_path):
+    """Feast's retrieval registers the decrypted tables it reads on ibis's DuckDB connection, which
+    never drops them: a call leaves nothing registered, and Arrow holds none of its buffers, so a
+    training that reads features window after window does not grow by a table each time."""
+    import ibis
+    import pyarrow as pa
+
+    (tmp_path / "clients.csv").write_text("client_id,country,tier\nEU1,FR,VIP\n")
+    (tmp_path / "products.csv").write_text("product_id,maison,category,price\nP1,maison-aurele,handbags,1000.0\n")
+    (tmp_path / "events.csv").write_text("client_id,product_id,event_type,event_timestamp\nEU1,P1,purchase,2025-03-01T10:00:00Z\n")
+    import_files(settings, tmp_path / "clients.csv", tmp_path / "products.csv", tmp_path / "events.csv")
+    compute_features(settings, "eu")
+    repo.apply(settings, "eu")
+    con = ibis.get_backend().con
+    views = "SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal"
+    held, arrow = con.execute(views).fetchall()[0][0], pa.total_allocated_bytes()
+    entity = pd.DataFrame({"client_id": ["EU1"] * 3, "event_timestamp": pd.to_datetime(["2025-03-02", "2025-04-01", "2025-05-01"], utc=True)})
+    for _ in range(3):
+        hist = repo.historical_features(settings, "eu", entity, ["client_activity:purchases_30d", "client_profile:country"])
+        assert hist.purchases_30d.fillna(-1).astype(int).tolist() == [1, 0, 0]
+    del hist
+    assert con.execute(views).fetchall()[0][0] == held
+    assert pa.total_allocated_bytes() <= arrow
+
 def test_stock_feast_cli_applies_the_generated_region_config(settings):
     config = repo.write_config(settings, "us")
     env = {**os.environ, "ATELIER_HOME": str(settings.home)}
