@@ -5,6 +5,8 @@ region of the store that reads it ("features/{region}/client_activity"), so the 
 serves every region. `AtelierOfflineStore` reads it with the region's keys, decrypting in memory,
 and hands it to Feast's own point-in-time join and deduplication (the ibis implementation Feast
 uses for DuckDB): the only new code here is how bytes are read, never what a join means.
+That implementation registers each table it reads on ibis's default DuckDB connection and never
+drops it; `atelier.features.repo.historical_features` drops them after each call.
 """
 
 from __future__ import annotations
