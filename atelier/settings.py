@@ -195,4 +195,19 @@ class Paths:
 
 
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment (ATELIER_*); a value that does not parse is an
+    AtelierError naming its variable, not a parser's traceback."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        return Settings()
+    except SettingsError as e:  # a list or a mapping that is not JSON
+        parts = str(e).split('"')
+        var = f"ATELIER_{parts[1].upper()}" if len(parts) > 2 else "an ATELIER_* variable"
+        raise AtelierError(f"{var} does not parse ({e.__cause__ or e})", where="environment",
+                           fix=f"give {var} as JSON, for example ATELIER_API_TOKENS='{{\"app\": \"<token>\"}}', ATELIER_ROLES='[\"ml-engineer\"]'") from None
+    except ValidationError as e:
+        problems = "; ".join(f"ATELIER_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors())
+        raise AtelierError(f"settings from the environment are not valid: {problems}", where="environment",
+                           fix="correct or unset those variables") from None

@@ -35,6 +35,15 @@ def test_unknown_region_and_size(tmp_path):
         assert not (tmp_path / "demo" / "lake").exists() and not (tmp_path / "demo" / "keys").exists()
 
 
+def test_settings_that_do_not_parse_name_their_variable(tmp_path):
+    """A token map or a store name set wrong in the environment: which variable, the expected form,
+    no parser traceback, for any command."""
+    r = run(["serve", "-r", "eu"], tmp_path, ATELIER_API_TOKENS="s3cret")
+    assert r.returncode == 1 and "ATELIER_API_TOKENS does not parse" in r.stderr and '{"app": "<token>"}' in r.stderr
+    assert "Traceback" not in r.stderr and "s3cret" not in r.stderr  # a token is never echoed
+    r = run(["features", "list"], tmp_path, ATELIER_ONLINE_STORE="memcached")
+    assert r.returncode == 1 and "ATELIER_ONLINE_STORE: Input should be 'sqlite' or 'redis'" in r.stderr and "Traceback" not in r.stderr
+
 def test_unknown_model_kind_is_refused_before_any_work(tmp_path):
     r = run(["train", "assortments", "-r", "eu"], tmp_path)
     assert r.returncode == 1 and "unknown model kind 'assortments'" in r.stderr and "recommend, forecast, assortment, all" in r.stderr

@@ -47,11 +47,11 @@ cli.command("demo")(demo.demo)
 def app() -> None:
     from atelier.logs import native_stderr_to_log, verbose
 
-    if not verbose() and not {"-v", "--verbose"} & set(sys.argv[1:2]):
-        from atelier.settings import get_settings
-
-        native_stderr_to_log(get_settings().home)
     try:
+        if not verbose() and not {"-v", "--verbose"} & set(sys.argv[1:2]):
+            from atelier.settings import get_settings
+
+            native_stderr_to_log(get_settings().home)
         cli()
     except AtelierError as e:
         if os.environ.get("ATELIER_DEBUG"):
