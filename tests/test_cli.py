@@ -44,6 +44,7 @@ def test_settings_that_do_not_parse_name_their_variable(tmp_path):
     r = run(["features", "list"], tmp_path, ATELIER_ONLINE_STORE="memcached")
     assert r.returncode == 1 and "ATELIER_ONLINE_STORE: Input should be 'sqlite' or 'redis'" in r.stderr and "Traceback" not in r.stderr
 
+
 def test_unknown_model_kind_is_refused_before_any_work(tmp_path):
     r = run(["train", "assortments", "-r", "eu"], tmp_path)
     assert r.returncode == 1 and "unknown model kind 'assortments'" in r.stderr and "recommend, forecast, assortment, all" in r.stderr

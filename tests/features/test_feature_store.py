@@ -139,6 +139,7 @@ def test_point_in_time_reads_keep_nothing_after_their_answer(settings, tmp_path)
     assert con.execute(views).fetchall()[0][0] == held
     assert pa.total_allocated_bytes() <= arrow
 
+
 def test_stock_feast_cli_applies_the_generated_region_config(settings):
     config = repo.write_config(settings, "us")
     env = {**os.environ, "ATELIER_HOME": str(settings.home)}
