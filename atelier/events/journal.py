@@ -124,6 +124,12 @@ class Journal:
             found.update(r[0] for r in rows)
         return found
 
+    def append(self, events: pa.Table) -> str:
+        """Write `events` as one durable part and index it (not yet applied online); its name."""
+        name = self.write_part(events)
+        self.index(name, events.column("event_id").to_pylist())
+        return name
+
     def write_part(self, events: pa.Table) -> str:
         """Write `events` as one durable part, not indexed yet (`unapplied` finds such a part); its name."""
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
