@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from feast.infra.online_stores.helpers import _mmh3
 from feast.protos.feast.types.Value_pb2 import ValueType
 from feast.value_type import ValueType as FeastValueType
+from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 
 _EMPTY = pa.scalar(b"", pa.binary())
 
@@ -226,7 +227,7 @@ class Pending:
     def result(self) -> list:
         conn, self._conn = self._conn, None
         try:
-            return [conn.read_response() for _ in range(self._replies)]
+            return _replies(conn, self._replies)
         except BaseException:
             conn.disconnect()  # replies may be left unread: never hand this connection out again
             raise
@@ -239,6 +240,27 @@ class Pending:
         if conn is not None:
             conn.disconnect()
             self._pool.release(conn)
+
+
+def _replies(conn, n: int) -> list:
+    """The next `n` replies on `conn`. On hiredis they are taken from its reader directly:
+    redis-py's `read_response` wraps each reply in three Python calls, which cost more than
+    parsing it (about 2 ms for a batch's 1,000 HMGET replies). An error reply raises."""
+    parser = getattr(conn, "_parser", None)
+    reader = getattr(parser, "_reader", None)
+    if reader is None or getattr(parser, "_next_response", _NOT_ENOUGH_DATA) is not _NOT_ENOUGH_DATA:
+        return [conn.read_response() for _ in range(n)]
+    out = []
+    gets, more = reader.gets, parser.read_from_socket
+    for _ in range(n):
+        reply = gets()
+        while reply is _NOT_ENOUGH_DATA:
+            more()
+            reply = gets()
+        if isinstance(reply, Exception):
+            raise reply
+        out.append(reply)
+    return out
 
 
 def concat(commands: pa.Array) -> memoryview:

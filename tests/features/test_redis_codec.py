@@ -74,3 +74,23 @@ def test_hset_commands_are_valid_resp():
         b"*6\r\n$4\r\nHSET\r\n$2\r\nk2\r\n$2\r\nf1\r\n$0\r\n\r\n$2\r\nff\r\n$2\r\nyy\r\n"
         b"*3\r\n$6\r\nEXPIRE\r\n$2\r\nk2\r\n$2\r\n10\r\n"
     )
+
+
+def test_pipelined_replies_come_back_in_order_and_an_error_reply_raises(redis_servers):
+    """`Pending` reads a pipeline's replies itself (hiredis, not redis-py's per-reply path): in
+    order, across many socket reads, and an error reply raises and closes the connection."""
+    import redis
+
+    client = redis_servers["eu"].client()
+    client.flushall()
+    keys = pa.array([b"k%05d" % i for i in range(3000)])
+    big = pa.array([bytes([i % 251]) * 200 for i in range(3000)])
+    rc.Pending(client, rc.concat(rc.hset_commands(keys, [b"f", b"g"], [big, keys])), 3000).result()
+    replies = rc.Pending(client, rc.concat(rc.hmget_commands(keys, [b"g", b"f"])), 3000).result()
+    assert replies == [[k, v] for k, v in zip(keys.to_pylist(), big.to_pylist())]  # 600 KB: many reads of the socket
+
+    client.set(b"plain", b"x")
+    wrong = rc.concat(rc.hset_commands(pa.array([b"k00000", b"plain", b"k00001"]), [b"f"], [pa.array([b"a", b"b", b"c"])]))
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        rc.Pending(client, wrong, 3).result()
+    assert client.hget(b"k00001", b"f") == b"c"  # not the unread reply (1): that connection was closed, not reused
