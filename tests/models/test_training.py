@@ -219,3 +219,28 @@ def test_windows_without_a_purchase_are_refused_with_the_reason():
     anonymous = bought.assign(client_id=None)
     with pytest.raises(AtelierError, match="validation weeks"):
         windows(anonymous, 4)
+
+
+def test_a_refused_training_leaves_no_run_behind(settings):
+    """A view received in real time months after the last purchase leaves the validation weeks
+    empty: `train_region` refuses before writing anything, not even an empty run folder."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from atelier.context import RegionContext
+    from atelier.errors import AtelierError
+    from atelier.events import journal
+    from atelier.models.recommend.train import train_region
+    from atelier.protect.residency import roster
+
+    ctx = RegionContext.of(settings, "eu")
+    late = dt.datetime(2031, 1, 1, tzinfo=dt.timezone.utc)
+    row = {"event_id": "late-view", "client_id": roster(settings, "eu")[0].as_py(), "product_id": "P0000001", "event_type": "view",
+           "event_timestamp": late, "channel": "web", "store_id": None, "country": None, "quantity": 1, "amount": None, "received_at": late}
+    journal.Journal(ctx).append(pa.Table.from_pylist([row], schema=journal.SCHEMA))
+    runs = settings.paths.runs("eu")
+    before = sorted(p.name for p in runs.iterdir()) if runs.exists() else []
+    with pytest.raises(AtelierError, match="validation weeks"):
+        train_region(settings, "eu", export_model=False)
+    assert (sorted(p.name for p in runs.iterdir()) if runs.exists() else []) == before

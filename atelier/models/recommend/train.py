@@ -71,11 +71,11 @@ def train_region(
     region = ctx.region
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = settings.paths.runs(region) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     steps.step("reading point-in-time features")(1)
     events = ds.read_events(ctx)
-    windows = ds.windows(events, config.eval_weeks)
+    windows = ds.windows(events, config.eval_weeks)  # checked before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
     common = dict(event_weights=config.event_weights, events=events, max_examples=config.max_examples, seed=config.seed)
     # 1. Choices, on the validation weeks only. The selection's data is not read again: it is freed
     #    before the refit builds the full set (together they were the peak at 100k clients).
