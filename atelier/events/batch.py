@@ -96,20 +96,12 @@ def to_table(events: list[Event], received_at: datetime) -> pa.Table:
     """The batch in the journal's columns (atelier.events.journal.SCHEMA)."""
     from atelier.events.journal import SCHEMA
 
-    cols = {
-        "event_id": [e.event_id for e in events],
-        "client_id": [e.client_id for e in events],
-        "product_id": [e.product_id for e in events],
-        "event_type": [e.event_type for e in events],
-        "event_timestamp": [e.event_timestamp for e in events],
-        "channel": [e.channel for e in events],
-        "store_id": [e.store_id for e in events],
-        "country": [None] * len(events),  # a client's country is its profile's
-        "quantity": [e.quantity for e in events],
-        "amount": [e.amount for e in events],
-        "received_at": [received_at] * len(events),
-    }
-    return pa.table({f.name: pa.array(cols[f.name], f.type) for f in SCHEMA})
+    n = len(events)
+    cols = {name: pa.array([getattr(e, name) for e in events], SCHEMA.field(name).type)
+            for name in ("event_id", "client_id", "product_id", "event_type", "event_timestamp", "channel", "store_id", "quantity", "amount")}
+    cols["country"] = pa.nulls(n, pa.string())  # a client's country is its profile's
+    cols["received_at"] = pa.repeat(pa.scalar(received_at, SCHEMA.field("received_at").type), n)
+    return pa.table([cols[f.name] for f in SCHEMA], schema=SCHEMA)
 
 
 def check(table: pa.Table, products: AbstractSet[str], roster: RosterIndex, region: str, now: datetime) -> None:
