@@ -245,10 +245,12 @@ class Pending:
 def _replies(conn, n: int) -> list:
     """The next `n` replies on `conn`. On hiredis they are taken from its reader directly:
     redis-py's `read_response` wraps each reply in three Python calls, which cost more than
-    parsing it (about 2 ms for a batch's 1,000 HMGET replies). An error reply raises."""
+    parsing it (about 2 ms for a batch's 1,000 HMGET replies). An error reply raises. RESP3
+    connections, whose push messages may come between replies, take redis-py's path."""
     parser = getattr(conn, "_parser", None)
     reader = getattr(parser, "_reader", None)
-    if reader is None or getattr(parser, "_next_response", _NOT_ENOUGH_DATA) is not _NOT_ENOUGH_DATA:
+    if (reader is None or str(getattr(conn, "protocol", 2)) != "2"
+            or getattr(parser, "_next_response", _NOT_ENOUGH_DATA) is not _NOT_ENOUGH_DATA):
         return [conn.read_response() for _ in range(n)]
     out = []
     gets, more = reader.gets, parser.read_from_socket

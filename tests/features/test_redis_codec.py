@@ -81,13 +81,16 @@ def test_pipelined_replies_come_back_in_order_and_an_error_reply_raises(redis_se
     order, across many socket reads, and an error reply raises and closes the connection."""
     import redis
 
-    client = redis_servers["eu"].client()
+    server = redis_servers["eu"]
+    client = server.client()
     client.flushall()
     keys = pa.array([b"k%05d" % i for i in range(3000)])
     big = pa.array([bytes([i % 251]) * 200 for i in range(3000)])
     rc.Pending(client, rc.concat(rc.hset_commands(keys, [b"f", b"g"], [big, keys])), 3000).result()
-    replies = rc.Pending(client, rc.concat(rc.hmget_commands(keys, [b"g", b"f"])), 3000).result()
-    assert replies == [[k, v] for k, v in zip(keys.to_pylist(), big.to_pylist())]  # 600 KB: many reads of the socket
+    expected = [[k, v] for k, v in zip(keys.to_pylist(), big.to_pylist())]
+    assert rc.Pending(client, rc.concat(rc.hmget_commands(keys, [b"g", b"f"])), 3000).result() == expected  # 600 KB: many socket reads
+    resp3 = redis.Redis(host="127.0.0.1", port=server.port, username=server.username, password=server.password, protocol=3)
+    assert rc.Pending(resp3, rc.concat(rc.hmget_commands(keys, [b"g", b"f"])), 3000).result() == expected  # redis-py's own path
 
     client.set(b"plain", b"x")
     wrong = rc.concat(rc.hset_commands(pa.array([b"k00000", b"plain", b"k00001"]), [b"f"], [pa.array([b"a", b"b", b"c"])]))
