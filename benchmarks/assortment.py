@@ -19,6 +19,10 @@ from common import log, save, table
 from forecast import _world
 
 
+def _blend(b: dict) -> str:
+    return f"own recent sales {b['recent']}, lean {b['lean']}, region's mix {b['region']}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worlds", default="real,generated")
@@ -45,7 +49,7 @@ def main() -> None:
             rows = [[meth, f"{m['all'][meth]['units']:.3f}", f"{m['all'][meth]['mean']:.3f}"]
                     + [f"{o[meth]['units']:.3f}" for o in m["per_origin"]] for meth in METHODS]
             tables.append(table(f"{label}, eu, per {level}: share of the next {m['weeks']} weeks' units in the top-{args.n} "
-                                f"(weight of products borrowed from similar locations: {m['borrow']}, chosen on the validation origin)",
+                                f"(blend chosen on the validation origin: {_blend(m['blend'])})",
                                 ["method", "units captured", "mean per location"] + [f"origin {o['origin']}" for o in m["per_origin"]], rows))
             for how, text in (("units", "all units"), ("mean", "per location, averaged")):
                 own, ours = m["all"]["own best-sellers"][how], m["all"]["assortment"][how]

@@ -162,9 +162,11 @@ class AssortmentItem(BaseModel):
     product_id: str
     maison: str
     category: str
-    expected_units: float = Field(description="Expected units over the forecast's weeks ahead (the mean of each week's forecast).")
+    expected_units: float = Field(description="Expected units over the forecast's weeks ahead: a weighted mean of the forecast's mean, the location's "
+                                  "own recent sales, what similar locations sell per unit of size and the region's mix (weights chosen on a "
+                                  "validation period; a small location leans more on the others).")
     expected_revenue: float
-    new_here: bool = Field(description="Not sold here yet: proposed from what similar locations sell.")
+    new_here: bool = Field(description="Not sold here yet: proposed from what similar locations and the region sell.")
     segments: list[int] = Field(description="The client segments that buy it most (ids of `segments`).")
 
 

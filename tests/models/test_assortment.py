@@ -33,16 +33,33 @@ def test_a_product_a_similar_location_sells_is_proposed_as_new_here():
                            "units": 1.0, "clients": 1, "new_clients": 0, "last_sale_at": pd.Timestamp("2025-03-01", tz="UTC")})
     products = pd.DataFrame({"product_id": ["P0", "P1", "P2"], "maison": "m", "category": "c", "price": 1.0})
     panel = build(pd.DataFrame(rows), places, products, "country")
-    # The forecast for the next 4 weeks: each series' weekly rate times 4.
+    # The forecast for the next 4 weeks: each series' weekly rate times 4 (FR: P0 12, P1 4; DE: P0 12, P1 4, P2 8).
     series = np.arange(len(panel.series))
     rate = panel.units[:, -1]
-    table = rank.expected_units(panel, 52, series, rate * 4, 4).set_index(["location", "product_id"])
-    # FR does not sell P2. DE is FR's only neighbour: P2 is 2 of DE's 6 units a week (3 + 1 + 2),
-    # FR sells 4 a week, so FR should sell 4 * 2/6 a week of it, over 4 weeks: 16/3.
-    assert table.loc[("FR", "P2"), "new_here"] and table.loc[("FR", "P2"), "carried_by_similar"] == 1
-    assert table.loc[("FR", "P2"), "expected_units"] == pytest.approx(4 * 4 * 2 / 6)
-    assert not table.loc[("FR", "P0"), "new_here"] and table.loc[("FR", "P0"), "expected_units"] == pytest.approx(12.0)
-    assert rank.top(table.reset_index(), 2)["FR"].tolist() == ["P0", "P2"]
+    # Sizes (units over the last year): FR 4 x 52 = 208, DE 6 x 52 = 312. DE is FR's only
+    # neighbour: P2 is 8 of DE's 312, so FR's size says 208 * 8/312 = 16/3 of it; P0 208 * 12/312 = 8.
+    est = rank.estimates(panel, 52, series, rate * 4, 4)
+    fr, de = list(panel.locations).index("FR"), list(panel.locations).index("DE")
+    p0, p2 = list(panel.products).index("P0"), list(panel.products).index("P2")
+    assert est.similar[fr, p2] == pytest.approx(16 / 3) and est.similar[fr, p0] == pytest.approx(8.0)
+    assert np.isnan(est.forecast[fr, p2]) and est.carried_by[fr, p2] == 1
+    # Leaning fully on the others (lam = 1): the mean of the forecast and the similar locations'.
+    even = rank.expected_units(panel, 52, series, rate * 4, 4, rank.Blend(lean=np.inf)).set_index(["location", "product_id"])
+    assert even.loc[("FR", "P2"), "new_here"] and even.loc[("FR", "P2"), "carried_by_similar"] == 1
+    assert even.loc[("FR", "P2"), "expected_units"] == pytest.approx((0 + 16 / 3) / 2)
+    assert not even.loc[("FR", "P0"), "new_here"] and even.loc[("FR", "P0"), "expected_units"] == pytest.approx((12 + 8) / 2)
+    # Every estimate at weight 1: FR's own last 4 weeks sold 12 of P0; the region's forecast mix
+    # gives P0 24 of 40 units, times FR's forecast total of 16: 9.6.
+    assert est.blend(rank.Blend(recent=1, lean=np.inf, region=1))[fr, p0] == pytest.approx((12 + 12 + 8 + 9.6) / 4)
+    # lean 1: k is the median location's yearly units (260), FR leans lam = 260 / (260 + 208) = 5/9,
+    # DE (the larger) 260 / (260 + 312) = 5/11: the smaller location leans more on the others.
+    leaned = est.blend(rank.Blend(lean=1.0))
+    assert leaned[fr, p0] == pytest.approx((12 + 5 / 9 * 8) / (1 + 5 / 9))
+    assert leaned[de, p2] == pytest.approx(8 / (1 + 5 / 11))  # FR sells no P2: the others say 0
+    # FR's P1: (4 + 5/9 * 208 * 4/312) / (14/9) = 3.52; P2, never sold in FR: (5/9 * 16/3) / (14/9) = 1.90.
+    assert leaned[fr, [p0, list(panel.products).index("P1"), p2]] == pytest.approx([148 / 14, (4 + 5 / 9 * 8 / 3) * 9 / 14, 5 / 9 * 16 / 3 * 9 / 14])
+    assert rank.top_of(panel, leaned, 3)["FR"].tolist() == ["P0", "P1", "P2"]
+    assert rank.top_of(panel, leaned, 3, keep=~np.isnan(est.forecast))["FR"].tolist() == ["P0", "P1"]  # carried only
 
 
 def _clients(n=300, seed=0):

@@ -1,19 +1,32 @@
 """An assortment: for one location (a country or a store), the catalog ranked by the units it should sell.
 
-Expected units over the next `weeks` come from the forecast where the location already sells the
-product: the mean of each week's forecast, estimated from its quantiles by Swanson's rule
-(0.3 P10 + 0.4 P50 + 0.3 P90), summed over those weeks. A median would not do: for a product that
-sells one week in three, P50 is zero, yet its expected sales are not. Where it does not, the product may still belong in
-the assortment: similar locations (cosine similarity of what they sold over the last year) that
-carry it say how much it sells there per unit of their size, and this location's size scales
-that. Those products are flagged `new_here`, with the locations they are carried in: the "what
-similar stores sell that this store does not carry yet" a merchandiser reads.
+A location's expected units of a product over the next `weeks` mix four estimates:
+
+- the forecast, where the location already sells the product: the mean of each week's forecast,
+  summed over those weeks (a median would not do: for a product that sells one week in three,
+  P50 is zero, yet its expected sales are not);
+- its own sales over the last `weeks` (what the location's own best-sellers list reads);
+- what similar locations (cosine similarity of what they sold over the last year) are forecast
+  to sell of it, per unit of their size, times this location's size;
+- the region's forecast mix, times this location's forecast total.
+
+The first two are the location's own evidence, the last two what others say. A small location's
+own figures are a few sales: it leans on the others' by `lam = k / (k + its yearly units)`, so a
+large one (the UK in Online Retail, 80% of the units) keeps its own forecast and a small one
+borrows. `Blend` holds the weights, chosen on the forecast's validation origin
+(atelier.models.assortment.evaluate). The result is a weighted mean of the four, in units.
+
+Products the location does not sell yet may still belong in its assortment: they are flagged
+`new_here`, with the number of similar locations that carry them: the "what similar stores sell
+that this store does not carry yet" a merchandiser reads.
 
 Evaluation (`capture`): the share of a location's actual units over the next `weeks` that its
 top-N list covers, beside the location's own last-period best-sellers and the region's.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,35 +58,83 @@ def similar_locations(panel: Panel, origin: int, k: int = SIMILAR) -> tuple[np.n
     return neighbours, w / np.maximum(w.sum(1, keepdims=True), 1e-12)
 
 
-def expected_units(panel: Panel, origin: int, series: np.ndarray, units: np.ndarray, weeks: int, borrow: float = 1.0) -> pd.DataFrame:
-    """Every (location, product) with its expected units over the next `weeks`.
+@dataclass(frozen=True)
+class Blend:
+    """The weights of a location's expected units (module docstring); the forecast's weight is 1."""
 
-    `series`, `units`: the forecast's active series at `origin` and their expected units (`expected`)
-    summed over the next `weeks`. Products a location does not sell are estimated from its similar locations.
-    """
+    recent: float = 0.0  # the location's own sales over the last `weeks`
+    lean: float = 1.0  # k of `lam`, in median locations' yearly units (inf: lam = 1 everywhere)
+    region: float = 0.0  # within the others' estimate, the region's mix beside the similar locations' (weight 1)
+
+    def as_dict(self) -> dict:
+        return {"recent": self.recent, "lean": "inf" if np.isinf(self.lean) else self.lean, "region": self.region}
+
+    @classmethod
+    def of(cls, d: dict) -> "Blend":
+        return cls(float(d["recent"]), float(d["lean"]), float(d["region"]))
+
+
+@dataclass
+class Estimates:
+    """The four estimates of every (location, product), each (L, P) in units over the next `weeks`."""
+
+    forecast: np.ndarray  # NaN where the location does not sell the product
+    recent: np.ndarray
+    similar: np.ndarray
+    region: np.ndarray
+    size: np.ndarray  # (L,) each location's units over the last year
+    carried_by: np.ndarray  # (L, P) similar locations that sell the product
+
+    def blend(self, b: Blend) -> np.ndarray:
+        """(L, P) expected units: the weighted mean of the four estimates."""
+        if np.isinf(b.lean):
+            lam = np.ones((len(self.size), 1))
+        else:
+            k = b.lean * np.median(self.size[self.size > 0]) if (self.size > 0).any() else b.lean
+            lam = (k / np.maximum(k + self.size, 1e-12))[:, None]
+        mine = np.nan_to_num(self.forecast) + b.recent * self.recent
+        others = self.similar + b.region * self.region
+        return (mine + lam * others) / (1 + b.recent + lam * (1 + b.region))
+
+
+def estimates(panel: Panel, origin: int, series: np.ndarray, units: np.ndarray, weeks: int) -> Estimates:
+    """The four estimates at `origin`. `series`, `units`: the forecast's active series and their
+    expected units summed over the next `weeks`."""
     L, P = len(panel.locations), len(panel.products)
     own = np.full((L, P), np.nan)
     own[panel.location_of[series], panel.product_of[series]] = units
-    size = _sold(panel, origin, 52).sum(1)  # each location's units over the last year
-    per_size = np.nan_to_num(own) / np.maximum(size[:, None], 1e-9)
+    forecast = np.nan_to_num(own)
+    size = _sold(panel, origin, 52).sum(1)
+    per_size = forecast / np.maximum(size[:, None], 1e-9)
     neighbours, w = similar_locations(panel, origin)
-    borrowed = np.einsum("lk,lkp->lp", w, per_size[neighbours]) * size[:, None] * borrow
+    similar = np.einsum("lk,lkp->lp", w, per_size[neighbours]) * size[:, None]
+    mix = forecast.sum(0) / max(forecast.sum(), 1e-12)
+    region = forecast.sum(1, keepdims=True) * mix[None, :]
     carried_by = np.zeros((L, P), int)
     for j in range(neighbours.shape[1]):
-        carried_by += (np.nan_to_num(own[neighbours[:, j]]) > 0) & (w[:, j:j + 1] > 0)
-    new_here = np.isnan(own) & (borrowed > 0)
-    total = np.where(np.isnan(own), np.where(new_here, borrowed, 0.0), own)
+        carried_by += (forecast[neighbours[:, j]] > 0) & (w[:, j:j + 1] > 0)
+    return Estimates(own, _sold(panel, origin, weeks), similar, region, size, carried_by)
+
+
+def expected_units(panel: Panel, origin: int, series: np.ndarray, units: np.ndarray, weeks: int, blend: Blend = Blend()) -> pd.DataFrame:
+    """Every (location, product) with expected units over the next `weeks` (module docstring)."""
+    est = estimates(panel, origin, series, units, weeks)
+    total = est.blend(blend)
     loc, prod = np.nonzero(total > 0)
     return pd.DataFrame({
         "location": panel.locations[loc], "product_id": panel.products[prod], "expected_units": total[loc, prod],
-        "new_here": new_here[loc, prod], "carried_by_similar": carried_by[loc, prod],
+        "new_here": np.isnan(est.forecast[loc, prod]), "carried_by_similar": est.carried_by[loc, prod],
     })
 
 
-def top(table: pd.DataFrame, n: int) -> dict[str, np.ndarray]:
-    """Per location, its `n` products of highest expected units."""
-    ranked = table.sort_values(["location", "expected_units"], ascending=[True, False], kind="stable")
-    return {loc: g["product_id"].to_numpy()[:n] for loc, g in ranked.groupby("location", sort=True)}
+def top_of(panel: Panel, scores: np.ndarray, n: int, keep: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per location, its `n` products of highest score (> 0; where `keep`, if given), ties by catalog order."""
+    out = {}
+    for i, loc in enumerate(panel.locations):
+        s = scores[i]
+        idx = np.nonzero((s > 0) if keep is None else (s > 0) & keep[i])[0]
+        out[loc] = panel.products[idx[np.argsort(-s[idx], kind="stable")][:n]]
+    return out
 
 
 def best_sellers(panel: Panel, origin: int, weeks: int, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

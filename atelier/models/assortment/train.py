@@ -7,8 +7,9 @@ Stands on the forecast (it runs after `atelier train forecast` in the same comma
    and the region's;
 2. client segments (atelier.models.assortment.segments) from the client features as of the last
    complete week, with each location's mix and each product's audience;
-3. the assortments of every location from the forecast's final weeks ahead: expected units and
-   revenue, the segments each product serves, the products borrowed from similar locations;
+3. the assortments of every location from the forecast's final weeks ahead, with the blend chosen
+   in 1: expected units and revenue, the segments each product serves, the products proposed
+   from similar locations;
 4. metrics.json and segments.png in the run folder; `atelier-assortment-<region>` in the BentoML
    model store (assortments.parquet, segments.json, model.json).
 
@@ -95,7 +96,7 @@ def train_assortment(settings: Settings, forecast: ForecastResult, *, n: int = 1
         keyed = pd.MultiIndex.from_frame(panel.series[["location", "product_id"]]).get_indexer(pd.MultiIndex.from_frame(f[["location", "product_id"]]))
         totals = f.assign(series=keyed).groupby("series")["mean"].sum()  # expected units (before P50's rounding)
         weeks = int(f["week_start"].nunique())
-        table = rank.expected_units(panel, len(panel.weeks), totals.index.to_numpy(), totals.to_numpy(), weeks, metrics["levels"][level]["borrow"])
+        table = rank.expected_units(panel, len(panel.weeks), totals.index.to_numpy(), totals.to_numpy(), weeks, rank.Blend.of(metrics["levels"][level]["blend"]))
         price = f.groupby("product_id")["unit_price"].median()
         table["expected_revenue"] = table["expected_units"] * table["product_id"].map(price).fillna(0).to_numpy()
         table = table.sort_values(["location", "expected_units"], ascending=[True, False], kind="stable").groupby("location").head(MAX_ITEMS)
