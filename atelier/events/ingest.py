@@ -109,7 +109,8 @@ class Ingestor:
         check(table, self._catalog()[2], roster_index(self.ctx.settings, self.ctx.region), self.ctx.region, now)
         with self.journal.lock():
             self._recover()
-            seen = self.journal.seen(table.column("event_id").to_pylist())
+            ids = table.column("event_id").to_pylist()
+            seen = self.journal.seen(ids)
             new = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=pa.array(sorted(seen), pa.string())))) if seen else table
             if new.num_rows:
                 reading = self._start_read(new)  # Redis reads the rows while the part is written
@@ -121,7 +122,7 @@ class Ingestor:
                 writing = self._start_write(reading.result(), new)
                 crash.point("events.sent")  # durable offline, the rows sent to Redis, the ledger does not know the part
                 try:  # the ledger learns of the part while Redis writes the rows
-                    self.journal.index(part, new.column("event_id").to_pylist())
+                    self.journal.index(part, ids if new is table else new.column("event_id").to_pylist())
                 except BaseException:
                     writing.cancel()
                     raise
