@@ -84,3 +84,48 @@ def test_segments_are_reproducible_under_a_seed_and_described():
     assert spenders["top_features"][0]["direction"] == "above"
     mix = one.mix(pd.Series(np.where(np.arange(len(features)) % 2, "FR", "DE"), index=features.index))
     assert mix.shape == (2, 4) and np.allclose(mix.sum(1), 1.0)
+
+
+def _sales_panel(seed: int = 0, weeks: int = 80):
+    """Four countries, 12 products, Poisson weekly sales whose rates differ per country."""
+    from atelier.models.forecast.panel import build
+
+    rng = np.random.default_rng(seed)
+    locations, products = ["FR", "DE", "IT", "ES"], [f"P{i}" for i in range(12)]
+    week = lambda w: pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(weeks=w)  # noqa: E731
+    rates = rng.gamma(1.0, 1.0, (len(locations), len(products))) * (rng.random((len(locations), len(products))) < 0.7)
+    rows = [{"level": "country", "location": loc, "product_id": p, "week_start": week(w), "units": float(u), "revenue": 0.0, "orders": 1}
+            for i, loc in enumerate(locations) for j, p in enumerate(products) for w, u in enumerate(rng.poisson(rates[i, j], weeks)) if u]
+    places = pd.DataFrame({"level": "country", "location": locations * weeks, "week_start": [week(w) for w in range(weeks) for _ in locations],
+                           "units": 1.0, "clients": 1, "new_clients": 0, "last_sale_at": week(weeks)})
+    return build(pd.DataFrame(rows), places, pd.DataFrame({"product_id": products, "maison": "m", "category": "c", "price": 1.0}), "country")
+
+
+def _scored(panel, origin: int, weeks: int, rng):
+    """A stand-in for one origin's forecasts: every series, horizons 1..weeks, a noisy mean of its last 12 weeks."""
+    from types import SimpleNamespace
+
+    n = len(panel.series)
+    series, horizon = np.repeat(np.arange(n), weeks), np.tile(np.arange(1, weeks + 1), n)
+    rate = panel.units[:, max(0, origin - 12):origin].mean(1)
+    return SimpleNamespace(origin=origin, examples=SimpleNamespace(series=series, horizon=horizon),
+                           mean=rate[series] * rng.uniform(0.5, 1.5, len(series)))
+
+
+def test_the_blend_is_chosen_on_the_validation_weeks_only():
+    from atelier.models.assortment import evaluate
+    from atelier.models.forecast.backtest import Backtest
+
+    weeks, validation, tests = 12, 50, [62, 65]
+    clean = _sales_panel()
+    poisoned = clean.poisoned(validation + weeks, np.random.default_rng(1))  # every week the test origins read
+    chosen, test_capture = [], []
+    for panel in (clean, poisoned):
+        rng = np.random.default_rng(2)
+        bt = Backtest(validation, tests, {}, {}, scored=[_scored(panel, o, weeks, rng) for o in tests], validation_scored=_scored(panel, validation, weeks, rng))
+        result = evaluate.backtest(panel, bt, n=3, weeks=weeks)
+        chosen.append((result["blend"], result["validation"]))
+        test_capture.append([o["assortment"]["units"] for o in result["per_origin"]])
+    assert chosen[0] == chosen[1]  # the same blend, every candidate's validation capture to the last digit
+    assert test_capture[0] != test_capture[1]  # while what the test origins read did change
+    assert len(chosen[0][1]) == len(evaluate.GRID)
