@@ -135,13 +135,14 @@ def train_assortment(settings: Settings, forecast: ForecastResult, *, n: int = 1
 def summary(result: AssortmentResult):
     from rich.table import Table
 
+    levels = result.metrics["levels"]
+    blends = "; ".join(f"{lv}: recent sales {m['blend']['recent']}, lean {m['blend']['lean']}, region's mix {m['blend']['region']}" for lv, m in levels.items())
     t = Table(title=f"{result.region}: top-{result.metrics['n']} assortments, share of next-period units captured (backtest origins)",
-              caption="blend: the weights of the location's recent sales, its lean on similar locations and the region's mix, chosen on validation")
-    for col in ("level", "method", "units captured", "mean per location", "blend"):
-        t.add_column(col, justify="left" if col in ("level", "method", "blend") else "right")
-    for level, m in result.metrics["levels"].items():
-        b = m["blend"]
-        for i, method in enumerate(evaluate.METHODS):
+              caption=f"blend chosen on validation ({blends})")
+    for col in ("level", "method", "units captured", "mean per location"):
+        t.add_column(col, justify="left" if col in ("level", "method") else "right")
+    for level, m in levels.items():
+        for method in evaluate.METHODS:
             r = m["all"][method]
-            t.add_row(level, method, f"{r['units']:.3f}", f"{r['mean']:.3f}", f"recent {b['recent']}, lean {b['lean']}, region {b['region']}" if i == 0 else "")
+            t.add_row(level, method, f"{r['units']:.3f}", f"{r['mean']:.3f}")
     return t
