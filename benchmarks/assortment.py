@@ -19,10 +19,6 @@ from common import log, save, table
 from forecast import _world
 
 
-def _blend(b: dict) -> str:
-    return f"own recent sales {b['recent']}, lean {b['lean']}, region's mix {b['region']}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worlds", default="real,generated")
@@ -31,6 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     from atelier.models.assortment.evaluate import METHODS
+    from atelier.models.assortment.rank import Blend
     from atelier.models.assortment.train import train_assortment
     from atelier.models.forecast.backtest import ForecastConfig
     from atelier.models.forecast.train import train_forecast
@@ -49,7 +46,7 @@ def main() -> None:
             rows = [[meth, f"{m['all'][meth]['units']:.3f}", f"{m['all'][meth]['mean']:.3f}"]
                     + [f"{o[meth]['units']:.3f}" for o in m["per_origin"]] for meth in METHODS]
             tables.append(table(f"{label}, eu, per {level}: share of the next {m['weeks']} weeks' units in the top-{args.n} "
-                                f"(blend chosen on the validation origin: {_blend(m['blend'])})",
+                                f"(blend chosen on the validation origin: {Blend.of(m['blend']).describe()})",
                                 ["method", "units captured", "mean per location"] + [f"origin {o['origin']}" for o in m["per_origin"]], rows))
             for how, text in (("units", "all units"), ("mean", "per location, averaged")):
                 own, ours = m["all"]["own best-sellers"][how], m["all"]["assortment"][how]

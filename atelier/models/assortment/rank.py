@@ -45,9 +45,9 @@ def _sold(panel: Panel, origin: int, weeks: int) -> np.ndarray:
     return out
 
 
-def similar_locations(panel: Panel, origin: int, k: int = SIMILAR) -> tuple[np.ndarray, np.ndarray]:
-    """(neighbours (L, k) location rows, weights (L, k) summing to 1 where any): by what they sold in the year before `origin`."""
-    sold = _sold(panel, origin, 52)
+def similar_locations(sold: np.ndarray, k: int = SIMILAR) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbours (L, k) location rows, weights (L, k) summing to 1 where any): by what they sold
+    (`sold`, (L, P) units, the year before the origin)."""
     share = sold / np.maximum(sold.sum(1, keepdims=True), 1e-9)
     norm = share / np.maximum(np.linalg.norm(share, axis=1, keepdims=True), 1e-12)
     sim = norm @ norm.T
@@ -68,6 +68,10 @@ class Blend:
 
     def as_dict(self) -> dict:
         return {"recent": self.recent, "lean": "inf" if np.isinf(self.lean) else self.lean, "region": self.region}
+
+    def describe(self) -> str:
+        d = self.as_dict()
+        return f"own recent sales {d['recent']}, lean {d['lean']}, region's mix {d['region']}"
 
     @classmethod
     def of(cls, d: dict) -> "Blend":
@@ -104,9 +108,10 @@ def estimates(panel: Panel, origin: int, series: np.ndarray, units: np.ndarray, 
     own = np.full((L, P), np.nan)
     own[panel.location_of[series], panel.product_of[series]] = units
     forecast = np.nan_to_num(own)
-    size = _sold(panel, origin, 52).sum(1)
+    year = _sold(panel, origin, 52)
+    size = year.sum(1)
     per_size = forecast / np.maximum(size[:, None], 1e-9)
-    neighbours, w = similar_locations(panel, origin)
+    neighbours, w = similar_locations(year)
     similar = np.einsum("lk,lkp->lp", w, per_size[neighbours]) * size[:, None]
     mix = forecast.sum(0) / max(forecast.sum(), 1e-12)
     region = forecast.sum(1, keepdims=True) * mix[None, :]

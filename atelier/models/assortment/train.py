@@ -136,7 +136,7 @@ def summary(result: AssortmentResult):
     from rich.table import Table
 
     levels = result.metrics["levels"]
-    blends = "; ".join(f"{lv}: recent sales {m['blend']['recent']}, lean {m['blend']['lean']}, region's mix {m['blend']['region']}" for lv, m in levels.items())
+    blends = "; ".join(f"{lv}: {rank.Blend.of(m['blend']).describe()}" for lv, m in levels.items())
     t = Table(title=f"{result.region}: top-{result.metrics['n']} assortments, share of next-period units captured (backtest origins)",
               caption=f"blend chosen on validation ({blends})")
     for col in ("level", "method", "units captured", "mean per location"):
