@@ -11,15 +11,20 @@ drops it; `atelier.features.repo.historical_features` drops them after each call
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import ibis
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from feast.data_source import DataSource
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores.ibis import (
@@ -155,23 +160,75 @@ def settings_of(config: RepoConfig) -> Settings:
     return Settings(home=Path(c.home), kms=c.kms, gcp_project=c.gcp_project, gcp_key_ring=c.gcp_key_ring)
 
 
-def read_source(config: RepoConfig, source: DataSource) -> pa.Table:
-    """The source's rows, decrypted in memory with the store's region keys."""
+def read_source(config: RepoConfig, source: DataSource, only: RowsNeeded | None = None) -> pa.Table:
+    """The source's rows (those `only` keeps), decrypted in memory with the store's region keys."""
     if not isinstance(source, AtelierSource):
         raise AtelierError(f"source {source.name!r} is not an AtelierSource", fix="define sources with atelier.features.offline_store.AtelierSource")
     path = source.path(config)
     info = dataset_info(path)
     keys = key_store(settings_of(config), config.offline_store.region) if info["encrypted"] else None
-    return read_dataset(path, keys)
+    return read_dataset(path, keys, filter=only.expression(info["schema"]) if only else None)
 
 
-def _io(config: RepoConfig) -> dict:
+@dataclass
+class RowsNeeded:
+    """The rows of a source a point-in-time join for an entity frame can use: those of its entities
+    (any of `keys`' values per column), up to its latest timestamp.
+
+    Applied as the source is scanned, so a join for a part of the clients holds that part's rows,
+    not the whole table (training reads its examples a part at a time,
+    atelier.models.recommend.examples); Feast's join then runs on them unchanged."""
+
+    keys: list[dict[str, np.ndarray]] = field(default_factory=list)  # one per feature view reading the source
+    timestamp_field: str = ""
+    latest: pd.Timestamp | None = None
+
+    @staticmethod
+    def of(feature_views: list[FeatureView], entity_df: pd.DataFrame | str) -> dict[str, RowsNeeded]:
+        if not isinstance(entity_df, pd.DataFrame) or entity_df.empty or "event_timestamp" not in entity_df:
+            return {}
+        latest = pd.to_datetime(entity_df["event_timestamp"], utc=True).max()
+        out: dict[str, RowsNeeded] = {}
+        whole = set()  # sources some view reads without a key the frame holds: read every row
+        for fv in feature_views:
+            source = fv.batch_source
+            joins = fv.projection.join_key_map or {e.name: e.name for e in fv.entity_columns}
+            if not isinstance(source, AtelierSource) or source.field_mapping or not joins or any(among not in entity_df for among in joins.values()):
+                whole.add(getattr(source, "name", None))
+                continue
+            rows = out.setdefault(source.name, RowsNeeded([], source.timestamp_field, latest if pd.notna(latest) else None))
+            rows.keys.append({column: pd.unique(entity_df[among].dropna()) for column, among in joins.items()})
+        return {name: rows for name, rows in out.items() if name not in whole}
+
+    def expression(self, schema: pa.Schema) -> pc.Expression | None:
+        """As a scan filter over a dataset of `schema`; None where a condition cannot be stated in
+        its types (every row is then read, as without a filter)."""
+        views = []
+        for keys in self.keys:
+            conditions = []
+            for column, values in keys.items():
+                if column not in schema.names:
+                    return None
+                try:
+                    conditions.append(pc.field(column).isin(pa.array(values).cast(schema.field(column).type)))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                    return None
+            views.append(functools.reduce(operator.and_, conditions))
+        if not views:
+            return None
+        expr = functools.reduce(operator.or_, views)
+        if self.latest is not None and self.timestamp_field in schema.names and pa.types.is_timestamp(schema.field(self.timestamp_field).type):
+            expr = expr & (pc.field(self.timestamp_field) <= pa.scalar(self.latest.to_pydatetime(), pa.timestamp("us", "UTC")).cast(schema.field(self.timestamp_field).type))
+        return expr
+
+
+def _io(config: RepoConfig, needed: dict[str, RowsNeeded] | None = None) -> dict:
     """How Feast's ibis implementation reads and writes this store's sources."""
-    return {"data_source_reader": _reader(config), "data_source_writer": _writer(config)}
+    return {"data_source_reader": _reader(config, needed or {}), "data_source_writer": _writer(config)}
 
 
-def _reader(config: RepoConfig) -> Callable[[DataSource, str], Any]:
-    return lambda source, _repo_path: ibis.memtable(read_source(config, source))
+def _reader(config: RepoConfig, needed: dict[str, RowsNeeded]) -> Callable[[DataSource, str], Any]:
+    return lambda source, _repo_path: ibis.memtable(read_source(config, source, needed.get(source.name)))
 
 
 def _writer(config: RepoConfig) -> Callable[[pa.Table, DataSource, str], None]:
@@ -229,7 +286,7 @@ class AtelierOfflineStore(OfflineStore):
             registry=registry,
             project=project,
             full_feature_names=full_feature_names,
-            **_io(config),
+            **_io(config, RowsNeeded.of(feature_views, entity_df)),
         )
 
     @staticmethod

@@ -161,3 +161,39 @@ def test_materialize_unknown_view_is_a_clear_error(settings):
     repo.apply(settings, "eu")
     with pytest.raises(Exception, match="unknown feature view\\(s\\): nope"):
         repo.materialize(settings, "eu", views=["nope"])
+
+
+def test_point_in_time_reads_scan_only_their_entities_rows_and_answer_as_a_whole_read(settings, monkeypatch):
+    """A read for a few clients (and a few products, countries) keeps only their rows of each
+    source, up to the frame's latest time, and gives what reading every row gives."""
+    from atelier.features import offline_store
+    from atelier.protect import parquet
+
+    repo.apply(settings, "eu")
+    keys = key_store(settings, "eu")
+
+    def some(table: str, columns: list[str]) -> pd.DataFrame:  # rows of a table, asked a day after they hold
+        rows = read_dataset(settings.paths.feature_table(table, "eu"), keys).to_pandas().sample(4, random_state=1)
+        return rows[columns].assign(event_timestamp=rows["event_timestamp"] + pd.Timedelta(days=1)).reset_index(drop=True)
+
+    reads = {
+        "query_tower_v1": some("client_activity", ["client_id"]),
+        "popularity_v1": some("product_popularity", ["product_id"]),
+        "country_sales_weekly": some("country_sales_weekly", ["product_id", "country_code"]),
+    }
+    refs = {"country_sales_weekly": ["country_sales_weekly:units", "country_sales_weekly:revenue", "country_clientele_weekly:clients"]}
+    kept = []
+    real = parquet.read_dataset
+    monkeypatch.setattr(offline_store, "read_dataset", lambda *a, **k: kept.append(t := real(*a, **k)) or t)
+    filtered = {name: repo.historical_features(settings, "eu", entity, refs.get(name, name)) for name, entity in reads.items()}
+    rows_read = sum(t.num_rows for t in kept)
+    kept.clear()
+    monkeypatch.setattr(offline_store.RowsNeeded, "of", staticmethod(lambda *a: {}))
+    whole = {name: repo.historical_features(settings, "eu", entity, refs.get(name, name)) for name, entity in reads.items()}
+    assert rows_read * 5 < sum(t.num_rows for t in kept)  # the whole read scans every entity's rows
+    for name, frame in filtered.items():
+        keys = list(reads[name].columns)
+        a = frame.sort_values(keys).reset_index(drop=True)
+        b = whole[name].sort_values(keys).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b[a.columns])
+        assert a.drop(columns=keys).notna().any().any(), name  # features were found: the comparison is not of empty rows
