@@ -73,14 +73,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def leftovers(parent: Path, prefix: str) -> list[Path]:
-    """Entries of `parent` named `<prefix><pid>-…` whose writer (that pid) is gone: what a crash left."""
+def leftovers(parent: Path, prefix: str, *, keep_own: bool = False) -> list[Path]:
+    """Entries of `parent` named `<prefix><pid>-…` whose writer (that pid) is gone: what a crash
+    left. This process's own entries count as leftovers unless `keep_own` (they are in use)."""
     found = []
     if parent.is_dir():
         for p in parent.iterdir():
             if p.name.startswith(prefix):
                 pid = p.name[len(prefix):].split("-")[0]
-                if not (pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):
+                own = pid.isdigit() and int(pid) == os.getpid()
+                if own and keep_own:
+                    continue
+                if not (pid.isdigit() and not own and _alive(int(pid))):
                     found.append(p)
     return found
 

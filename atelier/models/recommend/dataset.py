@@ -26,8 +26,9 @@ from atelier.context import RegionContext
 from atelier.errors import AtelierError
 from atelier.features.pipeline import journaled_events
 from atelier.models.recommend import baselines as bl
-from atelier.models.recommend.inputs import FeatureSpec, specs_from_service, to_inputs
-from atelier.protect.parquet import read_dataset, write_dataset
+from atelier.models.recommend.examples import PART_ROWS, ExampleParts, assign_parts
+from atelier.models.recommend.inputs import FeatureSpec, SpecFitter, specs_from_service, to_inputs
+from atelier.protect.parquet import read_dataset
 from atelier.protect.residency import assert_region_clients
 
 QUERY_SERVICE = "query_tower_v1"
@@ -38,11 +39,15 @@ DAY = pd.Timedelta(days=1)
 
 @dataclass
 class Examples:
+    """One row per training event in memory; the query tower's inputs on disk (`parts`), with the
+    statistics the tower is fitted with, gathered while they were written."""
+
     client_ids: np.ndarray
     product_index: np.ndarray  # row in the product table
     weight: np.ndarray
     timestamp: np.ndarray  # datetime64[us, UTC]
-    query: dict[str, np.ndarray]  # tower inputs
+    parts: ExampleParts  # the query inputs, product and weight of every row, encrypted, streamed into training
+    query_specs: list[FeatureSpec]  # fitted on every row's inputs
 
 
 @dataclass
@@ -180,18 +185,7 @@ def build(
         train = train.sample(max_examples, random_state=seed).sort_values("event_timestamp")
     if train.empty:
         raise AtelierError(f"no training events before {cutoff:%Y-%m-%d} in region {region!r}", fix="use more data or fewer --eval-weeks")
-    # Features change at day boundaries only: query them once per (client, day).
-    day = train["event_timestamp"].dt.floor("D")
-    hist = _query_features(ctx, train["client_id"], day)
-    rows = hist.reindex(pd.MultiIndex.from_arrays([train["client_id"], day]))
-    query = to_inputs({s.name: rows[s.name].to_numpy() for s in query_specs}, query_specs, "client_id", train["client_id"].to_numpy(), as_of=train["event_timestamp"])
-    examples = Examples(
-        client_ids=train["client_id"].to_numpy(),
-        product_index=index.reindex(train["product_id"]).to_numpy(),
-        weight=train["weight"].to_numpy(np.float32),
-        timestamp=train["event_timestamp"].to_numpy(),
-        query=query,
-    )
+    examples = _examples(ctx, train, query_specs, index, seed)
 
     # Evaluation: purchases in the weeks after the cutoff, features as of the cutoff.
     every_purchase = events[events["event_type"] == "purchase"]
@@ -239,27 +233,43 @@ def build(
     )
 
 
+def _examples(ctx: RegionContext, train: pd.DataFrame, specs: list[FeatureSpec], index: pd.Series, seed: int,
+              part_rows: int = PART_ROWS) -> Examples:
+    """The training rows, their query inputs written a part at a time (`ExampleParts`): a part's
+    point-in-time features are read, converted and written before the next part's are read."""
+    parts = ExampleParts.scratch(ctx.settings.paths.runs(ctx.region), ctx.keys, specs)
+    fitter = SpecFitter(specs)
+    part = assign_parts(pd.factorize(train["client_id"])[0], part_rows, seed)
+    order = np.argsort(part, kind="stable")
+    train, part = train.iloc[order], part[order]
+    product_index = index.reindex(train["product_id"]).to_numpy()
+    for rows in np.split(np.arange(len(train)), np.flatnonzero(np.diff(part)) + 1):
+        chunk = train.iloc[rows]
+        # Features change at day boundaries only: query them once per (client, day).
+        day = chunk["event_timestamp"].dt.floor("D")
+        hist = _query_features(ctx, chunk["client_id"], day)
+        found = hist.reindex(pd.MultiIndex.from_arrays([chunk["client_id"], day]))
+        query = to_inputs({s.name: found[s.name].to_numpy() for s in specs}, specs, "client_id", chunk["client_id"].to_numpy(), as_of=chunk["event_timestamp"])
+        del hist, found
+        fitter.add(query)
+        parts.write(query, {"product_index": product_index[rows], "product_id": chunk["product_id"].to_numpy(object),
+                            "weight": chunk["weight"].to_numpy(np.float32), "event_timestamp": chunk["event_timestamp"].to_numpy()})
+    parts.commit()
+    return Examples(
+        client_ids=train["client_id"].to_numpy(),
+        product_index=product_index,
+        weight=train["weight"].to_numpy(np.float32),
+        timestamp=train["event_timestamp"].to_numpy(),
+        parts=parts,
+        query_specs=fitter.specs(),
+    )
+
+
 def save_training_set(ctx: RegionContext, data: RegionData, run_dir) -> int:
-    """Persist the examples (encrypted with the region's key) for reproducibility and audits."""
-    ex = data.train
-    cols = {
-        "client_id": pa.array(ex.client_ids, pa.string()),
-        "product_id": pa.array(data.products["product_id"].to_numpy()[ex.product_index], pa.string()),
-        "weight": pa.array(ex.weight),
-        "event_timestamp": pa.array(pd.DatetimeIndex(ex.timestamp).as_unit("us"), pa.timestamp("us", "UTC")),
-    }
-    for spec in data.query_specs:
-        x = ex.query[spec.name]
-        if x.ndim == 2:  # a bag: back to lists, without the padding
-            keep = x != ""
-            offsets = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int32)
-            cols[spec.name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(x[keep], pa.string()))
-        else:
-            cols[spec.name] = pa.array(x)
-    table = pa.table(cols)
-    assert_region_clients(ctx.settings, ctx.region, table.column("client_id"), where=f"training set of {ctx.region}")
-    write_dataset(run_dir / "training_set", table, ctx.keys)
-    return table.num_rows
+    """Keep the examples (encrypted with the region's key, as they were written) for
+    reproducibility and audits: the run's `training_set`."""
+    assert_region_clients(ctx.settings, ctx.region, pa.array(data.train.client_ids, pa.string()), where=f"training set of {ctx.region}")
+    return data.train.parts.save_as(run_dir / "training_set")
 
 
 @dataclass

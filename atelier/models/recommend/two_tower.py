@@ -14,6 +14,7 @@ most-popular list at all:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Literal
 
@@ -77,33 +78,29 @@ class TwoTower(tfrs.Model):
 
 
 def _dataset(data: RegionData, config: TrainConfig) -> tuple[tf.data.Dataset, int]:
-    """Batches of examples, shuffled over the whole training set each epoch.
+    """Batches of examples streamed from the training set's parts (`ExampleParts.batches`: a new
+    order every epoch), the candidate tower's inputs gathered per batch from one copy per product.
 
-    The examples are held once, as tensors (the candidate tower's inputs once per product); the
-    pipeline shuffles example numbers and gathers each batch. Slicing the examples into elements
-    instead kept a 250,000-element shuffle buffer of ~45 small tensors each: on 300,000 examples
-    it took 1.6 GiB more and 9.5 s per epoch to produce the batches, against 0.8 GiB and 1.7 s
-    (and it only shuffled within the buffer)."""
+    The parts are read back as Arrow record batches a few at a time, so a region's training holds
+    a bounded number of examples whatever its events. (Held whole as tensors, the query inputs and
+    the arrays they were built from were the peak of a region's training.)"""
     ex = data.train
-    idx = ex.product_index
-    counts = np.bincount(idx, minlength=len(data.products)).astype(np.float64)
-    sampling = (counts / counts.sum())[idx].astype(np.float32)
-    n = len(idx)
-    query = {k: tf.constant(v) for k, v in ex.query.items()}
+    counts = np.bincount(ex.product_index, minlength=len(data.products)).astype(np.float64)
+    sampling = tf.constant((counts / counts.sum()).astype(np.float32))
     products = {k: tf.constant(v) for k, v in data.candidate.items()}
-    rows = {"product": tf.constant(idx.astype(np.int32)), "weight": tf.constant(ex.weight), "sampling_probability": tf.constant(sampling)}
+    epochs = itertools.count()
 
-    def gather(i):
-        product = tf.gather(rows["product"], i)
+    def gather(batch):
+        product = batch["product"]
         return {
-            "query": {k: tf.gather(v, i) for k, v in query.items()},
+            "query": batch["query"],
             "candidate": {k: tf.gather(v, product) for k, v in products.items()},
-            "weight": tf.gather(rows["weight"], i),
-            "sampling_probability": tf.gather(rows["sampling_probability"], i),
+            "weight": batch["weight"],
+            "sampling_probability": tf.gather(sampling, product),
         }
 
-    ds = tf.data.Dataset.range(n).shuffle(n, seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size)
-    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2), n
+    ds = tf.data.Dataset.from_generator(lambda: ex.parts.batches(config.batch_size, config.seed, next(epochs)), output_signature=ex.parts.signature(tf))
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2), len(ex.product_index)
 
 
 class _EarlyStop(keras.callbacks.Callback):
@@ -142,7 +139,7 @@ def fit(
 ) -> tuple[TwoTower, dict]:
     """Train for `config.epochs`, or, given a `validation` score, until it stops rising (best weights kept)."""
     keras.utils.set_random_seed(config.seed)
-    query_specs = fit_specs(data.query_specs, data.train.query)
+    query_specs = data.train.query_specs  # fitted while the examples were written
     candidate_specs = fit_specs(data.candidate_specs, data.candidate)
     client_vocabulary = sorted(set(data.train.client_ids.tolist()))
     product_vocabulary = data.products["product_id"].tolist()

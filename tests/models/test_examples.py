@@ -1,0 +1,188 @@
+"""The training set written a part at a time and streamed back (atelier.models.recommend.examples),
+and the tower's statistics gathered a chunk at a time (inputs.SpecFitter)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from atelier.models.recommend.examples import MIX, ExampleParts, assign_parts
+from atelier.models.recommend.inputs import BAG, BAG_LENGTH, CATEGORICAL, NUMERIC, TIMESTAMP, FeatureSpec, SpecFitter, fit_specs
+
+SPECS = [FeatureSpec("v:country", "country", CATEGORICAL), FeatureSpec("v:spend", "spend", NUMERIC),
+         FeatureSpec("v:calm", "calm", NUMERIC), FeatureSpec("v:last", "last", TIMESTAMP), FeatureSpec("v:recent", "recent", BAG)]
+
+
+def _inputs(n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    bag = np.full((n, BAG_LENGTH), "", object)
+    for i in range(n):
+        k = rng.integers(0, 6)
+        if k:
+            bag[i, -k:] = [f"P{j}" for j in rng.integers(0, 40, k)]
+    spend = rng.lognormal(3, 2, n).astype(np.float32)
+    spend[rng.random(n) < 0.1] = np.nan
+    return {
+        "client_id": np.array([f"C{i % 97}" for i in range(n)], object),
+        "country": rng.choice(np.array(["FR", "IT", "DE", ""], object), n),
+        "spend": spend,
+        "calm": rng.normal(50, 3, n).astype(np.float32),
+        "last": np.where(rng.random(n) < 0.2, np.nan, 1.7e9 - rng.uniform(0, 3e7, n)),
+        "recent": bag,
+        "as_of": np.full(n, 1.7e9),
+    }
+
+
+def test_statistics_gathered_in_chunks_are_those_of_the_whole_set():
+    chunks = [_inputs(n, seed) for seed, n in enumerate((700, 1, 1300, 250))]
+    whole = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    fitter = SpecFitter(SPECS)
+    for c in chunks:
+        fitter.add(c)
+    by_chunks, at_once = fitter.specs(), fit_specs(SPECS, whole)
+    for a, b in zip(by_chunks, at_once):
+        assert a.vocabulary == b.vocabulary and a.log == b.log, a.name
+        assert a.mean == pytest.approx(b.mean, rel=1e-9) and a.variance == pytest.approx(b.variance, rel=1e-9), a.name
+    spend, calm = by_chunks[1], by_chunks[2]
+    assert spend.log and not calm.log  # heavy-tailed spend is log-scaled, a narrow one is not
+    assert by_chunks[0].vocabulary[0] in ("FR", "IT", "DE") and "" not in by_chunks[0].vocabulary
+
+
+def test_the_log_decision_on_a_thinned_sample_matches_the_whole(monkeypatch):
+    monkeypatch.setattr(SpecFitter, "SAMPLE", 500)
+    chunks = [_inputs(800, seed) for seed in range(6)]
+    fitter = SpecFitter(SPECS)
+    for c in chunks:
+        fitter.add(c)
+    assert sum(len(p) for p in fitter.sample["spend"]) <= 500
+    whole = fit_specs(SPECS, {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
+    assert [s.log for s in fitter.specs()] == [s.log for s in whole]
+    assert fitter.specs()[1].mean == pytest.approx(whole[1].mean, rel=1e-9)  # the moments are never sampled
+
+
+def test_parts_hold_whole_clients_and_are_about_the_size_asked():
+    codes = np.repeat(np.arange(300), np.random.default_rng(0).integers(1, 30, 300))
+    part = assign_parts(codes, 500, seed=3)
+    assert all(len(np.unique(part[codes == c])) == 1 for c in range(300))
+    sizes = np.bincount(part)
+    assert sizes[:-1].min() >= 500 - 30 and sizes.max() < 500 + 30
+    assert not np.array_equal(part, assign_parts(codes, 500, seed=4))  # a seed draws the clients
+
+
+@pytest.fixture
+def parts(tmp_path):
+    from atelier.protect.keys import LocalKeyStore
+
+    LocalKeyStore.init(tmp_path / "keys", "eu")
+    keys = LocalKeyStore(tmp_path / "keys", "eu")
+    out = ExampleParts.scratch(tmp_path / "runs", keys, SPECS)
+    for seed, n in enumerate((400, 350, 380, 420, 390, 100)):
+        q = _inputs(n, seed)
+        q["client_id"] = np.array([f"C{seed}-{i}" for i in range(n)], object)  # each row its own client: rows are traceable
+        out.write(q, {"product_index": np.arange(n) % 40, "product_id": np.array([f"P{i % 40}" for i in range(n)], object),
+                      "weight": np.full(n, 1.0 + seed, np.float32), "event_timestamp": pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC")})
+    out.commit()
+    return out
+
+
+def test_an_epoch_yields_every_example_once_in_full_batches(parts):
+    assert len(parts.parts) == 6 > MIX  # two groups of parts: rows left over from the first join the second
+    epoch = list(parts.batches(128, seed=7, epoch=0))
+    ids = np.concatenate([b["query"]["client_id"] for b in epoch])
+    assert len(ids) == parts.rows == 2040 and len(set(ids)) == 2040
+    assert [len(b["weight"]) for b in epoch[:-1]] == [128] * (len(epoch) - 1) and 0 < len(epoch[-1]["weight"]) <= 128
+    b = epoch[0]
+    assert b["query"]["recent"].shape == (128, BAG_LENGTH) and b["query"]["spend"].dtype == np.float32 and b["product"].dtype == np.int32
+    # a row's inputs travel together: its weight says which part it came from, and so does its id
+    assert all(str(c).startswith(f"C{int(w) - 1}-") for c, w in zip(b["query"]["client_id"], b["weight"]))
+
+
+def test_each_epoch_has_its_own_order_and_a_seed_repeats_it(parts):
+    order = lambda seed, epoch: np.concatenate([b["query"]["client_id"] for b in parts.batches(128, seed, epoch)])  # noqa: E731
+    assert np.array_equal(order(7, 0), order(7, 0))
+    assert not np.array_equal(order(7, 0), order(7, 1))
+    assert sorted(order(7, 0)) == sorted(order(7, 1))
+
+
+def test_batches_are_mixed_across_parts(parts):
+    first = next(parts.batches(256, seed=7, epoch=0))
+    assert len(np.unique(first["weight"])) >= 3  # drawn from several parts, not one part after another
+
+
+def test_parts_are_encrypted_and_saved_whole(parts, tmp_path):
+    from atelier.errors import AtelierError
+    from atelier.protect.parquet import read_dataset
+
+    import pyarrow.parquet as pq
+
+    for p in parts.parts:
+        assert p.read_bytes()[:4] == b"PARE"  # Parquet with an encrypted footer
+        with pytest.raises(OSError):
+            pq.read_table(p)
+    with pytest.raises(AtelierError, match="encrypted"):
+        read_dataset(parts.path / "examples", None)
+    target = tmp_path / "run" / "training_set"
+    target.parent.mkdir()
+    assert parts.save_as(target) == 2040
+    saved = read_dataset(target, parts.keys)
+    assert saved.column_names[0] == "client_id" and saved.num_rows == 2040
+    assert sorted(saved.column("client_id").to_pylist()) == sorted(np.concatenate([b["query"]["client_id"] for b in parts.batches(512, 1, 0)]).tolist())
+
+
+def test_the_scratch_goes_with_its_owner_and_with_a_dead_process(parts, tmp_path):
+    import gc
+
+    runs = tmp_path / "runs"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True).stdout.strip()
+    left, mine = runs / f".examples-{dead}-0000", runs / f".examples-{os.getpid()}-1111"
+    left.mkdir()
+    mine.mkdir()
+    other = ExampleParts.scratch(runs, parts.keys, SPECS)
+    assert not left.exists() and mine.exists() and parts.path.exists()  # a live process's scratch is its own
+    other.write(_inputs(10, 0), {"product_index": np.arange(10), "product_id": np.array(["P"] * 10, object),
+                                 "weight": np.ones(10, np.float32), "event_timestamp": pd.date_range("2026-01-01", periods=10, tz="UTC")})
+    path = other.path
+    assert path.exists()
+    del other
+    gc.collect()
+    assert not path.exists()  # nothing is left once the examples are no longer used, committed or not
+
+
+def test_a_training_set_read_a_part_at_a_time_is_the_one_read_at_once(settings):
+    """Point-in-time features read for one part's clients at a time give every example the inputs
+    it gets when the whole set is read together, and the same fitted statistics."""
+    from atelier.context import RegionContext
+    from atelier.features import repo
+    from atelier.models.recommend import dataset as ds
+
+    repo.apply(settings, "eu")
+    ctx = RegionContext.of(settings, "eu")
+    events = ds.read_events(ctx)
+    specs = ds.specs_from_service(ctx.store, ds.QUERY_SERVICE)
+    cutoff = ds.windows(events, 4).validation_cutoff
+    train = events[(events.event_timestamp < cutoff) & events.client_id.notna()].assign(weight=1.0)
+    index = pd.Series(np.arange(events.product_id.nunique()), index=sorted(events.product_id.unique()))
+
+    def rows(ex: ds.Examples) -> pd.DataFrame:
+        out = []
+        for part in ex.parts.parts:
+            query, product, _ = ex.parts.read(part)
+            out.append(pd.DataFrame({k: list(v) if v.ndim == 2 else v for k, v in query.items()} | {"product": product}))
+        frame = pd.concat(out, ignore_index=True)
+        frame["recent_products"] = frame["recent_products"].map(tuple)
+        return frame.sort_values(["client_id", "as_of", "product"]).reset_index(drop=True)
+
+    whole = ds._examples(ctx, train, specs, index, seed=7, part_rows=10**9)
+    in_parts = ds._examples(ctx, train, specs, index, seed=7, part_rows=len(train) // 7)
+    assert len(whole.parts.parts) == 1 and len(in_parts.parts.parts) >= 7
+    a, b = rows(whole), rows(in_parts)
+    assert len(a) == len(train) and a.columns.tolist() == b.columns.tolist()
+    pd.testing.assert_frame_equal(a, b)
+    assert a["recent_products"].map(lambda t: any(t)).mean() > 0.3  # the histories are there to compare
+    for x, y in zip(whole.query_specs, in_parts.query_specs):
+        assert (x.vocabulary, x.log) == (y.vocabulary, y.log) and x.mean == pytest.approx(y.mean) and x.variance == pytest.approx(y.variance)
