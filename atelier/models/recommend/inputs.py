@@ -11,7 +11,7 @@ reads alike: what was trained is what serves.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -152,12 +152,12 @@ class SpecFitter:
             elif spec.kind == TIMESTAMP:
                 self._moments(spec.name, "log", transform_numeric(spec, x, inputs.get("as_of")))
             else:
-                v = np.nan_to_num(x.astype(np.float64), nan=0.0)
+                v = transform_numeric(replace(spec, log=False), x, None)
                 finite = v[np.isfinite(v)]
                 self.minimum[spec.name] = min(self.minimum[spec.name], float(finite.min(initial=0)))
                 self._keep(spec.name, finite)
                 self._moments(spec.name, "raw", v)
-                self._moments(spec.name, "log", np.log1p(np.clip(v, 0, None)))
+                self._moments(spec.name, "log", transform_numeric(replace(spec, log=True), x, None))
 
     def _moments(self, name: str, how: str, v: np.ndarray) -> None:
         if not len(v):
@@ -196,15 +196,12 @@ class SpecFitter:
         return fitted
 
 
-def transform_numeric(spec: FeatureSpec, x: np.ndarray, as_of: np.ndarray | None, fitting: bool = False) -> np.ndarray:
-    """The numpy twin of the model's numeric preprocessing, used to fit its statistics."""
+def transform_numeric(spec: FeatureSpec, x: np.ndarray, as_of: np.ndarray | None) -> np.ndarray:
+    """The numpy twin of the model's numeric preprocessing, used to fit its statistics
+    (`SpecFitter` decides `spec.log`)."""
     if spec.kind == TIMESTAMP:
         days = (as_of - x) / 86400.0
         v = np.where(np.isnan(days), 3650.0, np.clip(days, 0, None))
         return np.log1p(v)
     v = np.nan_to_num(x.astype(np.float64), nan=0.0)
-    if fitting:
-        finite = v[np.isfinite(v)]
-        p50, p99 = (np.percentile(finite, 50), np.percentile(finite, 99)) if len(finite) else (0, 0)
-        spec.log = bool(finite.min(initial=0) >= 0 and p99 > 10 * max(p50, 1.0))
     return np.log1p(np.clip(v, 0, None)) if spec.log else v
