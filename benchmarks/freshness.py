@@ -21,6 +21,8 @@ not measured here), features materialized into a redis-server, served by `bentom
   index 1,000 new ids while the ledger goes from empty to --ledger-events ids, with atelier's
   SQLite settings and with SQLite's defaults, in the same run. Event ids are random keys; the
   ingestion rounds above start from an empty journal.
+* The recovery check every batch makes (journaled parts not yet applied online), against a
+  journal of --journal-parts parts: the ledger's query, beside listing the parts on disk.
 * The client check of a batch of 1,000 ids against a roster of --roster-clients (synthetic ids):
   the intake's `RosterIndex` beside Arrow's `is_in`, which hashes the whole roster per call.
 """
@@ -106,6 +108,44 @@ def ledger_growth(settings, events: int, pragmas: tuple[str, ...] = ()) -> tuple
         shutil.rmtree(home, ignore_errors=True)
 
 
+def recovery_check(settings, parts: int) -> tuple[float, float]:
+    """Median ms of a batch's recovery check (`Journal.unapplied`) against a journal of `parts`
+    applied parts: the ledger's indexed query, and the disk listed as well (what each batch did
+    before the ledger entered parts before writing them; now once per process). The parts are
+    empty complete folders, in a journal of its own, in a temporary home."""
+    import shutil
+    import tempfile
+
+    from atelier.context import RegionContext
+    from atelier.events.journal import Journal, parts_dir
+    from atelier.protect.parquet import MARKER
+    from atelier.settings import Settings
+
+    home = Path(tempfile.mkdtemp(dir=settings.home))
+    try:
+        journal = Journal(RegionContext.of(Settings(home=home), "eu"))
+        folder = parts_dir(journal.ctx)
+        names = [f"{k:020d}-bench" for k in range(parts)]
+        for name in names:
+            (folder / name).mkdir()
+            (folder / name / MARKER).write_text("{}")
+        journal.db.executemany("INSERT INTO parts (part, applied) VALUES (?, 1)", [(n,) for n in names])
+
+        def median_ms(scan: bool) -> float:
+            times = []
+            for _ in range(20):
+                t = time.perf_counter()
+                assert journal.unapplied(scan=scan) == []
+                times.append(time.perf_counter() - t)
+            return statistics.median(times) * 1e3
+
+        out = median_ms(False), median_ms(True)
+        journal.close()
+        return out
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def roster_check(clients: int) -> tuple[float, float, float]:
     """(is_in ms, index ms, index build s) for a batch of 1,000 ids, 10 of them foreign, against
     a roster of `clients` ids; medians of 20 and the index's answer checked against is_in's."""
@@ -142,6 +182,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ledger-events", type=int, default=300_000)
     ap.add_argument("--roster-clients", type=int, default=1_000_000)
+    ap.add_argument("--journal-parts", type=int, default=20_000)
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     spec = {"clients": args.clients, "products": args.products, "events_per_client": 20.0, "chunk_clients": 50_000}
@@ -204,6 +245,8 @@ def main() -> None:
         ledger = ledger_growth(s, args.ledger_events)
         ledger_defaults = ledger_growth(s, args.ledger_events, SQLITE_DEFAULTS)
         log(f"ledger {ledger[0]:.1f} -> {ledger[1]:.1f} ms per 1,000 ids; with SQLite's defaults {ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms")
+        recovery = recovery_check(s, args.journal_parts)
+        log(f"recovery check at {args.journal_parts:,} parts: ledger {recovery[0]:.2f} ms, listing the disk {recovery[1]:.2f} ms")
         is_in_ms, index_ms, index_s = roster_check(args.roster_clients)
         log(f"client check at {args.roster_clients:,} clients: is_in {is_in_ms:.2f} ms, index {index_ms:.2f} ms")
 
@@ -273,6 +316,8 @@ def main() -> None:
             ["full logs / raw", f"{full_eps / full_raw_eps:.2f}x in process", "each batch reads and writes every client's whole log"],
             ["ledger: 1,000 new ids, empty -> full", f"{ledger[0]:.1f} -> {ledger[1]:.1f} ms", f"first and last 50 batches, to {args.ledger_events:,} ids"],
             ["the same with SQLite's defaults", f"{ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms", "2 MB cache, a checkpoint every 1,000 WAL pages"],
+            ["recovery check per batch: the ledger's unapplied parts", f"{recovery[0]:.2f} ms", f"a journal of {args.journal_parts:,} parts (an indexed query)"],
+            ["the same listing the parts on disk", f"{recovery[1]:.2f} ms", "what each batch did before; now once per process"],
             ["client check, 1,000 ids: roster index", f"{index_ms:.2f} ms", f"{args.roster_clients:,} clients; built in {index_s:.2f} s, once per lake"],
             ["the same with Arrow's is_in", f"{is_in_ms:.2f} ms", "hashes the whole roster on every call"],
         ]
@@ -281,7 +326,7 @@ def main() -> None:
                   "yes" if min(intake_eps / raw_eps, full_eps / full_raw_eps) >= 0.5 else "NO"]]
         t1 = table(f"Real-time events, {args.clients:,} clients, {args.products:,} products, {args.workers} workers", ["what", "measured", "how"], rows)
         t2 = table("Goals", ["goal", "measured", "met"], goals)
-        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_defaults_ms": ledger_defaults, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
+        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_defaults_ms": ledger_defaults, "recovery_ms": recovery, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
     finally:
         stop([proc])
         redis.stop()

@@ -10,7 +10,7 @@ For one batch, under the region's writer lock:
 4. ask the online store for the clients' fresh rows. An unreachable store stops the batch here
    (503 with Retry-After) with nothing written;
 5. while Redis answers, write the new events as one encrypted journal part, fsynced (the
-   durable record);
+   durable record), entered in the ledger as not applied before it is written;
 6. merge them into the fresh rows and send those to the online store (the push view
    `client_recent`, in Feast's layout, Feast's "newer row wins" rule kept). On Redis the rows
    are read and written as bytes, the new events spliced in (atelier.events.splice), so the
@@ -21,8 +21,9 @@ For one batch, under the region's writer lock:
 
 Redis runs in a process of its own: steps 5 and 7 overlap its work instead of waiting for it
 (benchmarks/freshness.py). A crash, or a store lost, after 5 leaves a part journaled and perhaps
-not applied online, perhaps not in the ledger. Step 2 of the next batch, and the service's start,
-index such parts and apply them again. Applying is idempotent (the fresh row is a set of events
+not applied online, its ids perhaps not in the ledger. Step 2 of the next batch (one indexed
+query, whatever the journal's size), and the service's start, index such parts and apply them
+again. Applying is idempotent (the fresh row is a set of events
 keyed by id), so a part applied twice counts nothing twice. After a restart or a resend, every
 event is then in both stores; an event that never reached step 5 is in neither, and was never
 acknowledged.
@@ -89,6 +90,7 @@ class Ingestor:
         # Other online stores: read through atelier's reader, written by Feast's provider.
         self.reader = OnlineFeatures(store, fresh.REFS, user=ctx.user, timestamps=(fresh.VIEW,)) if self._redis is None else None
         self._names = [f.name for f in self.view.features]
+        self._scanned = False
 
     def products(self) -> pa.Array:
         """The catalog's product ids, read again whenever the catalog is rewritten."""
@@ -120,8 +122,8 @@ class Ingestor:
                     reading.cancel()
                     raise
                 writing = self._start_write(reading.result(), new)
-                crash.point("events.sent")  # durable offline, the rows sent to Redis, the ledger does not know the part
-                try:  # the ledger learns of the part while Redis writes the rows
+                crash.point("events.sent")  # durable offline, the rows sent to Redis, the ledger does not know the part's ids
+                try:  # the ledger learns the part's ids while Redis writes the rows
                     self.journal.index(part, ids if new is table else new.column("event_id").to_pylist())
                 except BaseException:
                     writing.cancel()
@@ -137,9 +139,11 @@ class Ingestor:
             return self._recover()
 
     def _recover(self) -> int:
-        parts = self.journal.unapplied()
+        parts = self.journal.unapplied(scan=not self._scanned)  # the disk is listed once per process
+        self._scanned = True
         for name in parts:
             events = self.journal.part(name)
+            self.journal.index(name, events.column("event_id").to_pylist())  # its writer may have died before
             self._start_write(self._start_read(events).result(), events).result()
             self.journal.mark_applied(name)
             log.info("region %s: applied journaled part %s (%d events) to the online store", self.ctx.region, name, events.num_rows)

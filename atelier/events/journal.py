@@ -8,8 +8,11 @@ can be rebuilt from the parts.
 The *ledger* (`ledger.sqlite` beside the parts) indexes them: each event id, the part that holds
 it, and whether the part was applied to the online store yet. It holds ids and part names only,
 never client data. It answers "was this event seen?" for a batch in one query, and "what is not
-online yet?" for recovery. A part written but not yet in the ledger (a crash between the two)
-is indexed again on the next open.
+online yet?" for recovery. A part is entered in the ledger, not applied, before it is written
+(`write_part`), so "what is not online yet?" is one indexed query whatever the journal's size,
+and a part another process left half-done is found by the next batch. Only a power cut can lose
+a ledger row (SQLite's `synchronous=NORMAL`): the first recovery of each process also lists the
+parts on disk (`unapplied(scan=True)`) and indexes those the ledger lost.
 
 Readers (the feature pipeline, training) see the union of the lake's events and the journal's,
 each event id once (`read`).
@@ -21,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -106,6 +110,8 @@ class Journal:
         self.db.execute("PRAGMA wal_autocheckpoint=10000")
         self.db.execute("CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, part TEXT NOT NULL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS parts (part TEXT PRIMARY KEY, applied INTEGER NOT NULL DEFAULT 0)")
+        # What recovery asks on every batch: the parts not applied yet, a handful among all of them.
+        self.db.execute("CREATE INDEX IF NOT EXISTS parts_unapplied ON parts (part) WHERE applied = 0")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -127,12 +133,15 @@ class Journal:
         return name
 
     def write_part(self, events: pa.Table) -> str:
-        """Write `events` as one durable part, not indexed yet (`unapplied` finds such a part); its name."""
+        """Write `events` as one durable part, its event ids not indexed yet; its name. The part is
+        entered in the ledger, as not applied, before it is written: if its writer dies, recovery
+        finds it by one indexed query (`unapplied`)."""
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        self.db.execute("INSERT INTO parts (part, applied) VALUES (?, 0)", (name,))
         target = parts_dir(self.ctx) / name
         write_dataset(target, events.select(SCHEMA.names).cast(SCHEMA), self.ctx.keys)
         _fsync_tree(target)
-        crash.point("events.part")  # the part is on disk, the ledger does not know it yet
+        crash.point("events.part")  # the part is on disk, its ids not in the ledger yet
         return name
 
     def index(self, name: str, ids: list[str]) -> None:
@@ -146,14 +155,26 @@ class Journal:
     def mark_applied(self, name: str) -> None:
         self.db.execute("UPDATE parts SET applied = 1 WHERE part = ?", (name,))
 
-    def unapplied(self) -> list[str]:
-        """Parts not yet applied online, oldest first; parts the ledger never indexed are indexed now."""
-        known = {r[0] for r in self.db.execute("SELECT part FROM parts")}
-        for name in part_names(self.ctx):
-            if name not in known:
-                ids = read_dataset(parts_dir(self.ctx) / name, self.ctx.keys, columns=["event_id"]).column("event_id").to_pylist()
-                self.index(name, ids)
-        return [r[0] for r in self.db.execute("SELECT part FROM parts WHERE applied = 0 ORDER BY part")]
+    def unapplied(self, scan: bool = False) -> list[str]:
+        """Complete parts not yet applied online, oldest first. An entry whose part never became
+        complete (its writer died before the rename; its events were never acknowledged) is
+        removed. With `scan`, the parts on disk are listed too, and those the ledger lost are
+        indexed: the journal's size in work, done once per process."""
+        folder = parts_dir(self.ctx)
+        if scan:
+            known = {r[0] for r in self.db.execute("SELECT part FROM parts")}
+            for name in part_names(self.ctx):
+                if name not in known:
+                    ids = read_dataset(folder / name, self.ctx.keys, columns=["event_id"]).column("event_id").to_pylist()
+                    self.index(name, ids)
+        out = []
+        for (name,) in self.db.execute("SELECT part FROM parts WHERE applied = 0 ORDER BY part").fetchall():
+            if (folder / name / MARKER).exists():
+                out.append(name)
+            else:
+                shutil.rmtree(folder / f".{name}.staging", ignore_errors=True)  # atelier.protect.parquet.DatasetWriter's
+                self.db.execute("DELETE FROM parts WHERE part = ?", (name,))
+        return out
 
     def part(self, name: str) -> pa.Table:
         return read_dataset(parts_dir(self.ctx) / name, self.ctx.keys)

@@ -1,0 +1,73 @@
+"""The journal's ledger and recovery, without an online store: a part is entered before it is
+written, so a writer that dies leaves nothing counted, and a part the ledger lost is found again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from atelier.context import RegionContext
+from atelier.events import journal
+from atelier.events.batch import Event, to_table
+from atelier.protect.parquet import MARKER
+
+WRITER = """
+import sys
+from datetime import datetime, timezone
+from atelier.context import RegionContext
+from atelier.events.batch import Event, to_table
+from atelier.events.journal import Journal
+from atelier.settings import Settings
+ctx = RegionContext.of(Settings(), "eu")
+at = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
+Journal(ctx).write_part(to_table([Event(event_id=f"d{i}", client_id="c", product_id="p", event_type="view", event_timestamp=at) for i in range(3)], at))
+"""
+
+
+def _table(prefix: str, n: int = 3) -> pa.Table:
+    at = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
+    return to_table([Event(event_id=f"{prefix}{i}", client_id="c", product_id="p", event_type="view", event_timestamp=at) for i in range(n)], at)
+
+
+def test_a_writer_killed_half_way_through_its_part_leaves_no_trace_in_the_ledger(settings):
+    """Killed (SIGKILL) with the part's Parquet file written but the part not complete: the next
+    recovery forgets the entry and the staging folder, and none of its events counts as seen."""
+    died = subprocess.run([sys.executable, "-c", WRITER], env={**os.environ, "ATELIER_CRASH_AT": "dataset.part"}, capture_output=True, text=True, timeout=120)
+    assert died.returncode == -9, died.stderr[-2000:]
+    ctx = RegionContext.of(settings, "eu")
+    j = journal.Journal(ctx)
+    assert j.db.execute("SELECT COUNT(*) FROM parts WHERE applied = 0").fetchone()[0] == 1  # entered before it was written
+    assert [p.name for p in journal.parts_dir(ctx).iterdir() if p.name.endswith(".staging")]
+    assert j.unapplied() == []
+    assert j.db.execute("SELECT COUNT(*) FROM parts").fetchone()[0] == 0
+    assert list(journal.parts_dir(ctx).iterdir()) == []
+    assert j.seen(["d0", "d1", "d2"]) == set() and journal.read(ctx).num_rows == 0
+
+
+def test_a_part_is_unapplied_from_before_it_is_written_until_marked_applied(settings):
+    j = journal.Journal(RegionContext.of(settings, "eu"))
+    first = j.write_part(_table("a"))
+    assert j.unapplied() == [first] and j.seen(["a0"]) == set()  # its ids come with `index`
+    j.index(first, ["a0", "a1", "a2"])
+    second = j.append(_table("b"))
+    assert j.unapplied() == [first, second] and j.seen(["a1", "b2", "zz"]) == {"a1", "b2"}
+    j.mark_applied(first)
+    assert j.unapplied() == [second]
+
+
+def test_a_part_the_ledger_lost_is_found_by_a_scan_of_the_disk(settings):
+    """A power cut can lose the ledger's last commits (synchronous=NORMAL), never the fsynced part:
+    the first recovery of a process lists the disk and indexes such a part again."""
+    ctx = RegionContext.of(settings, "eu")
+    j = journal.Journal(ctx)
+    name = j.append(_table("l"))
+    j.mark_applied(name)
+    j.db.execute("DELETE FROM events")
+    j.db.execute("DELETE FROM parts")
+    assert (journal.parts_dir(ctx) / name / MARKER).exists()
+    assert j.unapplied(scan=True) == [name]
+    assert j.seen(["l0", "l1", "l2"]) == {"l0", "l1", "l2"}
