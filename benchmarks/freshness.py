@@ -21,6 +21,8 @@ not measured here), features materialized into a redis-server, served by `bentom
   index 1,000 new ids while the ledger goes from empty to --ledger-events ids, with atelier's
   SQLite settings and with SQLite's defaults, in the same run. Event ids are random keys; the
   ingestion rounds above start from an empty journal.
+* The journal as those rounds left it (a part per batch): read as features and training read
+  it, then compacted, then read again.
 * The recovery check every batch makes (journaled parts not yet applied online), against a
   journal of --journal-parts parts: the ledger's query, beside listing the parts on disk.
 * The client check of a batch of 1,000 ids against a roster of --roster-clients (synthetic ids):
@@ -106,6 +108,29 @@ def ledger_growth(settings, events: int, pragmas: tuple[str, ...] = ()) -> tuple
         return statistics.median(times[:50]) * 1e3, statistics.median(times[-50:]) * 1e3
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def compaction(ingestor) -> tuple[int, float, int, float, float]:
+    """(parts, s to read them, parts once compacted, s to compact, s to read them then): the journal
+    as the ingestion rounds left it (a part per batch), read as `atelier features compute` and
+    training read it (medians of 3), then compacted (`Journal.compact`)."""
+    from atelier.events import journal
+
+    ctx = ingestor.ctx
+
+    def read_s() -> float:
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            journal.read(ctx)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    parts, before = len(journal.part_names(ctx)), read_s()
+    t = time.perf_counter()
+    ingestor.journal.compact()
+    took = time.perf_counter() - t
+    return parts, before, len(journal.part_names(ctx)), took, read_s()
 
 
 def recovery_check(settings, parts: int) -> tuple[float, float]:
@@ -242,6 +267,8 @@ def main() -> None:
             ingestor.ingest(batch)
         full_eps, full_raw_eps = intake_rounds(ingestor, raw_client, batches[FRESH_LOG:])
         log(f"full logs: intake {full_eps:,.0f} events/s, raw redis {full_raw_eps:,.0f} events/s")
+        journal_read = compaction(ingestor)
+        log(f"journal read: {journal_read[0]} parts {journal_read[1]:.3f} s, compacted in {journal_read[3]:.2f} s to {journal_read[2]} part(s): {journal_read[4]:.3f} s")
         ledger = ledger_growth(s, args.ledger_events)
         ledger_defaults = ledger_growth(s, args.ledger_events, SQLITE_DEFAULTS)
         log(f"ledger {ledger[0]:.1f} -> {ledger[1]:.1f} ms per 1,000 ids; with SQLite's defaults {ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms")
@@ -316,6 +343,8 @@ def main() -> None:
             ["full logs / raw", f"{full_eps / full_raw_eps:.2f}x in process", "each batch reads and writes every client's whole log"],
             ["ledger: 1,000 new ids, empty -> full", f"{ledger[0]:.1f} -> {ledger[1]:.1f} ms", f"first and last 50 batches, to {args.ledger_events:,} ids"],
             ["the same with SQLite's defaults", f"{ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms", "2 MB cache, a checkpoint every 1,000 WAL pages"],
+            [f"journal read (features, training): {journal_read[0]} parts", f"{journal_read[1] * 1e3:,.0f} ms", "a part per batch of the rounds above"],
+            [f"the same compacted to {journal_read[2]} part(s)", f"{journal_read[4] * 1e3:,.0f} ms", f"`atelier events compact` (run by `features compute`): {journal_read[3]:.2f} s"],
             ["recovery check per batch: the ledger's unapplied parts", f"{recovery[0]:.2f} ms", f"a journal of {args.journal_parts:,} parts (an indexed query)"],
             ["the same listing the parts on disk", f"{recovery[1]:.2f} ms", "what each batch did before; now once per process"],
             ["client check, 1,000 ids: roster index", f"{index_ms:.2f} ms", f"{args.roster_clients:,} clients; built in {index_s:.2f} s, once per lake"],
@@ -326,7 +355,7 @@ def main() -> None:
                   "yes" if min(intake_eps / raw_eps, full_eps / full_raw_eps) >= 0.5 else "NO"]]
         t1 = table(f"Real-time events, {args.clients:,} clients, {args.products:,} products, {args.workers} workers", ["what", "measured", "how"], rows)
         t2 = table("Goals", ["goal", "measured", "met"], goals)
-        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_defaults_ms": ledger_defaults, "recovery_ms": recovery, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
+        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_defaults_ms": ledger_defaults, "recovery_ms": recovery, "journal_read": journal_read, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
     finally:
         stop([proc])
         redis.stop()

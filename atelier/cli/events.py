@@ -8,7 +8,7 @@ import typer
 
 from atelier.cli.common import out, progress_bar
 
-app = typer.Typer(help="Client events in real time: replay a file into a region.", no_args_is_help=True)
+app = typer.Typer(help="Client events in real time: replay a file into a region, compact its journal.", no_args_is_help=True)
 
 
 @app.command("replay")
@@ -60,4 +60,39 @@ def replay(
     lat = sorted(totals.latencies_ms)
     table.add_row(f"{totals.sent:,}", f"{totals.accepted:,}", f"{totals.duplicates:,}", f"{totals.batches:,}",
                   f"{totals.sent / max(totals.seconds, 1e-9):,.0f}", f"{lat[len(lat) // 2]:.1f}")
+    out.print(table)
+
+
+@app.command("compact")
+def compact(
+    region: str = typer.Option(..., "--region", "-r", help="The region whose journal is compacted."),
+    max_rows: int = typer.Option(500_000, "--max-rows", min=2, help="Events per merged part at most."),
+) -> None:
+    """Merge the journal's small parts (one per batch received) into parts of up to --max-rows events.
+
+    Only parts already applied to the online store are merged; a service may keep ingesting
+    meanwhile. `atelier features compute` does this before it reads the journal. A compaction
+    stopped half-way is finished by the next one, and no event is ever read twice.
+    """
+    import time
+
+    from rich.table import Table
+
+    from atelier.context import RegionContext
+    from atelier.events import journal
+    from atelier.regions import get_region
+    from atelier.settings import get_settings
+
+    ctx = RegionContext.of(get_settings(), get_region(region).code)
+    t0 = time.perf_counter()
+    j = journal.Journal(ctx)
+    try:
+        with progress_bar(f"compacting the journal of {ctx.region}") as advance:
+            done = j.compact(max_rows=max_rows, progress=advance)
+    finally:
+        j.close()
+    table = Table(title=f"journal of {ctx.region} compacted", title_justify="left")
+    for name in ("parts before", "parts after", "parts merged", "parts written", "seconds"):
+        table.add_column(name, justify="right")
+    table.add_row(f"{done.before:,}", f"{done.after:,}", f"{done.merged:,}", f"{done.written:,}", f"{time.perf_counter() - t0:.1f}")
     out.print(table)

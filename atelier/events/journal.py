@@ -29,7 +29,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,7 +38,8 @@ import pyarrow.compute as pc
 
 from atelier import crash
 from atelier.context import RegionContext
-from atelier.protect.parquet import MARKER, read_dataset, write_dataset
+from atelier.errors import AtelierError
+from atelier.protect.parquet import MARKER, dataset_info, read_dataset, write_dataset
 
 # The lake's event columns (atelier.data.lake.finalize_events), and the two a streamed event adds.
 SCHEMA = pa.schema([
@@ -54,6 +56,17 @@ SCHEMA = pa.schema([
     pa.field("received_at", pa.timestamp("us", "UTC")),
 ])
 _THREADS = threading.Lock()
+COMPACT_ROWS = 500_000  # a compacted part's events at most: what `Journal.compact` holds in memory at once
+
+
+@dataclass
+class Compaction:
+    """What `Journal.compact` did: complete parts before and after, parts merged, parts written."""
+
+    before: int
+    after: int
+    merged: int
+    written: int
 
 
 def stream_dir(ctx: RegionContext) -> Path:
@@ -73,17 +86,34 @@ def part_names(ctx: RegionContext) -> list[str]:
 
 
 def read(ctx: RegionContext, columns: list[str] | None = None) -> pa.Table:
-    """Every journaled event of the region, each event id once (the first part that holds it)."""
-    names = part_names(ctx)
-    if not names:
-        return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(columns)
-    table = pa.concat_tables([read_dataset(parts_dir(ctx) / n, ctx.keys) for n in names])
+    """Every journaled event of the region, each event id once (the first part that holds it).
+
+    A compaction may remove parts while they are read; their events are in the compacted part,
+    in place before they go, so the parts are listed and read again."""
+    for attempt in range(3):
+        names = part_names(ctx)
+        if not names:
+            return SCHEMA.empty_table() if columns is None else SCHEMA.empty_table().select(columns)
+        try:
+            table = pa.concat_tables([read_dataset(parts_dir(ctx) / n, ctx.keys) for n in names])
+        except (OSError, AtelierError):
+            if attempt == 2 or all((parts_dir(ctx) / n / MARKER).exists() for n in names):
+                raise
+            continue
+        table = _each_id_once(table)
+        return table if columns is None else table.select(columns)
+    raise AssertionError("unreachable")
+
+
+def _each_id_once(table: pa.Table) -> pa.Table:
+    """The rows of `table` whose event id no earlier row holds (a batch journaled twice: resent
+    after a crash that lost the ledger's commit, or parts compacted twice)."""
     ids = table.column("event_id")
-    if pc.count_distinct(ids).as_py() != table.num_rows:  # a batch journaled twice (resent after a crash)
-        seen: set[str] = set()
-        keep = [not (e in seen or seen.add(e)) for e in ids.to_pylist()]
-        table = table.filter(pa.array(keep))
-    return table if columns is None else table.select(columns)
+    if pc.count_distinct(ids).as_py() == table.num_rows:
+        return table
+    seen: set[str] = set()
+    keep = [not (e in seen or seen.add(e)) for e in ids.to_pylist()]
+    return table.filter(pa.array(keep))
 
 
 class Journal:
@@ -112,6 +142,8 @@ class Journal:
         self.db.execute("CREATE TABLE IF NOT EXISTS parts (part TEXT PRIMARY KEY, applied INTEGER NOT NULL DEFAULT 0)")
         # What recovery asks on every batch: the parts not applied yet, a handful among all of them.
         self.db.execute("CREATE INDEX IF NOT EXISTS parts_unapplied ON parts (part) WHERE applied = 0")
+        # A compaction under way (`compact`): the parts it merges, and the part they merge into.
+        self.db.execute("CREATE TABLE IF NOT EXISTS replaced (part TEXT PRIMARY KEY, merged TEXT NOT NULL)")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -179,6 +211,61 @@ class Journal:
     def part(self, name: str) -> pa.Table:
         return read_dataset(parts_dir(self.ctx) / name, self.ctx.keys)
 
+    def compact(self, max_rows: int = COMPACT_ROWS, progress: Callable[[int], None] = lambda n: None) -> Compaction:
+        """Merge the applied parts, in runs of consecutive ones, into parts of up to `max_rows`
+        events each (a part of half that or more is left as it is). `progress` gets the parts merged.
+
+        A service writes a part per batch: a day at one batch a second is 86,400 parts, each read,
+        decrypted and listed on its own by `read`, the audit and the BigQuery loader (about 3 ms a
+        part). For each run, the ledger first records the merged part (applied) and the parts it
+        replaces; then the merged part is written and fsynced; then the old folders go, and last
+        their entries. A compaction killed half-way is finished by the next one (`_finish`): rolled
+        forward once the merged part is complete, back before. Meanwhile `read` may see both the old
+        parts and the merged one, and counts each event once. Nothing here changes a part that is
+        not applied, or the ledger's event ids: ingestion goes on, and recovery finds what it needs."""
+        folder = parts_dir(self.ctx)
+        with open(self.dir / ".compact.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one compaction at a time; writers are not held
+            try:
+                for (into,) in self.db.execute("SELECT DISTINCT merged FROM replaced").fetchall():
+                    self._finish(into)
+                before = part_names(self.ctx)
+                applied = [r[0] for r in self.db.execute("SELECT part FROM parts WHERE applied = 1 ORDER BY part")]
+                rows = {n: dataset_info(folder / n)["rows"] for n in applied if (folder / n / MARKER).exists()}
+                runs = _runs(applied, rows, max_rows)
+                for run in runs:
+                    name = f"{run[0].split('-')[0]}-{uuid.uuid4().hex[:8]}"  # sorts where the run began
+                    with _transaction(self.db):
+                        self.db.execute("INSERT INTO parts (part, applied) VALUES (?, 1)", (name,))
+                        self.db.execute("INSERT INTO replaced (part, merged) SELECT value, ? FROM json_each(?)", (name, json.dumps(run)))
+                    table = _each_id_once(pa.concat_tables([read_dataset(folder / n, self.ctx.keys) for n in run]))
+                    write_dataset(folder / name, table, self.ctx.keys)
+                    _fsync_tree(folder / name)
+                    crash.point("events.compact.written")  # the merged part and the old ones on disk
+                    self._finish(name)
+                    progress(len(run))
+                return Compaction(len(before), len(part_names(self.ctx)), sum(map(len, runs)), len(runs))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _finish(self, merged: str) -> None:
+        """End the compaction into `merged`: forward (the old parts removed, then their entries)
+        once it is complete on disk, back (its entry and staging removed) before."""
+        folder = parts_dir(self.ctx)
+        old = [r[0] for r in self.db.execute("SELECT part FROM replaced WHERE merged = ?", (merged,))]
+        if (folder / merged / MARKER).exists():
+            for name in old:
+                shutil.rmtree(folder / name, ignore_errors=True)
+            _fsync_dir(folder)
+            crash.point("events.compact.removed")  # the old folders gone, the ledger still lists them
+            gone = old
+        else:
+            shutil.rmtree(folder / f".{merged}.staging", ignore_errors=True)  # atelier.protect.parquet.DatasetWriter's
+            gone = [merged]
+        with _transaction(self.db):
+            self.db.execute("DELETE FROM parts WHERE part IN (SELECT value FROM json_each(?))", (json.dumps(gone),))
+            self.db.execute("DELETE FROM replaced WHERE merged = ?", (merged,))
+
     def close(self) -> None:
         self.db.close()
 
@@ -194,17 +281,34 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+def _runs(names: list[str], rows: dict[str, int], max_rows: int) -> list[list[str]]:
+    """Runs of consecutive small parts (in `rows`, under half of `max_rows`), each run's rows at
+    most `max_rows`; runs of one part are left out (there is nothing to merge)."""
+    runs, run, total = [], [], 0
+    for name in names:
+        n = rows.get(name)
+        if n is None or n >= max_rows // 2 or total + n > max_rows:
+            if len(run) > 1:
+                runs.append(run)
+            run, total = [], 0
+        if n is not None and n < max_rows // 2:
+            run.append(name)
+            total += n
+    if len(run) > 1:
+        runs.append(run)
+    return runs
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a file or a folder (its entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_tree(folder: Path) -> None:
     """Flush a freshly renamed dataset folder's files, the folder and its parent to disk."""
-    for p in folder.iterdir():
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for d in (folder, folder.parent):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    for p in [*folder.iterdir(), folder, folder.parent]:
+        _fsync_dir(p)

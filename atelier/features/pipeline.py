@@ -208,11 +208,18 @@ def _to_arrow(cols: dict, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
 
 
-def journaled_events(ctx: RegionContext, schema: pa.Schema | None = None) -> pa.Table:
+def journaled_events(ctx: RegionContext, schema: pa.Schema | None = None, compact: bool = False) -> pa.Table:
     """The region's events received in real time (atelier.events.journal), each once; in the
-    lake's event columns when `schema` is given."""
+    lake's event columns when `schema` is given. With `compact`, the journal's small parts (a part
+    per batch received) are merged first (`Journal.compact`), as each feature computation does."""
     from atelier.events import journal
 
+    if compact and journal.part_names(ctx):
+        j = journal.Journal(ctx)
+        try:
+            j.compact()
+        finally:
+            j.close()
     table = journal.read(ctx)
     return table if schema is None else table.select(schema.names).cast(schema)
 
@@ -262,7 +269,7 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
         # Parts of the events table are client-complete (see atelier.data.lake), so each is
         # processed on its own and memory stays bounded by the largest part. Events received in
         # real time (the journal, atelier.events) join their client's part.
-        streamed = journaled_events(ctx)
+        streamed = journaled_events(ctx, compact=True)
         for table in _client_complete(events, streamed.select(events.schema.names).cast(events.schema)):
             if not table.num_rows:
                 continue

@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timezone
 
 import pyarrow as pa
+import pytest
 
 from atelier.context import RegionContext
 from atelier.events import journal
@@ -71,3 +72,66 @@ def test_a_part_the_ledger_lost_is_found_by_a_scan_of_the_disk(settings):
     assert (journal.parts_dir(ctx) / name / MARKER).exists()
     assert j.unapplied(scan=True) == [name]
     assert j.seen(["l0", "l1", "l2"]) == {"l0", "l1", "l2"}
+
+
+COMPACTOR = """
+from atelier.context import RegionContext
+from atelier.events.journal import Journal
+from atelier.settings import Settings
+Journal(RegionContext.of(Settings(), "eu")).compact(max_rows=10)
+"""
+
+
+def _journal_of_parts(settings, applied: int, unapplied: int = 0):
+    ctx = RegionContext.of(settings, "eu")
+    j = journal.Journal(ctx)
+    names = []
+    for k in range(applied + unapplied):
+        names.append(j.append(_table(f"p{k}-")))
+        if k < applied:
+            j.mark_applied(names[-1])
+    return ctx, j, names
+
+
+def _ids(ctx) -> list[str]:
+    return sorted(journal.read(ctx).column("event_id").to_pylist())
+
+
+def test_compaction_merges_applied_parts_and_keeps_every_event_once(settings):
+    ctx, j, names = _journal_of_parts(settings, applied=7, unapplied=2)
+    before = _ids(ctx)
+    done = j.compact(max_rows=10)  # parts of 3 events: runs of 3 parts
+    assert (done.before, done.merged, done.written) == (9, 6, 2)  # the 7th applied part is a run of one
+    assert done.after == len(journal.part_names(ctx)) == 5
+    assert _ids(ctx) == before and len(before) == 27
+    assert j.unapplied() == names[7:]  # recovery's parts untouched
+    assert all(not (journal.parts_dir(ctx) / n).exists() for n in names[:6])
+    assert j.seen(before) == set(before)
+    assert j.compact(max_rows=10).merged == 0  # the merged parts (9 events) are half the limit or more; the 7th has no small neighbour
+
+
+def test_runs_take_consecutive_small_parts_up_to_the_row_limit():
+    names = [f"{k:020d}-x" for k in range(7)]
+    rows = dict(zip(names, [3, 3, 3, 3, 6, 3, 3]))
+    del rows[names[5]]  # a part not complete on disk breaks a run
+    assert journal._runs(names, rows, 10) == [names[0:3]]  # 3+3+3; then 3 alone; 6 is half of 10 or more; 3 alone
+
+
+@pytest.mark.parametrize("point,parts", [("dataset.part", 3), ("events.compact.written", 4), ("events.compact.removed", 1)])
+def test_a_compaction_killed_half_way_loses_and_doubles_nothing(settings, point, parts):
+    """Killed while the merged part is written, once it is written (the old parts still there), or
+    once the old folders are gone (the ledger still lists them): every event is read once, and the
+    next compaction finishes the work, back or forward."""
+    ctx, j, names = _journal_of_parts(settings, applied=3)
+    before = _ids(ctx)
+    died = subprocess.run([sys.executable, "-c", COMPACTOR], env={**os.environ, "ATELIER_CRASH_AT": point}, capture_output=True, text=True, timeout=120)
+    assert died.returncode == -9, died.stderr[-2000:]
+    assert len(journal.part_names(ctx)) == parts
+    assert _ids(ctx) == before
+    again = journal.Journal(ctx)
+    assert again.unapplied(scan=True) == []  # nothing the ledger does not know: nothing applied online again
+    again.compact(max_rows=10)
+    assert len(journal.part_names(ctx)) == 1 and _ids(ctx) == before
+    assert again.db.execute("SELECT COUNT(*) FROM parts").fetchone()[0] == 1
+    assert again.db.execute("SELECT COUNT(*) FROM replaced").fetchone()[0] == 0
+    assert again.seen(before) == set(before)

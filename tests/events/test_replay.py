@@ -55,6 +55,13 @@ def test_replay_writes_the_file_once_and_a_bad_file_sends_nothing(settings, home
     assert summaries[1][:4] == ["25", "0", "25", "3"]  # sent again: every event a duplicate, nothing stored twice
     assert journal.read(ctx).num_rows == 25 and len(journal.part_names(ctx)) == 3
 
+    done = subprocess.run([ATELIER, "events", "compact", "-r", "eu"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _summary(done.stdout)[:4] == ["3", "1", "3", "1"]  # parts before, after, merged, written
+    assert journal.read(ctx).num_rows == 25 and len(journal.part_names(ctx)) == 1
+    done = subprocess.run([ATELIER, "events", "replay", "-f", str(good), "-r", "eu", "--batch", "10"], env=env, capture_output=True, text=True, timeout=120)
+    assert _summary(done.stdout)[:3] == ["25", "0", "25"]  # the ledger still knows every event
+
 
 def _summary(stdout: str) -> list[str]:
     """The cells of the summary table's one row (sent, accepted, duplicates, batches, ...)."""
