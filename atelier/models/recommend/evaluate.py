@@ -14,17 +14,29 @@ import numpy as np
 KS = (10, 50, 100)
 
 
+BLOCK_ROWS = 2048  # rows ranked at once by `top_k`
+
+
 def top_k(scores: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> np.ndarray:
-    """Indices of the k best products per row, best first."""
-    scores = np.array(scores, dtype=np.float32, copy=True)
-    if exclude is not None:
-        for i, items in enumerate(exclude):
-            if len(items):
-                scores[i, items] = -np.inf
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
-    return np.take_along_axis(part, order, axis=1)
+    """Indices of the k best products per row, best first.
+
+    Ranked a block of rows at a time: a row's ranking depends on that row only, and the work
+    copies (the exclusions are written into a copy), negates and partitions the scores, which
+    for a whole clients x products matrix held four times its size again (int64 positions
+    included): 2.4 GB beside 30,000 clients' scores over 5,000 products."""
+    n, products = scores.shape
+    k = min(k, products)
+    out = np.empty((n, k), np.int64)
+    for start in range(0, n, BLOCK_ROWS):
+        block = np.array(scores[start:start + BLOCK_ROWS], dtype=np.float32, copy=True)
+        if exclude is not None:
+            for i, items in enumerate(exclude[start:start + BLOCK_ROWS]):
+                if len(items):
+                    block[i, items] = -np.inf
+        part = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(block, part, axis=1).argsort(axis=1)[:, ::-1]
+        out[start:start + BLOCK_ROWS] = np.take_along_axis(part, order, axis=1)
+    return out
 
 
 def retrieval_metrics(ranked: np.ndarray, truth: list[np.ndarray], maison_of: np.ndarray | None = None, ks=KS) -> dict:
