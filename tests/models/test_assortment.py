@@ -19,6 +19,10 @@ def test_capture_and_best_sellers_by_hand():
     # Over weeks 10..13, P0 sells 4 and P1 20: a list of P1 covers 20 / 24 of the units, one of P0 4 / 24.
     assert rank.capture(panel, 10, 4, {"FR": np.array(["P1"])})["units"] == pytest.approx(20 / 24)
     assert rank.capture(panel, 10, 4, own)["units"] == pytest.approx(4 / 24)
+    # A listed product the panel never sold covers nothing; a location without a list covers nothing.
+    both = rank.capture(panel, 10, 4, {"FR": np.array(["NO-SUCH", "P1", "P0"])})
+    assert both["units"] == pytest.approx(1.0) and both["per_location"] == {"FR": pytest.approx(1.0)}
+    assert rank.capture(panel, 10, 4, {"NO-SUCH": np.array(["P1"])})["units"] == 0.0
 
 
 def test_a_product_a_similar_location_sells_is_proposed_as_new_here():
