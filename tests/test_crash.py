@@ -197,7 +197,10 @@ def _models(home: Path) -> dict:
 TRAIN = ["train", "recommend", "-r", "eu", "--epochs", "1", "--embedding-dim", "8", "--eval-weeks", "8", "--no-refit"]
 
 
-def test_a_kill_during_export_leaves_the_model_store_whole(home):
+def test_a_kill_during_export_leaves_the_model_store_whole(home, tmp_path, monkeypatch):
+    system_temp = tmp_path / "system-temp"  # the commands' TMPDIR: BentoML's own work folder went there, and stayed
+    system_temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_temp))
     killed(TRAIN, home, "export.copy#3")
     assert _models(home) == {"versions": [], "latest": None}  # nothing half-copied is in the store
     ok(TRAIN, home)
@@ -214,6 +217,7 @@ def test_a_kill_during_export_leaves_the_model_store_whole(home):
     third = _models(home)
     assert len(third["versions"]) == 3 and third["latest"] not in first["versions"] + second["versions"][:1]
     assert leftovers(home) == []
+    assert list(system_temp.glob("bentoml-model-*")) == []  # no copy of a model (its client ids) outside the home
     audit_passes(home)
 
 

@@ -8,11 +8,14 @@ home, and a model arrives whole or not at all (a crash mid-export leaves the sto
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import atelier
@@ -70,15 +73,38 @@ def save_model(workdir: Path, name: str, *, labels: dict, metadata: dict, skip: 
     for left in leftovers(store.parent, ".models-staging-"):  # a crashed export's, never part of the store
         shutil.rmtree(left, ignore_errors=True)
     staging = store.parent / f".models-staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=ModelStore(str(staging))) as model:
-        for item in workdir.iterdir():
-            if item.name in skip:
-                continue
-            dest = Path(model.path) / item.name
-            shutil.copytree(item, dest) if item.is_dir() else shutil.copy2(item, dest)
-            crash.point("export.copy")
-    publish(staging, store, model.tag.name, model.tag.version)
+    staging.mkdir(parents=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            # BentoML builds the model in a `tempfile.mkdtemp` folder, copies it into the store and
+            # leaves it there: a plain copy of the model (its query tower holds the region's client
+            # ids) in the system's temporary folder, outside the home, after every export. Made
+            # inside the staging folder instead, it goes with it: on success (`publish`), on
+            # failure (below), or, after a kill, at the next export (`leftovers`).
+            with _temporary_files_in(staging):
+                model = stack.enter_context(bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=ModelStore(str(staging))))
+            for item in workdir.iterdir():
+                if item.name in skip:
+                    continue
+                dest = Path(model.path) / item.name
+                shutil.copytree(item, dest) if item.is_dir() else shutil.copy2(item, dest)
+                crash.point("export.copy")
+        publish(staging, store, model.tag.name, model.tag.version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return str(model.tag)
+
+
+@contextlib.contextmanager
+def _temporary_files_in(folder: Path) -> Iterator[None]:
+    """`tempfile`'s default folder set to `folder` for the duration (its documented `tempdir`)."""
+    before = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
 
 
 def _store_path() -> Path:
