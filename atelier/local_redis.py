@@ -34,6 +34,9 @@ class LocalRedis:
         self.username, self.password = username, password
         self.fixed_port = port is not None
         self.port = port or free_port()
+        # A folder of its own unless given: it holds the ACL file, password included, so `stop`
+        # removes it (a persistent server keeps its data there, and keeps it).
+        self.owns_workdir = workdir is None and not persist
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="atelier-redis-"))
         self.proc: subprocess.Popen | None = None
         self.persist = persist  # save on shutdown, reload on start (a restart keeps the data)
@@ -78,6 +81,8 @@ class LocalRedis:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)  # `start` makes it again
 
     def endpoint(self) -> RedisEndpoint:
         return RedisEndpoint(host="127.0.0.1", port=self.port, username=self.username, password=self.password)

@@ -36,3 +36,18 @@ def test_a_fixed_port_that_is_taken_is_a_clear_error(tmp_path):
             lr.LocalRedis("u", "p", port=squatter.getsockname()[1], workdir=tmp_path).start(attempts=2)
     finally:
         squatter.close()
+
+
+def test_a_server_in_a_folder_of_its_own_leaves_no_password_behind():
+    server = lr.LocalRedis("u", "secret-p").start()
+    try:
+        assert "secret-p" in (server.workdir / "users.acl").read_text() and server.client().ping()
+    finally:
+        server.stop()
+    assert not server.workdir.exists()
+    server.start()  # and starts again
+    try:
+        assert server.client().ping()
+    finally:
+        server.stop()
+    assert not server.workdir.exists()
