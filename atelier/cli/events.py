@@ -85,12 +85,8 @@ def compact(
 
     ctx = RegionContext.of(get_settings(), get_region(region).code)
     t0 = time.perf_counter()
-    j = journal.Journal(ctx)
-    try:
-        with progress_bar(f"compacting the journal of {ctx.region}") as advance:
-            done = j.compact(max_rows=max_rows, progress=advance)
-    finally:
-        j.close()
+    with journal.Journal(ctx) as j, progress_bar(f"compacting the journal of {ctx.region}") as advance:
+        done = j.compact(max_rows=max_rows, progress=advance)
     table = Table(title=f"journal of {ctx.region} compacted", title_justify="left")
     for name in ("parts before", "parts after", "parts merged", "parts written", "seconds"):
         table.add_column(name, justify="right")

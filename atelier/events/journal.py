@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from atelier import crash
 from atelier.context import RegionContext
 from atelier.errors import AtelierError
-from atelier.protect.parquet import MARKER, dataset_info, read_dataset, write_dataset
+from atelier.protect.parquet import MARKER, dataset_info, read_dataset, stage_of, write_dataset
 
 # The lake's event columns (atelier.data.lake.finalize_events), and the two a streamed event adds.
 SCHEMA = pa.schema([
@@ -204,8 +204,7 @@ class Journal:
             if (folder / name / MARKER).exists():
                 out.append(name)
             else:
-                shutil.rmtree(folder / f".{name}.staging", ignore_errors=True)  # atelier.protect.parquet.DatasetWriter's
-                self.db.execute("DELETE FROM parts WHERE part = ?", (name,))
+                self._forget_unfinished(name)
         return out
 
     def part(self, name: str) -> pa.Table:
@@ -258,16 +257,28 @@ class Journal:
                 shutil.rmtree(folder / name, ignore_errors=True)
             _fsync_dir(folder)
             crash.point("events.compact.removed")  # the old folders gone, the ledger still lists them
-            gone = old
+            with _transaction(self.db):
+                self.db.execute("DELETE FROM parts WHERE part IN (SELECT value FROM json_each(?))", (json.dumps(old),))
+                self.db.execute("DELETE FROM replaced WHERE merged = ?", (merged,))
         else:
-            shutil.rmtree(folder / f".{merged}.staging", ignore_errors=True)  # atelier.protect.parquet.DatasetWriter's
-            gone = [merged]
+            self._forget_unfinished(merged)
+
+    def _forget_unfinished(self, name: str) -> None:
+        """A part whose writer died before it was complete: its staging folder and its entries go
+        (none of its events was acknowledged, or, for a merged part, none lived only there)."""
+        shutil.rmtree(stage_of(parts_dir(self.ctx) / name), ignore_errors=True)
         with _transaction(self.db):
-            self.db.execute("DELETE FROM parts WHERE part IN (SELECT value FROM json_each(?))", (json.dumps(gone),))
-            self.db.execute("DELETE FROM replaced WHERE merged = ?", (merged,))
+            self.db.execute("DELETE FROM parts WHERE part = ?", (name,))
+            self.db.execute("DELETE FROM replaced WHERE merged = ?", (name,))
 
     def close(self) -> None:
         self.db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @contextlib.contextmanager

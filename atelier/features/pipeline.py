@@ -208,18 +208,11 @@ def _to_arrow(cols: dict, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
 
 
-def journaled_events(ctx: RegionContext, schema: pa.Schema | None = None, compact: bool = False) -> pa.Table:
+def journaled_events(ctx: RegionContext, schema: pa.Schema | None = None) -> pa.Table:
     """The region's events received in real time (atelier.events.journal), each once; in the
-    lake's event columns when `schema` is given. With `compact`, the journal's small parts (a part
-    per batch received) are merged first (`Journal.compact`), as each feature computation does."""
+    lake's event columns when `schema` is given."""
     from atelier.events import journal
 
-    if compact and journal.part_names(ctx):
-        j = journal.Journal(ctx)
-        try:
-            j.compact()
-        finally:
-            j.close()
     table = journal.read(ctx)
     return table if schema is None else table.select(schema.names).cast(schema)
 
@@ -255,6 +248,7 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
     products = read_dataset(settings.paths.catalog("products"), None, columns=["product_id", "maison", "category"]).to_pandas().set_index("product_id")
     # Every maison of the catalog, and every maison whose team registered an engagement view: a
     # maison without events in this region gets an empty table, which its view serves as such.
+    from atelier.events import journal
     from atelier.features.repo import engagement_maisons
 
     maisons = sorted(set(products["maison"].unique()) | set(engagement_maisons(settings)))
@@ -269,7 +263,10 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
         # Parts of the events table are client-complete (see atelier.data.lake), so each is
         # processed on its own and memory stays bounded by the largest part. Events received in
         # real time (the journal, atelier.events) join their client's part.
-        streamed = journaled_events(ctx, compact=True)
+        if journal.parts_dir(ctx).is_dir():  # a part per batch received, merged before they are read
+            with journal.Journal(ctx) as j:
+                j.compact()
+        streamed = journaled_events(ctx)
         for table in _client_complete(events, streamed.select(events.schema.names).cast(events.schema)):
             if not table.num_rows:
                 continue

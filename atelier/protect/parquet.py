@@ -53,6 +53,12 @@ def _crypto(store: KeyStore) -> tuple[pe.CryptoFactory, pe.KmsConnectionConfig]:
     return factory, pe.KmsConnectionConfig(custom_kms_conf={"region": store.region})
 
 
+def stage_of(target: Path) -> Path:
+    """Where a dataset is written before it is swapped in whole (hidden: never part of the data)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.staging")
+
+
 class DatasetWriter:
     """Writes a dataset part by part (bounded memory), then swaps it in whole on `commit`."""
 
@@ -61,7 +67,7 @@ class DatasetWriter:
             raise ValueError("an encrypted dataset needs the region's key store")
         self.target = Path(target)
         self.keys = keys if encrypt else None
-        self.stage = self.target.with_name(f".{self.target.name}.staging")
+        self.stage = stage_of(self.target)
         shutil.rmtree(self.stage, ignore_errors=True)  # left over from a crash: never part of the data
         self.stage.mkdir(parents=True)
         self.schema: pa.Schema | None = None

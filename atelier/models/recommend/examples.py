@@ -31,7 +31,7 @@ import pyarrow as pa
 from atelier.io import leftovers, swap_in
 from atelier.models.recommend.inputs import BAG, BAG_LENGTH, CATEGORICAL, NUMERIC, TIMESTAMP, FeatureSpec
 from atelier.protect.keys import KeyStore
-from atelier.protect.parquet import DatasetWriter, open_dataset, part_files
+from atelier.protect.parquet import DatasetWriter, open_dataset, part_files, stage_of
 
 PART_ROWS = 100_000
 MIX = 4
@@ -155,7 +155,7 @@ class ExampleParts:
 
     def save_as(self, target: Path) -> int:
         """The parts as the dataset `target` (hard links where the file system allows), swapped in whole."""
-        stage = target.with_name(f".{target.name}.staging")
+        stage = stage_of(target)
         shutil.rmtree(stage, ignore_errors=True)
         try:
             shutil.copytree(self.path / "examples", stage, copy_function=_link_or_copy)
