@@ -55,6 +55,10 @@ def test_replay_writes_the_file_once_and_a_bad_file_sends_nothing(settings, home
     assert summaries[1][:4] == ["25", "0", "25", "3"]  # sent again: every event a duplicate, nothing stored twice
     assert journal.read(ctx).num_rows == 25 and len(journal.part_names(ctx)) == 3
 
+    for bad, says in ((["-r", "eu", "--max-rows", "1"], "--max-rows"), (["-r", "mars"], "unknown region 'mars'")):
+        refused = subprocess.run([ATELIER, "events", "compact", *bad], env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and says in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+    assert len(journal.part_names(ctx)) == 3  # refused: nothing merged
     done = subprocess.run([ATELIER, "events", "compact", "-r", "eu"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert _summary(done.stdout)[:4] == ["3", "1", "3", "1"]  # parts before, after, merged, written
