@@ -87,6 +87,8 @@ class Ingestor:
         access.authorize_online_read(store, [self.view], ctx.user)  # the rows are read before they are written
         self._products: tuple[int, pa.Array, frozenset[str]] | None = None
         self._redis = _redis_writer(store, self.view)
+        if self._redis is not None:
+            splice.warm()
         # Other online stores: read through atelier's reader, written by Feast's provider.
         self.reader = OnlineFeatures(store, fresh.REFS, user=ctx.user, timestamps=(fresh.VIEW,)) if self._redis is None else None
         self._names = [f.name for f in self.view.features]
