@@ -183,7 +183,7 @@ class Ingestor:
                 self._redis.write(fresh.table(_merged(_decoded(current, done.exact), events)))
             if not len(done.rows):
                 return _Done(None)
-            return self._redis.start_rows(pc.take(current.keys, done.rows), [done.values[n] for n in self._names] + [done.timestamps])
+            return self._redis.start_rows(pc.take(current.keys, done.rows), done.cells)
 
         return _Sent(self.ctx.region, start)
 

@@ -171,7 +171,7 @@ class Journal:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self.db.execute("INSERT INTO parts (part, applied) VALUES (?, 0)", (name,))
         target = parts_dir(self.ctx) / name
-        write_dataset(target, events.select(SCHEMA.names).cast(SCHEMA), self.ctx.keys)
+        write_dataset(target, events.select(SCHEMA.names).cast(SCHEMA), self.ctx.keys, dictionary=False)
         _fsync_tree(target)
         crash.point("events.part")  # the part is on disk, its ids not in the ledger yet
         return name

@@ -32,7 +32,6 @@ import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from feast.value_type import ValueType as FeastValueType
 
 from atelier.features import redis_codec as rc
 from atelier.features.schemas import FRESH_LOG, SESSION_GAP_S
@@ -42,6 +41,7 @@ TIMES = "event_times"
 _COLUMNS = {"event_ids": "event_id", "event_products": "product_id", "event_types": "event_type"}  # the journal's
 _STRING_LIST, _INT64_LIST, _ELEMENT, _INT64, _TIMESTAMP = 0x62, 0x72, 0x0A, 0x20, 0x40  # protobuf tags of feast.types.Value
 _SECONDS, _NANOS = 0x08, 0x10  # of google.protobuf.Timestamp
+_FIELDS = (*STRINGS, TIMES, "last_purchase_at", "session_events")  # the view's features, each written by the kernel
 _INT64_MIN = -(2**63)
 _WIDTH = 8  # bytes of a time's varint: microseconds from 1987 to 4253
 
@@ -63,34 +63,40 @@ class Stored:
 
 @dataclass
 class Spliced:
-    """The new values of the spliced clients (`rows`, indices into `Stored.clients`), one array per
-    field and the row times; and the clients to rebuild the exact way."""
+    """The new rows of the spliced clients (`rows`, indices into `Stored.clients`): row k of
+    `cells` holds client rows[k]'s values, in the order of `Stored.fields`, then the row time's;
+    and the clients to rebuild the exact way."""
 
     rows: np.ndarray
-    values: dict[str, pa.Array]
-    timestamps: pa.Array
+    cells: rc.Cells
+    fields: list[str]
     exact: np.ndarray
+
+    def column(self, name: str) -> list[bytes]:
+        """One field's new values (`_ts`: the row times), a row per spliced client."""
+        j = self.fields.index(name) if name != "_ts" else len(self.fields)
+        data = self.cells.data.tobytes()
+        return [data[s:e] for s, e in zip(self.cells.starts[:, j].tolist(), self.cells.ends[:, j].tolist())]
 
 
 def splice(stored: Stored, events: pa.Table) -> Spliced:
     """Each client's row with `events` (the journal's columns) added, where the stored bytes allow."""
+    slots = [stored.fields.index(name) for name in _FIELDS]
+    if len(stored.fields) != len(_FIELDS):
+        raise ValueError(f"the splice writes {_FIELDS}, not {stored.fields}")
     n = len(stored.clients)
-    row_of = {c: i for i, c in enumerate(stored.clients)}
-    ev_row = np.fromiter((row_of[c] for c in events.column("client_id").to_pylist()), np.int64, events.num_rows)
+    clients = events.column("client_id").combine_chunks().dictionary_encode()  # each client once, its rows
+    row_of = pc.index_in(clients.dictionary, value_set=pa.array(stored.clients, pa.string())).to_numpy(zero_copy_only=False)
+    ev_row = row_of[clients.indices.to_numpy()].astype(np.int64)
     ev_time = events.column("event_timestamp").cast(pa.int64()).to_numpy()
     keys = pa.table({"row": ev_row, "time": ev_time, "id": events.column("event_id")})
-    order = pc.sort_indices(keys, [("row", "ascending"), ("time", "ascending"), ("id", "ascending")]).to_numpy()  # as fresh.merge sorts
+    order = pc.sort_indices(keys, [("row", "ascending"), ("time", "ascending"), ("id", "ascending")]).to_numpy().astype(np.int64)  # as fresh.merge sorts
     bought = pc.equal(events.column("event_type"), "purchase").to_numpy(zero_copy_only=False)
-    held = [a for name in (*STRINGS, TIMES, "last_purchase_at", "session_events", "_ts") for a in _buffers(pa.array(stored.column(name), pa.binary()))]
-    new = [a for name in STRINGS for a in _buffers(events.column(_COLUMNS[name]))]
-    ok, session, last_purchase, stamp, lists = _kernel(n, *held, order, ev_row[order], ev_time[order], bought[order], *new, FRESH_LOG, SESSION_GAP_S * 10**6)
-    rows = np.nonzero(ok)[0]
-    values = {name: _binary(*lists[k]) for k, name in enumerate((*STRINGS, TIMES))}
-    lp = last_purchase[rows]
-    values["last_purchase_at"] = rc.encode_values(pa.array(lp, pa.int64(), mask=lp == _INT64_MIN).cast(pa.timestamp("us", "UTC")), FeastValueType.UNIX_TIMESTAMP)
-    values["session_events"] = rc.encode_values(pa.array(session[rows]), FeastValueType.INT64)
-    ts = rc.encode_timestamps(pa.array(stamp[rows], pa.int64()).cast(pa.timestamp("us", "UTC")))
-    return Spliced(rows, values, ts, np.nonzero(~ok)[0])
+    held, held_offsets = rc.buffers(pa.array([v for row in stored.values for v in row], pa.binary()))  # client i, field j: i * (fields + 1) + j
+    new = [a for name in STRINGS for a in rc.buffers(events.column(_COLUMNS[name]))]
+    ok, data, starts, ends = _kernel(n, held, held_offsets, np.array(slots, np.int64), order, ev_row[order], ev_time[order], bought[order], *new,
+                                     FRESH_LOG, SESSION_GAP_S * 10**6)
+    return Spliced(np.nonzero(ok)[0], rc.Cells(data, starts, ends), list(stored.fields), np.nonzero(~ok)[0])
 
 
 def warm() -> None:
@@ -98,22 +104,7 @@ def warm() -> None:
     first compilation in a new checkout takes a few seconds, a load from the cache ~0.3 s."""
     times = pa.array([1_790_000_000_000_000], pa.int64()).cast(pa.timestamp("us", "UTC"))
     events = pa.table({"client_id": ["c"], "event_timestamp": times, "event_id": ["e"], "product_id": ["p"], "event_type": ["view"]})
-    splice(Stored(["c"], pa.array(["c"]), [*STRINGS, TIMES, "last_purchase_at", "session_events"], [[None] * 7]), events)
-
-
-def _buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """A binary or string array's bytes and its n+1 offsets into them (a null is empty)."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = rc.as_binary(arr)
-    offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4).astype(np.int64)
-    data = arr.buffers()[2]
-    buf = np.frombuffer(data, np.uint8) if data is not None and data.size else np.zeros(1, np.uint8)
-    return buf, offsets
-
-
-def _binary(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    return pa.BinaryArray.from_buffers(pa.binary(), len(offsets) - 1, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+    splice(Stored(["c"], pa.array(["c"]), list(_FIELDS), [[None] * (len(_FIELDS) + 1)]), events)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -238,43 +229,84 @@ def _string_tail(buf, start, end, drop):
 
 
 @numba.njit(cache=True, nogil=True)
-def _kernel(n, ids, id_off, products, product_off, types, type_off, times, time_off, lp, lp_off, sessions, session_off, ts, ts_off,
-            order, ev_row, ev_time, ev_bought, new_ids, new_id_off, new_products, new_product_off, new_types, new_type_off, fresh_log, gap_us):
-    """Every client's spliced row: (ok, session_events, last purchase, row time, the four lists'
-    (bytes, offsets) for the ok clients in order). Events sorted by client, time and id; `order`
-    maps them to the rows of the `new_*` strings; a client that is not ok goes the exact way."""
+def _put_string_list(out, pos, buf, cut, end, first, last, order, nbuf, noff):
+    """A string list: the stored elements from `cut` to `end`, then the new events' strings."""
+    body = end - cut
+    for e in range(first, last):
+        length = noff[order[e] + 1] - noff[order[e]]
+        body += 1 + _varint_size(length) + length
+    out[pos] = _STRING_LIST
+    pos = _put_varint(out, pos + 1, body)
+    out[pos:pos + end - cut] = buf[cut:end]
+    pos += end - cut
+    for e in range(first, last):
+        s, t = noff[order[e]], noff[order[e] + 1]
+        out[pos] = _ELEMENT
+        pos = _put_varint(out, pos + 1, t - s)
+        out[pos:pos + t - s] = nbuf[s:t]
+        pos += t - s
+    return pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _put_times(out, pos, buf, cut, end, first, last, ev_time):
+    """The times list: the stored packed elements from `cut` to `end`, then the new events' times."""
+    packed = end - cut
+    for e in range(first, last):
+        packed += _varint_size(ev_time[e])
+    out[pos] = _INT64_LIST
+    pos = _put_varint(out, pos + 1, 1 + _varint_size(packed) + packed)
+    out[pos] = _ELEMENT
+    pos = _put_varint(out, pos + 1, packed)
+    out[pos:pos + end - cut] = buf[cut:end]
+    pos += end - cut
+    for e in range(first, last):
+        pos = _put_varint(out, pos, ev_time[e])
+    return pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _kernel(n, held, off, slots, order, ev_row, ev_time, ev_bought, new_ids, new_id_off, new_products, new_product_off, new_types, new_type_off,
+            fresh_log, gap_us):
+    """Every client's spliced row: (ok, then the cells of the ok clients' rows: their bytes, and
+    each value's start and end, in the order of the stored fields then the row time). Client i's
+    stored field j is `held[off[w * i + j]:off[w * i + j + 1]]` (w: the fields and the row time);
+    `slots` are the columns of ids, products, types, times, last purchase and session. Events
+    sorted by client, time and id; `order` maps them to the rows of the `new_*` strings; a client
+    that is not ok goes the exact way."""
+    w = len(slots) + 1
     ok = np.zeros(n, np.bool_)
     session = np.zeros(n, np.int64)
     last_purchase = np.full(n, _INT64_MIN, np.int64)
     stamp = np.zeros(n, np.int64)
-    drop_old = np.zeros(n, np.int64)
     first_new = np.zeros(n + 1, np.int64)
     for e in range(len(ev_row)):
         first_new[ev_row[e] + 1] += 1
     for i in range(n):
         first_new[i + 1] += first_new[i]
-    cuts = np.zeros((3, n), np.int64)
-    packed_at = np.zeros(n, np.int64)
+    cuts = np.zeros((n, 4), np.int64)  # where each list's kept elements start: ids, products, types, times
 
     for i in range(n):
         a, b = first_new[i], first_new[i + 1]
         n_new = b - a
         if n_new == 0:
             continue
-        parsed, n_old, first = _times(times, time_off[i], time_off[i + 1])
+        at = w * i
+        ts, te = off[at + slots[3]], off[at + slots[3] + 1]
+        parsed, n_old, first = _times(held, ts, te)
         if not parsed:
             continue
-        last_old = _time_at(times, first, n_old - 1) if n_old > 0 else np.int64(_INT64_MIN)
+        last_old = _time_at(held, first, n_old - 1) if n_old > 0 else np.int64(_INT64_MIN)
         if ev_time[a] <= last_old:  # not every new event later than every stored one
             continue
         d_old = min(max(n_old + n_new - fresh_log, 0), n_old)
         d_new = max(n_new - fresh_log, 0)
         kept_old = n_old - d_old
-        first_kept = _time_at(times, first, d_old) if kept_old > 0 else ev_time[a + d_new]
+        first_kept = _time_at(held, first, d_old) if kept_old > 0 else ev_time[a + d_new]
 
         # session_events: the new events' last session, joined to the stored row's (its own
         # session_events, cut to the events that stay) when no gap separates them
-        parsed, held_session = _int64_value(sessions, session_off[i], session_off[i + 1], _INT64)
+        parsed, held_session = _int64_value(held, off[at + slots[5]], off[at + slots[5] + 1], _INT64)
         if not parsed or (n_old > 0 and held_session <= 0):
             continue
         run, whole = 1, True
@@ -290,87 +322,67 @@ def _kernel(n, ids, id_off, products, product_off, types, type_off, times, time_
         for e in range(a + d_new, b):
             if ev_bought[e]:
                 new_purchase = max(new_purchase, ev_time[e])
-        parsed, held = _int64_value(lp, lp_off[i], lp_off[i + 1], _TIMESTAMP)
+        parsed, bought_s = _int64_value(held, off[at + slots[4]], off[at + slots[4] + 1], _TIMESTAMP)
         if not parsed:
             continue
-        some = held != _INT64_MIN
-        held_us = held * 1_000_000 if some else np.int64(0)  # whole seconds, as Feast stores times
+        some = bought_s != _INT64_MIN
+        held_us = bought_s * 1_000_000 if some else np.int64(0)  # whole seconds, as Feast stores times
         stays = some and (d_old == 0 or held_us >= first_kept)
         leaves = some and d_old > 0 and held_us + 1_000_000 <= first_kept
         if not (new_purchase != _INT64_MIN or not some or stays or leaves):
             continue  # not known from the bytes
-        parsed, previous = _row_time(ts, ts_off[i], ts_off[i + 1])
+        parsed, previous = _row_time(held, off[at + w - 1], off[at + w])
         if not parsed:
             continue
-        c0 = _string_tail(ids, id_off[i], id_off[i + 1], d_old)
-        c1 = _string_tail(products, product_off[i], product_off[i + 1], d_old)
-        c2 = _string_tail(types, type_off[i], type_off[i + 1], d_old)
-        if c0 < 0 or c1 < 0 or c2 < 0:  # a list shorter than the times, or not a string list
+        for f in range(3):
+            cuts[i, f] = _string_tail(held, off[at + slots[f]], off[at + slots[f] + 1], d_old)
+        if cuts[i, 0] < 0 or cuts[i, 1] < 0 or cuts[i, 2] < 0:  # a list shorter than the times, or not a string list
             continue
         ok[i] = True
-        drop_old[i] = d_old
-        cuts[0, i], cuts[1, i], cuts[2, i] = c0, c1, c2
-        packed_at[i] = first + _WIDTH * d_old if n_old > 0 else time_off[i + 1]
+        cuts[i, 3] = first + _WIDTH * d_old if n_old > 0 else te
         session[i] = run
         last_purchase[i] = new_purchase if new_purchase != _INT64_MIN else (held_us if stays else np.int64(_INT64_MIN))
         last = ev_time[b - 1]  # sorted: the row's last event
         stamp[i] = last if last > previous else previous + 1
 
     m = int(ok.sum())
-    lists = []
-    stored = ((ids, id_off), (products, product_off), (types, type_off))
+    out = np.empty(len(held) + len(new_ids) + len(new_products) + len(new_types) + 40 * len(ev_row) + 64 * n + 1, np.uint8)
+    starts = np.zeros((m, w), np.int64)
+    ends = np.zeros((m, w), np.int64)
     news = ((new_ids, new_id_off), (new_products, new_product_off), (new_types, new_type_off))
-    for f in range(3):
-        buf, off = stored[f]
-        nbuf, noff = news[f]
-        out = np.empty(len(buf) + len(nbuf) + 11 * (len(ev_row) + 2 * n) + 1, np.uint8)
-        out_off = np.zeros(m + 1, np.int64)
-        pos, r = 0, 0
-        for i in range(n):
-            if not ok[i]:
-                continue
-            a, b = first_new[i], first_new[i + 1]
-            a += max(b - a - fresh_log, 0)
-            body = off[i + 1] - cuts[f, i]
-            for e in range(a, b):
-                length = noff[order[e] + 1] - noff[order[e]]
-                body += 1 + _varint_size(length) + length
-            out[pos] = _STRING_LIST
-            pos = _put_varint(out, pos + 1, body)
-            tail = off[i + 1] - cuts[f, i]
-            out[pos:pos + tail] = buf[cuts[f, i]:off[i + 1]]
-            pos += tail
-            for e in range(a, b):
-                s, t = noff[order[e]], noff[order[e] + 1]
-                out[pos] = _ELEMENT
-                pos = _put_varint(out, pos + 1, t - s)
-                out[pos:pos + t - s] = nbuf[s:t]
-                pos += t - s
-            r += 1
-            out_off[r] = pos
-        lists.append((out[:pos], out_off))
-
-    out = np.empty(len(times) + 10 * len(ev_row) + 22 * n + 1, np.uint8)
-    out_off = np.zeros(m + 1, np.int64)
     pos, r = 0, 0
     for i in range(n):
         if not ok[i]:
             continue
         a, b = first_new[i], first_new[i + 1]
-        a += max(b - a - fresh_log, 0)
-        packed = time_off[i + 1] - packed_at[i]
-        for e in range(a, b):
-            packed += _varint_size(ev_time[e])
-        out[pos] = _INT64_LIST
-        pos = _put_varint(out, pos + 1, 1 + _varint_size(packed) + packed)
-        out[pos] = _ELEMENT
-        pos = _put_varint(out, pos + 1, packed)
-        tail = time_off[i + 1] - packed_at[i]
-        out[pos:pos + tail] = times[packed_at[i]:time_off[i + 1]]
-        pos += tail
-        for e in range(a, b):
-            pos = _put_varint(out, pos, ev_time[e])
+        a += max(b - a - fresh_log, 0)  # the new events kept
+        at = w * i
+        for f in range(3):
+            starts[r, slots[f]] = pos
+            pos = _put_string_list(out, pos, held, cuts[i, f], off[at + slots[f] + 1], a, b, order, news[f][0], news[f][1])
+            ends[r, slots[f]] = pos
+        starts[r, slots[3]] = pos
+        pos = _put_times(out, pos, held, cuts[i, 3], off[at + slots[3] + 1], a, b, ev_time)
+        ends[r, slots[3]] = pos
+        # unix_timestamp_val in whole seconds (truncated, as Arrow casts); none is INT64_MIN, as stock Feast writes it
+        starts[r, slots[4]] = pos
+        out[pos] = _TIMESTAMP
+        lp = last_purchase[i]
+        pos = _put_varint(out, pos + 1, lp if lp == _INT64_MIN else (lp // 1_000_000 if lp >= 0 else -((-lp) // 1_000_000)))
+        ends[r, slots[4]] = pos
+        starts[r, slots[5]] = pos
+        out[pos] = _INT64
+        pos = _put_varint(out, pos + 1, session[i])
+        ends[r, slots[5]] = pos
+        # the row time: google.protobuf.Timestamp, seconds and nanos, zero fields left out
+        starts[r, w - 1] = pos
+        seconds, nanos = stamp[i] // 1_000_000, (stamp[i] % 1_000_000) * 1000
+        if seconds != 0:
+            out[pos] = _SECONDS
+            pos = _put_varint(out, pos + 1, seconds)
+        if nanos != 0:
+            out[pos] = _NANOS
+            pos = _put_varint(out, pos + 1, nanos)
+        ends[r, w - 1] = pos
         r += 1
-        out_off[r] = pos
-    lists.append((out[:pos], out_off))
-    return ok, session, last_purchase, stamp, lists
+    return ok, out[:pos], starts, ends

@@ -12,7 +12,9 @@ byte against Feast's own serializers, so stock `get_online_features` reads what 
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -184,16 +186,102 @@ def _bulk_const(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
-def hset_commands(keys: pa.Array, fields: list[bytes], values: list[pa.Array], ttl_seconds: int | None = None) -> pa.Array:
-    """One RESP `HSET key f1 v1 f2 v2 ...` (and `EXPIRE key ttl`) per row, as a binary array."""
-    head = pa.scalar(b"*%d\r\n" % (2 + 2 * len(fields)) + _bulk_const(b"HSET"))
-    bulk_keys = _bulk(keys)
-    parts = [head, bulk_keys]
-    for f, v in zip(fields, values):
-        parts += [pa.scalar(_bulk_const(f)), _bulk(v)]
-    if ttl_seconds:
-        parts += [pa.scalar(b"*3\r\n" + _bulk_const(b"EXPIRE")), bulk_keys, pa.scalar(_bulk_const(str(int(ttl_seconds)).encode()))]
-    return pc.binary_join_element_wise(*parts, _EMPTY)
+class Cells(NamedTuple):
+    """A table of byte strings over one buffer: cell (i, j) is `data[starts[i, j]:ends[i, j]]`.
+    What an HSET pipeline is built from: a row per key, a column per field."""
+
+    data: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @staticmethod
+    def of(columns: list[pa.Array]) -> Cells:
+        """Binary columns of the same length, as cells (their bytes copied into one buffer)."""
+        parts = [buffers(c) for c in columns]
+        base = np.cumsum([0] + [len(d) for d, _ in parts])
+        starts = np.stack([off[:-1] + b for (_, off), b in zip(parts, base)], 1) if parts else np.zeros((0, 0), np.int64)
+        ends = np.stack([off[1:] + b for (_, off), b in zip(parts, base)], 1) if parts else np.zeros((0, 0), np.int64)
+        return Cells(np.concatenate([d for d, _ in parts]) if parts else np.zeros(0, np.uint8), starts, ends)
+
+
+def buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A binary or string array's bytes and its n+1 offsets into them, int64 (a null is empty)."""
+    arr = as_binary(arr)
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4).astype(np.int64)
+    data = arr.buffers()[2]
+    return (np.frombuffer(data, np.uint8) if data is not None and data.size else np.zeros(0, np.uint8)), offsets
+
+
+def hset_commands(keys: pa.Array, fields: list[bytes], cells: Cells | list[pa.Array], ttl_seconds: int | None = None) -> memoryview:
+    """One RESP `HSET key f1 v1 f2 v2 ...` (and `EXPIRE key ttl`) per row, as one buffer: row i of
+    `cells` holds key i's values, a column per field (or a binary array per field)."""
+    if not isinstance(cells, Cells):
+        cells = Cells.of(cells)
+    if cells.starts.shape != (len(keys), len(fields)):
+        raise ValueError(f"{cells.starts.shape} cells for {len(keys)} keys and {len(fields)} fields")
+    key_data, key_offsets = buffers(keys)
+    field_bulks = [_bulk_const(f) for f in fields]
+    field_offsets = np.cumsum([0] + [len(b) for b in field_bulks]).astype(np.int64)
+    expire = (b"*3\r\n" + _bulk_const(b"EXPIRE"), _bulk_const(str(int(ttl_seconds)).encode())) if ttl_seconds else (b"", b"")
+    out = _hset(np.frombuffer(b"*%d\r\n" % (2 + 2 * len(fields)) + _bulk_const(b"HSET"), np.uint8), key_data, key_offsets,
+                np.frombuffer(b"".join(field_bulks) or b"\0", np.uint8), field_offsets, cells.data, cells.starts, cells.ends,
+                np.frombuffer(expire[0] or b"\0", np.uint8)[: len(expire[0])], np.frombuffer(expire[1] or b"\0", np.uint8)[: len(expire[1])])
+    return memoryview(out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _digits(value):
+    size = 1
+    while value >= 10:
+        value //= 10
+        size += 1
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _put(out, pos, src, start, end):
+    out[pos:pos + end - start] = src[start:end]
+    return pos + end - start
+
+
+@numba.njit(cache=True, nogil=True)
+def _put_bulk(out, pos, src, start, end):
+    """$<len>\\r\\n<bytes>\\r\\n"""
+    length = end - start
+    out[pos] = 36  # $
+    digits = _digits(length)
+    for k in range(digits):
+        out[pos + digits - k] = 48 + length % 10
+        length //= 10
+    pos += digits + 1
+    out[pos], out[pos + 1] = 13, 10
+    pos = _put(out, pos + 2, src, start, end)
+    out[pos], out[pos + 1] = 13, 10
+    return pos + 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _hset(head, keys, key_offsets, fields, field_offsets, data, starts, ends, expire, ttl):
+    n, width = starts.shape
+    size = 0
+    for i in range(n):
+        key = key_offsets[i + 1] - key_offsets[i]
+        size += len(head) + len(fields) + (5 + _digits(key) + key) * (2 if len(expire) else 1) + len(expire) + len(ttl)
+        for j in range(width):
+            size += 5 + _digits(ends[i, j] - starts[i, j]) + ends[i, j] - starts[i, j]
+    out = np.empty(size, np.uint8)
+    pos = 0
+    for i in range(n):
+        pos = _put(out, pos, head, 0, len(head))
+        pos = _put_bulk(out, pos, keys, key_offsets[i], key_offsets[i + 1])
+        for j in range(width):
+            pos = _put(out, pos, fields, field_offsets[j], field_offsets[j + 1])
+            pos = _put_bulk(out, pos, data, starts[i, j], ends[i, j])
+        if len(expire):
+            pos = _put(out, pos, expire, 0, len(expire))
+            pos = _put_bulk(out, pos, keys, key_offsets[i], key_offsets[i + 1])
+            pos = _put(out, pos, ttl, 0, len(ttl))
+    return out
 
 
 def hmget_commands(keys: pa.Array, field: bytes | list[bytes]) -> pa.Array:

@@ -27,7 +27,7 @@ import pyarrow.parquet.encryption as pe
 
 from atelier import crash
 from atelier.errors import AtelierError
-from atelier.io import swap_in, write_json_atomic
+from atelier.io import swap_in
 from atelier.protect.keys import KeyStore, master_key_id
 
 MARKER = "_dataset.json"
@@ -62,7 +62,9 @@ def stage_of(target: Path) -> Path:
 class DatasetWriter:
     """Writes a dataset part by part (bounded memory), then swaps it in whole on `commit`."""
 
-    def __init__(self, target: Path, keys: KeyStore | None, *, encrypt: bool = True):
+    def __init__(self, target: Path, keys: KeyStore | None, *, encrypt: bool = True, dictionary: bool = True):
+        """`dictionary=False` for small parts of mostly distinct values (the event journal's: a
+        part per batch of 1,000 ids): dictionaries cost more there than they save."""
         if encrypt and keys is None:
             raise ValueError("an encrypted dataset needs the region's key store")
         self.target = Path(target)
@@ -73,6 +75,7 @@ class DatasetWriter:
         self.schema: pa.Schema | None = None
         self.rows = 0
         self.parts = 0
+        self.dictionary = dictionary
         if self.keys is not None:
             self._factory, self._kms = _crypto(self.keys)
             self._config = pe.EncryptionConfiguration(
@@ -93,7 +96,7 @@ class DatasetWriter:
         props = None
         if self.keys is not None:
             props = self._factory.file_encryption_properties(self._kms, self._config, str(path))
-        pq.write_table(table, path, encryption_properties=props, compression="zstd")
+        pq.write_table(table, path, encryption_properties=props, compression="zstd", use_dictionary=self.dictionary)
         self.parts += 1
         self.rows += table.num_rows
         crash.point("dataset.part")
@@ -102,8 +105,8 @@ class DatasetWriter:
         schema = self.schema or schema
         if schema is None:
             raise ValueError(f"nothing written to {self.target} and no schema given")
-        write_json_atomic(
-            self.stage / MARKER,
+        # Written in place: the stage is not the dataset until it is swapped in whole
+        (self.stage / MARKER).write_text(json.dumps(
             {
                 "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
                 "rows": self.rows,
@@ -112,7 +115,7 @@ class DatasetWriter:
                 "region": self.keys.region if self.keys else None,
                 "master_key": master_key_id(self.keys.region) if self.keys else None,
             },
-        )
+            indent=2, sort_keys=True, default=str) + "\n")
         swap_in(self.stage, self.target)
 
     def abort(self) -> None:
@@ -128,8 +131,9 @@ class DatasetWriter:
             self.abort()
 
 
-def write_dataset(target: Path, tables: pa.Table | Iterable[pa.Table], keys: KeyStore | None, *, encrypt: bool = True, schema: pa.Schema | None = None) -> None:
-    writer = DatasetWriter(target, keys, encrypt=encrypt)
+def write_dataset(target: Path, tables: pa.Table | Iterable[pa.Table], keys: KeyStore | None, *, encrypt: bool = True, schema: pa.Schema | None = None,
+                  dictionary: bool = True) -> None:
+    writer = DatasetWriter(target, keys, encrypt=encrypt, dictionary=dictionary)
     try:
         for t in [tables] if isinstance(tables, pa.Table) else tables:
             if t.num_rows:

@@ -4,7 +4,6 @@ are Feast's Redis values, built by atelier.features.redis_codec, itself checked 
 import random
 import uuid
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from feast.value_type import ValueType as FeastValueType
@@ -75,8 +74,8 @@ def test_spliced_rows_are_the_exact_merges_bytes(seed):
     assert len(got.rows) + len(got.exact) == len(clients) and not set(got.rows) & set(got.exact)
     assert len(got.rows) > 0.6 * len(clients)  # the common case is spliced
     for name in FIELDS:
-        assert got.values[name].to_pylist() == [want[name][i] for i in got.rows], name
-    assert got.timestamps.to_pylist() == [want_ts[i] for i in got.rows]
+        assert got.column(name) == [want[name][i] for i in got.rows], name
+    assert got.column("_ts") == [want_ts[i] for i in got.rows]
     # what is left to the exact way is what the bytes cannot answer: a new event not later than the log
     for i in got.exact:
         c = clients[i]
@@ -94,4 +93,4 @@ def test_a_row_that_is_not_a_list_is_left_to_the_exact_way():
     values[1][FIELDS.index("event_products")] = b"\x12\x03abc"  # a string, not a list
     got = splice(Stored(["C0", "C1"], pa.array(["C0", "C1"]), FIELDS, values), _journal({"C0": [(now, "b", "P2", "view")], "C1": [(now, "c", "P2", "view")]}))
     assert list(got.rows) == [0] and list(got.exact) == [1]
-    assert np.array_equal(got.values["event_ids"].to_pylist()[0], _encoded([fresh.row("C0", fresh.merge(log, [(now, "b", "P2", "view")]))])[0]["event_ids"][0])
+    assert got.column("event_ids") == [_encoded([fresh.row("C0", fresh.merge(log, [(now, "b", "P2", "view")]))])[0]["event_ids"][0]]

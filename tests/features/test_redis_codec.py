@@ -68,7 +68,7 @@ def test_varint_known_values():
 
 def test_hset_commands_are_valid_resp():
     cmds = rc.hset_commands(pa.array([b"k1", b"k2"]), [b"f1", b"ff"], [pa.array([b"v1", b""]), pa.array([b"x", b"yy"])], ttl_seconds=10)
-    assert bytes(rc.concat(cmds)) == (
+    assert bytes(cmds) == (
         b"*6\r\n$4\r\nHSET\r\n$2\r\nk1\r\n$2\r\nf1\r\n$2\r\nv1\r\n$2\r\nff\r\n$1\r\nx\r\n"
         b"*3\r\n$6\r\nEXPIRE\r\n$2\r\nk1\r\n$2\r\n10\r\n"
         b"*6\r\n$4\r\nHSET\r\n$2\r\nk2\r\n$2\r\nf1\r\n$0\r\n\r\n$2\r\nff\r\n$2\r\nyy\r\n"
@@ -86,14 +86,14 @@ def test_pipelined_replies_come_back_in_order_and_an_error_reply_raises(redis_se
     client.flushall()
     keys = pa.array([b"k%05d" % i for i in range(3000)])
     big = pa.array([bytes([i % 251]) * 200 for i in range(3000)])
-    rc.Pending(client, rc.concat(rc.hset_commands(keys, [b"f", b"g"], [big, keys])), 3000).result()
+    rc.Pending(client, rc.hset_commands(keys, [b"f", b"g"], [big, keys]), 3000).result()
     expected = [[k, v] for k, v in zip(keys.to_pylist(), big.to_pylist())]
     assert rc.Pending(client, rc.concat(rc.hmget_commands(keys, [b"g", b"f"])), 3000).result() == expected  # 600 KB: many socket reads
     resp3 = redis.Redis(host="127.0.0.1", port=server.port, username=server.username, password=server.password, protocol=3)
     assert rc.Pending(resp3, rc.concat(rc.hmget_commands(keys, [b"g", b"f"])), 3000).result() == expected  # redis-py's own path
 
     client.set(b"plain", b"x")
-    wrong = rc.concat(rc.hset_commands(pa.array([b"k00000", b"plain", b"k00001"]), [b"f"], [pa.array([b"a", b"b", b"c"])]))
+    wrong = rc.hset_commands(pa.array([b"k00000", b"plain", b"k00001"]), [b"f"], [pa.array([b"a", b"b", b"c"])])
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         rc.Pending(client, wrong, 3).result()
     assert client.hget(b"k00001", b"f") == b"c"  # not the unread reply (1): that connection was closed, not reused
