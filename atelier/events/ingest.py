@@ -157,7 +157,7 @@ class Ingestor:
         clients = list(dict.fromkeys(events.column("client_id").to_pylist()))
         if self._redis is not None:
             keys = self._redis.keys(pa.array(clients, pa.string()))
-            return _Sent(self.ctx.region, lambda: self._redis.start_read(keys), lambda rows: splice.Stored(clients, keys, self._names, rows))
+            return _Sent(self.ctx.region, lambda: self._redis.start_read(keys), lambda cells: splice.Stored(clients, keys, self._names, cells))
         return _Sent(self.ctx.region, lambda: _Done(self._decoded_rows(clients)))
 
     def _decoded_rows(self, clients: list[str]) -> dict[str, tuple[fresh.Log, int | None]]:
@@ -236,8 +236,7 @@ def _decoded(stored: splice.Stored, rows) -> dict[str, tuple[fresh.Log, int | No
     """The log and row time of some of the stored rows, decoded."""
     from atelier.features.online import _decode, _timestamp
 
-    at = {name: stored.fields.index(name) for name in fresh.LOG_FIELDS}
-    return {stored.clients[i]: (fresh.Log.of({name: _decode(stored.values[i][j]) for name, j in at.items()}), fresh.micros(_timestamp(stored.values[i][-1])))
+    return {stored.clients[i]: (fresh.Log.of({name: _decode(stored.value(i, name)) for name in fresh.LOG_FIELDS}), fresh.micros(_timestamp(stored.value(i, "_ts"))))
             for i in rows}
 
 

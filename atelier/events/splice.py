@@ -48,17 +48,16 @@ _WIDTH = 8  # bytes of a time's varint: microseconds from 1987 to 4253
 
 @dataclass
 class Stored:
-    """The rows of a batch's clients as Redis holds them: for each client, the raw value of each of
-    `fields` (None where absent) and the row time's."""
+    """The rows of a batch's clients as Redis holds them: cell (i, j) is client i's raw value of
+    `fields[j]` (empty where absent), the row time's last."""
 
     clients: list[str]
     keys: pa.Array
     fields: list[str]
-    values: list[list[bytes | None]]  # values[i][j]: client i, field j (the row time last)
+    cells: rc.Cells
 
-    def column(self, name: str) -> list[bytes | None]:
-        j = self.fields.index(name) if name != "_ts" else len(self.fields)
-        return [v[j] for v in self.values]
+    def value(self, i: int, name: str) -> bytes | None:
+        return self.cells.value(i, self.fields.index(name) if name != "_ts" else len(self.fields))
 
 
 @dataclass
@@ -92,9 +91,8 @@ def splice(stored: Stored, events: pa.Table) -> Spliced:
     keys = pa.table({"row": ev_row, "time": ev_time, "id": events.column("event_id")})
     order = pc.sort_indices(keys, [("row", "ascending"), ("time", "ascending"), ("id", "ascending")]).to_numpy().astype(np.int64)  # as fresh.merge sorts
     bought = pc.equal(events.column("event_type"), "purchase").to_numpy(zero_copy_only=False)
-    held, held_offsets = rc.buffers(pa.array([v for row in stored.values for v in row], pa.binary()))  # client i, field j: i * (fields + 1) + j
     new = [a for name in STRINGS for a in rc.buffers(events.column(_COLUMNS[name]))]
-    ok, data, starts, ends = _kernel(n, held, held_offsets, np.array(slots, np.int64), order, ev_row[order], ev_time[order], bought[order], *new,
+    ok, data, starts, ends = _kernel(n, *stored.cells, np.array(slots, np.int64), order, ev_row[order], ev_time[order], bought[order], *new,
                                      FRESH_LOG, SESSION_GAP_S * 10**6)
     return Spliced(np.nonzero(ok)[0], rc.Cells(data, starts, ends), list(stored.fields), np.nonzero(~ok)[0])
 
@@ -104,7 +102,7 @@ def warm() -> None:
     first compilation in a new checkout takes a few seconds, a load from the cache ~0.3 s."""
     times = pa.array([1_790_000_000_000_000], pa.int64()).cast(pa.timestamp("us", "UTC"))
     events = pa.table({"client_id": ["c"], "event_timestamp": times, "event_id": ["e"], "product_id": ["p"], "event_type": ["view"]})
-    splice(Stored(["c"], pa.array(["c"]), list(_FIELDS), [[None] * (len(_FIELDS) + 1)]), events)
+    splice(Stored(["c"], pa.array(["c"]), list(_FIELDS), rc.Cells.of_rows([[None] * (len(_FIELDS) + 1)], len(_FIELDS) + 1)), events)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -266,11 +264,11 @@ def _put_times(out, pos, buf, cut, end, first, last, ev_time):
 
 
 @numba.njit(cache=True, nogil=True)
-def _kernel(n, held, off, slots, order, ev_row, ev_time, ev_bought, new_ids, new_id_off, new_products, new_product_off, new_types, new_type_off,
+def _kernel(n, held, held_starts, held_ends, slots, order, ev_row, ev_time, ev_bought, new_ids, new_id_off, new_products, new_product_off, new_types, new_type_off,
             fresh_log, gap_us):
     """Every client's spliced row: (ok, then the cells of the ok clients' rows: their bytes, and
     each value's start and end, in the order of the stored fields then the row time). Client i's
-    stored field j is `held[off[w * i + j]:off[w * i + j + 1]]` (w: the fields and the row time);
+    stored field j is `held[held_starts[i, j]:held_ends[i, j]]` (the row time's last);
     `slots` are the columns of ids, products, types, times, last purchase and session. Events
     sorted by client, time and id; `order` maps them to the rows of the `new_*` strings; a client
     that is not ok goes the exact way."""
@@ -291,8 +289,7 @@ def _kernel(n, held, off, slots, order, ev_row, ev_time, ev_bought, new_ids, new
         n_new = b - a
         if n_new == 0:
             continue
-        at = w * i
-        ts, te = off[at + slots[3]], off[at + slots[3] + 1]
+        ts, te = held_starts[i, slots[3]], held_ends[i, slots[3]]
         parsed, n_old, first = _times(held, ts, te)
         if not parsed:
             continue
@@ -306,7 +303,7 @@ def _kernel(n, held, off, slots, order, ev_row, ev_time, ev_bought, new_ids, new
 
         # session_events: the new events' last session, joined to the stored row's (its own
         # session_events, cut to the events that stay) when no gap separates them
-        parsed, held_session = _int64_value(held, off[at + slots[5]], off[at + slots[5] + 1], _INT64)
+        parsed, held_session = _int64_value(held, held_starts[i, slots[5]], held_ends[i, slots[5]], _INT64)
         if not parsed or (n_old > 0 and held_session <= 0):
             continue
         run, whole = 1, True
@@ -322,7 +319,7 @@ def _kernel(n, held, off, slots, order, ev_row, ev_time, ev_bought, new_ids, new
         for e in range(a + d_new, b):
             if ev_bought[e]:
                 new_purchase = max(new_purchase, ev_time[e])
-        parsed, bought_s = _int64_value(held, off[at + slots[4]], off[at + slots[4] + 1], _TIMESTAMP)
+        parsed, bought_s = _int64_value(held, held_starts[i, slots[4]], held_ends[i, slots[4]], _TIMESTAMP)
         if not parsed:
             continue
         some = bought_s != _INT64_MIN
@@ -331,11 +328,11 @@ def _kernel(n, held, off, slots, order, ev_row, ev_time, ev_bought, new_ids, new
         leaves = some and d_old > 0 and held_us + 1_000_000 <= first_kept
         if not (new_purchase != _INT64_MIN or not some or stays or leaves):
             continue  # not known from the bytes
-        parsed, previous = _row_time(held, off[at + w - 1], off[at + w])
+        parsed, previous = _row_time(held, held_starts[i, w - 1], held_ends[i, w - 1])
         if not parsed:
             continue
         for f in range(3):
-            cuts[i, f] = _string_tail(held, off[at + slots[f]], off[at + slots[f] + 1], d_old)
+            cuts[i, f] = _string_tail(held, held_starts[i, slots[f]], held_ends[i, slots[f]], d_old)
         if cuts[i, 0] < 0 or cuts[i, 1] < 0 or cuts[i, 2] < 0:  # a list shorter than the times, or not a string list
             continue
         ok[i] = True
@@ -356,13 +353,12 @@ def _kernel(n, held, off, slots, order, ev_row, ev_time, ev_bought, new_ids, new
             continue
         a, b = first_new[i], first_new[i + 1]
         a += max(b - a - fresh_log, 0)  # the new events kept
-        at = w * i
         for f in range(3):
             starts[r, slots[f]] = pos
-            pos = _put_string_list(out, pos, held, cuts[i, f], off[at + slots[f] + 1], a, b, order, news[f][0], news[f][1])
+            pos = _put_string_list(out, pos, held, cuts[i, f], held_ends[i, slots[f]], a, b, order, news[f][0], news[f][1])
             ends[r, slots[f]] = pos
         starts[r, slots[3]] = pos
-        pos = _put_times(out, pos, held, cuts[i, 3], off[at + slots[3] + 1], a, b, ev_time)
+        pos = _put_times(out, pos, held, cuts[i, 3], held_ends[i, slots[3]], a, b, ev_time)
         ends[r, slots[3]] = pos
         # unix_timestamp_val in whole seconds (truncated, as Arrow casts); none is INT64_MIN, as stock Feast writes it
         starts[r, slots[4]] = pos

@@ -227,7 +227,7 @@ class RedisWriter:
 
     def start_read(self, keys: pa.Array) -> rc.Pending:
         """`read`, sent now, its answer read by the `result` of what this returns."""
-        return rc.Pending(self.client, rc.concat(rc.hmget_commands(keys, self.fields + [self.ts_field])), len(keys))
+        return rc.Pending(self.client, rc.concat(rc.hmget_commands(keys, self.fields + [self.ts_field])), len(keys), cells=len(self.fields) + 1)
 
     def send_rows(self, keys: pa.Array, values: list[pa.Array] | rc.Cells) -> None:
         """HSET of encoded values: one array (or cell column) per feature in the view's order, then the row times."""
@@ -236,7 +236,7 @@ class RedisWriter:
     def start_rows(self, keys: pa.Array, values: list[pa.Array] | rc.Cells) -> rc.Pending:
         """`send_rows`, sent now, its replies read by the `result` of what this returns."""
         commands = rc.hset_commands(keys, self.fields + [self.ts_field], values, self.ttl)
-        return rc.Pending(self.client, commands, len(keys) * (2 if self.ttl else 1))
+        return rc.Pending(self.client, commands, len(keys) * (2 if self.ttl else 1), discard=True)
 
     def _newer_than_stored(self, keys: pa.Array, ts: pa.ChunkedArray) -> pa.Array | None:
         """Mask of rows newer than the hash's stored `_ts`, or None when nothing is stored yet."""

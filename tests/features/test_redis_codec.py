@@ -97,3 +97,36 @@ def test_pipelined_replies_come_back_in_order_and_an_error_reply_raises(redis_se
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         rc.Pending(client, wrong, 3).result()
     assert client.hget(b"k00001", b"f") == b"c"  # not the unread reply (1): that connection was closed, not reused
+
+
+def test_replies_read_as_cells_or_checked_only_from_the_socket(redis_servers):
+    """`Pending(cells=k)` scans HMGET replies off the socket into cells (a nil value is empty) and
+    `discard` only checks replies: the same values as redis-py's objects, across many socket
+    reads; RESP3 takes redis-py's path to the same cells; an error reply raises, the connection
+    closed, and a reply of another kind is refused."""
+    import redis
+
+    server = redis_servers["eu"]
+    client = server.client()
+    client.flushall()
+    keys = pa.array([b"k%05d" % i for i in range(3000)])
+    big = pa.array([bytes([i % 251]) * (i % 400) for i in range(3000)])  # some empty
+    assert rc.Pending(client, rc.hset_commands(keys, [b"f", b"g"], [big, keys], ttl_seconds=600), 6000, discard=True).result() is None
+    asked = rc.concat(rc.hmget_commands(keys, [b"g", b"absent", b"f"]))
+    rows = rc.Pending(client, asked, 3000).result()
+    resp3 = redis.Redis(host="127.0.0.1", port=server.port, username=server.username, password=server.password, protocol=3)
+    values = sum(len(v or b"") for row in rows for v in row)
+    for pipe, raw in ((client, True), (resp3, False)):
+        cells = rc.Pending(pipe, asked, 3000, cells=3).result()
+        assert [[cells.value(i, j) for j in range(3)] for i in range(3000)] == [[r or None for r in row] for row in rows]
+        assert (cells.data.size > values) == raw  # over the bytes received (RESP framing included), or over the values joined
+    assert rows[5] == [b"k00005", None, bytes([5]) * 5] and rows[0][2] == b""
+
+    client.set(b"plain", b"x")
+    wrong = rc.hset_commands(pa.array([b"k00000", b"plain", b"k00001"]), [b"f"], [pa.array([b"a", b"b", b"c"])])
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        rc.Pending(client, wrong, 3, discard=True).result()
+    assert client.hget(b"k00001", b"f") == b"c"
+    with pytest.raises(redis.exceptions.InvalidResponse, match="not what was asked for"):
+        rc.Pending(client, rc.concat(rc.hmget_commands(keys[:2], [b"f"])), 2, cells=3).result()  # arrays of 1, not 3
+    assert client.ping()
