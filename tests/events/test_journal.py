@@ -67,11 +67,31 @@ def test_a_part_the_ledger_lost_is_found_by_a_scan_of_the_disk(settings):
     j = journal.Journal(ctx)
     name = j.append(_table("l"))
     j.mark_applied(name)
-    j.db.execute("DELETE FROM events")
+    j.db.execute("DELETE FROM event_ids")
     j.db.execute("DELETE FROM parts")
     assert (journal.parts_dir(ctx) / name / MARKER).exists()
     assert j.unapplied(scan=True) == [name]
     assert j.seen(["l0", "l1", "l2"]) == {"l0", "l1", "l2"}
+
+
+def test_a_ledger_of_the_earlier_layout_keeps_its_ids(settings):
+    """Ledgers written before the ids stood alone held `events (event_id, part)`: opened now, their
+    ids move to `event_ids` once, and a resent event is still a duplicate."""
+    import sqlite3
+
+    ctx = RegionContext.of(settings, "eu")
+    journal.Journal(ctx).close()
+    db = sqlite3.connect(journal.stream_dir(ctx) / "ledger.sqlite")
+    db.execute("DROP TABLE event_ids")
+    db.execute("CREATE TABLE events (event_id TEXT PRIMARY KEY, part TEXT NOT NULL)")
+    db.executemany("INSERT INTO events VALUES (?, ?)", [("old1", "p"), ("old2", "p")])
+    db.commit()
+    db.close()
+    with journal.Journal(ctx) as j:
+        assert j.seen(["old1", "old2", "new"]) == {"old1", "old2"}
+        assert not j.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone()
+    with journal.Journal(ctx) as j:  # once: opening it again changes nothing
+        assert j.seen(["old1", "new"]) == {"old1"}
 
 
 COMPACTOR = """
