@@ -235,14 +235,11 @@ def _put_string_list(out, pos, buf, cut, end, first, last, order, nbuf, noff):
         body += 1 + _varint_size(length) + length
     out[pos] = _STRING_LIST
     pos = _put_varint(out, pos + 1, body)
-    out[pos:pos + end - cut] = buf[cut:end]
-    pos += end - cut
+    pos = rc.put_bytes(out, pos, buf, cut, end)
     for e in range(first, last):
         s, t = noff[order[e]], noff[order[e] + 1]
         out[pos] = _ELEMENT
-        pos = _put_varint(out, pos + 1, t - s)
-        out[pos:pos + t - s] = nbuf[s:t]
-        pos += t - s
+        pos = rc.put_bytes(out, _put_varint(out, pos + 1, t - s), nbuf, s, t)
     return pos
 
 
@@ -256,8 +253,7 @@ def _put_times(out, pos, buf, cut, end, first, last, ev_time):
     pos = _put_varint(out, pos + 1, 1 + _varint_size(packed) + packed)
     out[pos] = _ELEMENT
     pos = _put_varint(out, pos + 1, packed)
-    out[pos:pos + end - cut] = buf[cut:end]
-    pos += end - cut
+    pos = rc.put_bytes(out, pos, buf, cut, end)
     for e in range(first, last):
         pos = _put_varint(out, pos, ev_time[e])
     return pos
