@@ -351,8 +351,8 @@ def main() -> None:
             ["the same with Arrow's is_in", f"{is_in_ms:.2f} ms", "hashes the whole roster on every call"],
         ]
         goals = [["freshness p99 <= 100 ms", f"{f['p99_ms']:.2f} ms", "yes" if f["p99_ms"] <= 100 else "NO"],
-                 ["ingestion >= 0.5x raw Redis", f"{intake_eps / raw_eps:.2f}x ({full_eps / full_raw_eps:.2f}x with full logs)",
-                  "yes" if min(intake_eps / raw_eps, full_eps / full_raw_eps) >= 0.5 else "NO"]]
+                 ["ingestion >= 0.5x raw Redis, clients at random", f"{intake_eps / raw_eps:.2f}x", "yes" if intake_eps / raw_eps >= 0.5 else "NO"],
+                 [f"the same, every client's log full ({FRESH_LOG} events)", f"{full_eps / full_raw_eps:.2f}x", "yes" if full_eps / full_raw_eps >= 0.5 else "NO"]]
         t1 = table(f"Real-time events, {args.clients:,} clients, {args.products:,} products, {args.workers} workers", ["what", "measured", "how"], rows)
         t2 = table("Goals", ["goal", "measured", "met"], goals)
         save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_defaults_ms": ledger_defaults, "recovery_ms": recovery, "journal_read": journal_read, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})

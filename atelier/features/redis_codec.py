@@ -209,7 +209,8 @@ class Cells(NamedTuple):
         flat = [v or b"" for row in rows for v in row]
         lengths = np.fromiter(map(len, flat), np.int64, len(flat))
         ends = np.cumsum(lengths).reshape(len(rows), width)
-        return Cells(np.frombuffer(b"".join(flat), np.uint8), ends - lengths.reshape(len(rows), width), ends)
+        data = np.frombuffer(bytearray(b"".join(flat)), np.uint8)  # writable, as `_read_raw`'s: one compiled variant
+        return Cells(data, ends - lengths.reshape(len(rows), width), ends)
 
     def value(self, i: int, j: int) -> bytes | None:
         """Cell (i, j)'s bytes; None where it is empty (absent, or a null value)."""
@@ -400,6 +401,14 @@ def _read_raw(conn, n: int, width: int) -> Cells | None:
     if pos != size:
         raise InvalidResponse(f"{size - pos} bytes after the {n} replies asked for")
     return Cells(buf[:size], starts, ends)
+
+
+def warm() -> None:
+    """Compile `_scan` (or load it from numba's cache) for the arrays `_read_raw` gives it."""
+    reply = b"*1\r\n$1\r\na\r\n"
+    buf = np.empty(len(reply), np.uint8)
+    buf[:] = np.frombuffer(reply, np.uint8)
+    _scan(buf, len(buf), 0, 0, 1, np.zeros((1, 1), np.int64), np.zeros((1, 1), np.int64))
 
 
 @numba.njit(cache=True, nogil=True)
