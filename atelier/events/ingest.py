@@ -243,7 +243,7 @@ def _decoded(stored: splice.Stored, rows) -> dict[str, tuple[fresh.Log, int | No
 def _redis_writer(store, view):
     """On Redis, the batch engine's writer of Feast's layout, without its "newer than stored"
     read: under the writer lock, each row was built newer than the row read a moment before. It
-    also reads the rows (`RedisWriter.read`), as bytes for the splice."""
+    also reads the rows (`RedisWriter.start_read`), as bytes for the splice."""
     from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
 
     from atelier.features.engine import RedisWriter

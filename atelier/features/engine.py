@@ -221,12 +221,9 @@ class RedisWriter:
         """The Redis keys of these entities (the view's join key)."""
         return rc.entity_keys(entities, self.key.name, self.key.dtype.to_value_type(), self.project)
 
-    def read(self, keys: pa.Array) -> list[list[bytes | None]]:
-        """Each key's stored values: the view's features in order, then the row time (None where absent)."""
-        return self.start_read(keys).result()
-
     def start_read(self, keys: pa.Array) -> rc.Pending:
-        """`read`, sent now, its answer read by the `result` of what this returns."""
+        """Each key's stored values (the view's features in order, then the row time; empty where
+        absent), as `rc.Cells`: asked now, read by the `result` of what this returns."""
         return rc.Pending(self.client, rc.concat(rc.hmget_commands(keys, self.fields + [self.ts_field])), len(keys), cells=len(self.fields) + 1)
 
     def send_rows(self, keys: pa.Array, values: list[pa.Array] | rc.Cells) -> None:
