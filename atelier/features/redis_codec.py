@@ -236,10 +236,10 @@ def hset_commands(keys: pa.Array, fields: list[bytes], cells: Cells | list[pa.Ar
     key_data, key_offsets = buffers(keys)
     field_bulks = [_bulk_const(f) for f in fields]
     field_offsets = np.cumsum([0] + [len(b) for b in field_bulks]).astype(np.int64)
-    expire = (b"*3\r\n" + _bulk_const(b"EXPIRE"), _bulk_const(str(int(ttl_seconds)).encode())) if ttl_seconds else (b"", b"")
-    out = _hset(np.frombuffer(b"*%d\r\n" % (2 + 2 * len(fields)) + _bulk_const(b"HSET"), np.uint8), key_data, key_offsets,
-                np.frombuffer(b"".join(field_bulks) or b"\0", np.uint8), field_offsets, cells.data, cells.starts, cells.ends,
-                np.frombuffer(expire[0] or b"\0", np.uint8)[: len(expire[0])], np.frombuffer(expire[1] or b"\0", np.uint8)[: len(expire[1])])
+    expire, ttl = (b"*3\r\n" + _bulk_const(b"EXPIRE"), _bulk_const(str(int(ttl_seconds)).encode())) if ttl_seconds else (b"", b"")
+    head = b"*%d\r\n" % (2 + 2 * len(fields)) + _bulk_const(b"HSET")
+    out = _hset(np.frombuffer(head, np.uint8), key_data, key_offsets, np.frombuffer(b"".join(field_bulks), np.uint8), field_offsets,
+                cells.data, cells.starts, cells.ends, np.frombuffer(expire, np.uint8), np.frombuffer(ttl, np.uint8))
     return memoryview(out)
 
 
@@ -404,11 +404,13 @@ def _read_raw(conn, n: int, width: int) -> Cells | None:
 
 
 def warm() -> None:
-    """Compile `_scan` (or load it from numba's cache) for the arrays `_read_raw` gives it."""
+    """Compile `_scan` and `_hset` (or load them from numba's cache) for the arrays a pipeline gives
+    them (cells always writable, as `_read_raw`'s and `Cells.of_rows`'s): one variant each."""
     reply = b"*1\r\n$1\r\na\r\n"
     buf = np.empty(len(reply), np.uint8)
     buf[:] = np.frombuffer(reply, np.uint8)
     _scan(buf, len(buf), 0, 0, 1, np.zeros((1, 1), np.int64), np.zeros((1, 1), np.int64))
+    hset_commands(pa.array([b"k"]), [b"f"], Cells.of_rows([[b"v"]], 1))
 
 
 @numba.njit(cache=True, nogil=True)
