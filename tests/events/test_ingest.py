@@ -3,6 +3,7 @@ nothing, consistent after a kill -9 between the two writes, and read by the next
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -78,6 +79,31 @@ def test_a_bad_row_or_a_foreign_client_rejects_the_batch_and_writes_nothing(redi
     assert journal.part_names(ing.ctx) == [] and _online_log(redis_settings, eu_client).ids == []
     with pytest.raises(Exception, match="event_type"):
         Event(event_id="z", client_id=eu_client, product_id=products[0], event_type="like", event_timestamp=NOW)
+
+
+def test_a_ledger_that_fails_during_the_checks_writes_nothing_and_a_bad_batch_is_told_its_fault(redis_settings):
+    """The ledger looks a batch's ids up on its own thread while the batch is checked: its failure
+    stops the batch before anything is written, and a batch with a bad row hears about its row,
+    not about the ledger. Injected fault: the ledger's lookup raises as SQLite does on a bad disk."""
+    ing = _ready(redis_settings)
+    client = roster(redis_settings, "eu")[0].as_py()
+    products = ing.products().to_pylist()[:2]
+    batch = _events(client, products, ["view", "purchase"])
+    healthy = ing.journal.seen
+
+    def broken(ids):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    ing.journal.seen = broken
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        ing.ingest(batch)
+    bad = [*batch, Event(event_id="x", client_id=client, product_id="NO-SUCH", event_type="view", event_timestamp=NOW)]
+    with pytest.raises(Problems, match="unknown product"):
+        ing.ingest(bad)
+    assert journal.part_names(ing.ctx) == [] and _online_log(redis_settings, client).ids == []
+    ing.journal.seen = healthy
+    assert (ing.ingest(batch).accepted, ing.ingest(batch).duplicates) == (2, 2)
+    assert sorted(_online_log(redis_settings, client).ids) == ["e0", "e1"]
 
 
 def test_an_unreachable_store_acknowledges_nothing_and_writes_nothing(redis_settings, redis_servers):
