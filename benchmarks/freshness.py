@@ -18,7 +18,8 @@ not measured here), features materialized into a redis-server, served by `bentom
   (most with no fresh log yet), and for 1,000 clients whose logs are full (FRESH_LOG events each,
   the steady state of active clients: each batch then moves every client's whole log). For
   those, a raw pipelined write of the rows as the intake left them (every field, HSET under
-  another key) too: the Redis floor of moving whole rows.
+  another key, with redis-py as the raw write above) too: what moving whole rows costs the raw
+  way, read-free.
 * The ledger as it grows (the journal's index of event ids, atelier.events.journal): the time to
   index 1,000 new ids while the ledger goes from empty to --ledger-events ids, with atelier's
   SQLite settings and with SQLite's defaults, in the same run. Event ids are random keys; the
