@@ -1,14 +1,14 @@
 """Client events in, into both sides of the region's feature store: the order of writes, and recovery.
 
-For one batch, under the region's writer lock:
+For one batch:
 
-1. apply what an earlier batch left half-done (see below);
-2. check it (atelier.events.batch): a bad row rejects the batch (400), a client of another
-   region too (403); nothing is written;
+1. check it (atelier.events.batch): a bad row rejects the batch (400), a client of another
+   region too (403); nothing is written. Then, under the region's writer lock:
+2. apply what an earlier batch left half-done (see below);
 3. leave out the events the journal holds already (a resent batch): they are counted as
-   duplicates, never twice. The ledger looks the ids up on a thread of its own while 2 runs;
-4. ask the online store for the clients' fresh rows. An unreachable store stops the batch here
-   (503 with Retry-After) with nothing written;
+   duplicates, never twice. The ledger looks the ids up on a thread of its own while 4 starts;
+4. ask the online store for the clients' fresh rows (again, for the events left, after a
+   resend). An unreachable store stops the batch here (503 with Retry-After) with nothing written;
 5. while Redis answers, write the new events as one encrypted journal part, fsynced (the
    durable record), entered in the ledger as not applied before it is written;
 6. merge them into the fresh rows and send those to the online store (the push view
@@ -21,7 +21,7 @@ For one batch, under the region's writer lock:
 
 Redis runs in a process of its own: steps 5 and 7 overlap its work instead of waiting for it
 (benchmarks/freshness.py). A crash, or a store lost, after 5 leaves a part journaled and perhaps
-not applied online, its ids perhaps not in the ledger. Step 1 of the next batch (one indexed
+not applied online, its ids perhaps not in the ledger. Step 2 of the next batch (one indexed
 query, whatever the journal's size), and the service's start, index such parts and apply them
 again. Applying is idempotent (the fresh row is a set of events
 keyed by id), so a part applied twice counts nothing twice. After a restart or a resend, every
@@ -111,24 +111,36 @@ class Ingestor:
     def ingest(self, events: Sequence[Event]) -> Receipt:
         t0 = time.perf_counter()
         now = datetime.now(timezone.utc)
-        events = list(events)
+        table = to_table(list(events), now)
+        check(table, self._catalog()[2], roster_index(self.ctx.settings, self.ctx.region), self.ctx.region, now)
         with self.journal.lock():
             self._recover()
-            ids = [e.event_id for e in events]
-            # The ledger looks the ids up (SQLite, which lets go of the GIL) while the batch is built
-            # and checked here: 4-5% of a batch's time, in A/B pairs of batches in one process. A
-            # batch its checks refuse waits for the lookup too, and has written nothing.
+            ids = table.column("event_id").to_pylist()
+            # The ledger looks the ids up (SQLite, which lets go of the GIL) while the rows of the
+            # batch's clients are asked for here: most batches hold new events only. A/B pairs of
+            # batches in one process: 2.5-5% of a batch's time. The checks stay outside the lock,
+            # so a service's workers check their batches side by side.
             lookup = self._ledger.submit(self.journal.seen, ids)
             try:
-                table = to_table(events, now)
-                check(table, self._catalog()[2], roster_index(self.ctx.settings, self.ctx.region), self.ctx.region, now)
+                reading = self._start_read(table)
             except BaseException:
-                wait([lookup])  # the ledger is idle again before the lock is let go; the batch's fault is the answer
+                wait([lookup])  # the ledger is idle again before the lock is let go
                 raise
-            seen = lookup.result()
-            new = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=pa.array(sorted(seen), pa.string())))) if seen else table
+            try:
+                seen = lookup.result()
+            except BaseException:
+                if reading is not None:
+                    reading.cancel()
+                raise
+            new = table
+            if seen:  # a resend: the rows asked for are those of the events not seen yet
+                new = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=pa.array(sorted(seen), pa.string()))))
+                if reading is not None:
+                    reading.cancel()
+                reading = None
             if new.num_rows:
-                reading = self._start_read(new)  # Redis reads the rows while the part is written
+                if reading is None:
+                    reading = self._start_read(new)  # Redis reads the rows while the part is written
                 try:
                     part = self.journal.write_part(new)
                 except BaseException:

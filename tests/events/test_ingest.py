@@ -81,10 +81,11 @@ def test_a_bad_row_or_a_foreign_client_rejects_the_batch_and_writes_nothing(redi
         Event(event_id="z", client_id=eu_client, product_id=products[0], event_type="like", event_timestamp=NOW)
 
 
-def test_a_ledger_that_fails_during_the_checks_writes_nothing_and_a_bad_batch_is_told_its_fault(redis_settings):
-    """The ledger looks a batch's ids up on its own thread while the batch is checked: its failure
-    stops the batch before anything is written, and a batch with a bad row hears about its row,
-    not about the ledger. Injected fault: the ledger's lookup raises as SQLite does on a bad disk."""
+def test_a_ledger_that_fails_while_the_rows_are_asked_for_writes_nothing(redis_settings):
+    """The ledger looks a batch's ids up on its own thread while the clients' rows are asked for:
+    its failure stops the batch before anything is written, and the read is given up. A batch
+    with a bad row is refused before the ledger is asked. Injected fault: the ledger's lookup
+    raises as SQLite does on a bad disk."""
     ing = _ready(redis_settings)
     client = roster(redis_settings, "eu")[0].as_py()
     products = ing.products().to_pylist()[:2]
