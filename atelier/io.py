@@ -42,8 +42,13 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def json_text(obj) -> str:
+    """atelier's JSON files: indented, keys sorted, a final newline (diffs read well)."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+
+
 def write_json_atomic(path: Path, obj) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    write_bytes_atomic(path, json_text(obj).encode())
 
 
 def _exchange(a: Path, b: Path) -> bool:

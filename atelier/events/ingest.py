@@ -129,18 +129,14 @@ class Ingestor:
             try:
                 seen = lookup.result()
             except BaseException:
-                if reading is not None:
-                    reading.cancel()
+                reading.cancel()
                 raise
             new = table
             if seen:  # a resend: the rows asked for are those of the events not seen yet
+                reading.cancel()
                 new = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=pa.array(sorted(seen), pa.string()))))
-                if reading is not None:
-                    reading.cancel()
-                reading = None
-            if new.num_rows:
-                if reading is None:
-                    reading = self._start_read(new)  # Redis reads the rows while the part is written
+                reading = self._start_read(new) if new.num_rows else None
+            if new.num_rows:  # Redis reads the rows while the part is written
                 try:
                     part = self.journal.write_part(new)
                 except BaseException:

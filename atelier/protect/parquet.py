@@ -27,7 +27,7 @@ import pyarrow.parquet.encryption as pe
 
 from atelier import crash
 from atelier.errors import AtelierError
-from atelier.io import swap_in
+from atelier.io import json_text, swap_in
 from atelier.protect.keys import KeyStore, master_key_id
 
 MARKER = "_dataset.json"
@@ -106,7 +106,7 @@ class DatasetWriter:
         if schema is None:
             raise ValueError(f"nothing written to {self.target} and no schema given")
         # Written in place: the stage is not the dataset until it is swapped in whole
-        (self.stage / MARKER).write_text(json.dumps(
+        (self.stage / MARKER).write_text(json_text(
             {
                 "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
                 "rows": self.rows,
@@ -114,8 +114,7 @@ class DatasetWriter:
                 "encrypted": self.keys is not None,
                 "region": self.keys.region if self.keys else None,
                 "master_key": master_key_id(self.keys.region) if self.keys else None,
-            },
-            indent=2, sort_keys=True, default=str) + "\n")
+            }))
         swap_in(self.stage, self.target)
 
     def abort(self) -> None:
