@@ -1,9 +1,10 @@
 """A stand-in for BigQuery: Google Cloud cannot be reached from where the tests run.
 
 It answers the calls that `atelier.data.load_bigquery`, the batch engine and Feast's BigQuery
-offline store make of a `google.cloud.bigquery.Client` (get_dataset, get_table, query,
-load_table_from_file, get_job; query results also as Arrow pages, as the Storage Read API
-gives them), holds the datasets' tables in DuckDB (the
+offline store (materialization, and point-in-time retrieval with its entity table) make of a
+`google.cloud.bigquery.Client` (get_dataset, get_table, query, load_table_from_file,
+load_table_from_dataframe, update_table, delete_table, get_job; query results also as Arrow
+pages, as the Storage Read API gives them), holds the datasets' tables in DuckDB (the
 SQL is BigQuery's, transpiled by sqlglot), and keeps the rules of BigQuery that the loader
 relies on:
 
@@ -67,6 +68,19 @@ class Job:
             raise BadRequest(self.error_result["message"])
         return self.rows
 
+    def exception(self, timeout=None):
+        return BadRequest(self.error_result["message"]) if self.error_result else None
+
+    def to_arrow(self, bqstorage_client=None, create_bqstorage_client: bool = True) -> pa.Table:
+        """The query's result, its pages read through the Storage Read API (never whole)."""
+        assert create_bqstorage_client or bqstorage_client is READER, "results are read through the Storage Read API"
+        rows = self.result()
+        batches = list(rows.to_arrow_iterable(bqstorage_client=READER))
+        return pa.Table.from_batches(batches, schema=rows.table.schema) if rows.table is not None else pa.table({})
+
+    def to_dataframe(self, bqstorage_client=None, create_bqstorage_client: bool = True, **_):
+        return self.to_arrow(bqstorage_client, create_bqstorage_client).to_pandas()
+
 
 class StandInBigQuery:
     """BigQuery, as far as the loader sees it. `datasets`: "project.dataset" -> (location, key)."""
@@ -77,6 +91,7 @@ class StandInBigQuery:
         self.db = duckdb.connect(":memory:")
         for name in datasets:
             self.db.execute(f'CREATE SCHEMA "{name.split(".")[1]}"').fetchall()
+        self.location: str | None = None  # the client's default location for jobs (Feast makes its client with one)
         self.jobs: dict[str, Job] = {}
         self.tables: dict[str, dict] = {}  # "project.dataset.table" -> its settings (partitioning, clustering, key)
         self.sent: list[type] = []  # the type of every file object a load job was given
@@ -87,13 +102,16 @@ class StandInBigQuery:
 
     # -- the client's calls ------------------------------------------------------------------
 
-    def get_dataset(self, name: str):
+    def get_dataset(self, name):
+        name = _name(name)
         if name not in self.datasets:
             raise NotFound(f"Not found: Dataset {name}")
         location, key = self.datasets[name]
         return SimpleNamespace(location=location, default_encryption_configuration=SimpleNamespace(kms_key_name=key))
 
-    def get_table(self, name: str):
+    def get_table(self, table):
+        name = table
+        name = _name(name)
         full = name if name.count(".") == 2 else f"{self.project}.{name}"
         if full not in self.tables:
             raise NotFound(f"Not found: Table {full}")
@@ -101,23 +119,19 @@ class StandInBigQuery:
         return SimpleNamespace(table_id=full.rsplit(".", 1)[1], num_rows=self.rows(full), schema=[SimpleNamespace(name=c) for c in columns],
                                clustering_fields=self.tables[full]["clustering"])
 
-    def get_job(self, job_id: str, location: str | None = None):
+    def get_job(self, job_id, location: str | None = None):
+        job_id = getattr(job_id, "job_id", job_id)  # an id, or the job itself
         if job_id not in self.jobs:
             raise NotFound(f"Not found: Job {job_id}")
         return self.jobs[job_id]
 
     def query(self, sql: str, location: str | None = None, job_config=None, job_id: str | None = None):
-        tree = sqlglot.parse_one(sql, read="bigquery")
-        ctes = {cte.alias_or_name for cte in tree.find_all(sqlglot.exp.CTE)}
-        for table in tree.find_all(sqlglot.exp.Table):
-            if table.name in ctes:
-                continue
-            dataset = f"{table.catalog or self.project}.{table.db}"
-            full = f"{dataset}.{table.name}"
-            self._in_location(dataset, location)
-            if full not in self.tables:
-                raise NotFound(f"Not found: Table {full} was not found in location {location}")
-            table.set("catalog", None)
+        location = location or self.location
+        trees = [t for t in sqlglot.parse(sql, read="bigquery") if t is not None]
+        if len(trees) > 1:  # a script (Feast's point-in-time join): its temporary tables live as long as it runs
+            return self._script(trees, location, job_id)
+        tree = trees[0]
+        self._qualify(tree, location)
         if tree.key == "alter":  # BigQuery refuses to drop a column the table is clustered by
             full = f"{self.project}.{tree.this.db}.{tree.this.name}"
             dropped = {c.name for action in tree.args.get("actions") or [] for c in action.find_all(sqlglot.exp.Column)}
@@ -149,8 +163,70 @@ class StandInBigQuery:
             raise BadRequest(f"Invalid query: {str(e).splitlines()[0]}") from None
         return self._job(job_id or f"query_{len(self.jobs)}", "query", rows=rows)
 
+    def _qualify(self, tree, location: str | None, temporary: frozenset[str] = frozenset()) -> None:
+        """Each table the statement names must be in a dataset of `location`, and exist (404
+        otherwise), as BigQuery checks; its names are then DuckDB's (schema.table)."""
+        ctes = {cte.alias_or_name for cte in tree.find_all(sqlglot.exp.CTE)}
+        for table in tree.find_all(sqlglot.exp.Table):
+            if table.name in ctes or (not table.db and table.name in temporary):
+                continue
+            if "." in table.name:  # `project.dataset.table` quoted whole
+                catalog, db, name = table.name.split(".")
+                table.set("this", sqlglot.exp.to_identifier(name))
+                table.set("db", sqlglot.exp.to_identifier(db))
+                table.set("catalog", sqlglot.exp.to_identifier(catalog))
+            dataset = f"{table.catalog or self.project}.{table.db}"
+            full = f"{dataset}.{table.name}"
+            self._in_location(dataset, location)
+            if full not in self.tables:
+                raise NotFound(f"Not found: Table {full} was not found in location {location}")
+            table.set("catalog", None)
+
+    def _script(self, trees: list, location: str | None, job_id: str | None) -> Job:
+        """Statements run in order on a connection of their own, whose temporary tables go with it;
+        the last one's result is the job's."""
+        temporary = frozenset(t.this.name for t in trees if t.key == "create" and t.args.get("properties")
+                              and any(isinstance(p, sqlglot.exp.TemporaryProperty) for p in t.args["properties"].expressions))
+        con = self.db.cursor()
+        try:
+            for tree in trees[:-1]:
+                self._qualify(tree, location, temporary)
+                con.execute(tree.sql(dialect="duckdb")).fetchall()
+            self._qualify(trees[-1], location, temporary)
+            rows = Rows(con.sql(trees[-1].sql(dialect="duckdb")).to_arrow_table(), self.page_rows, self.stats)
+        except duckdb.Error as e:
+            raise BadRequest(f"Invalid query: {str(e).splitlines()[0]}") from None
+        finally:
+            con.close()
+        return self._job(job_id or f"query_{len(self.jobs)}", "query", rows=rows)
+
     def _ensure_bqstorage_client(self, *args, **kwargs):
         return READER
+
+    def load_table_from_dataframe(self, frame, destination, job_config=None, **_):
+        """A frame loaded into a new table (Feast's entity table for a point-in-time join), under the
+        dataset's default key as in BigQuery."""
+        destination = _name(destination)
+        dataset = destination.rsplit(".", 1)[0]
+        if dataset not in self.datasets:
+            raise NotFound(f"Not found: Dataset {dataset}")
+        if destination in self.tables:
+            raise Conflict(f"Already Exists: Table {destination}")
+        self.put(destination, pa.Table.from_pandas(frame, preserve_index=False))
+        return self._job(f"load_{len(self.jobs)}", "load")
+
+    def update_table(self, table, fields):
+        return table  # only an entity table's expiry is ever updated: nothing expires here
+
+    def delete_table(self, table, not_found_ok: bool = False):
+        full = _name(table)
+        full = full if full.count(".") == 2 else f"{self.project}.{full}"
+        if full not in self.tables:
+            if not_found_ok:
+                return
+            raise NotFound(f"Not found: Table {full}")
+        self.db.execute(f"DROP TABLE {full.split('.', 1)[1]}").fetchall()
+        del self.tables[full]
 
     def put(self, destination: str, table: pa.Table) -> None:
         """A table as another job would have written it (the feature tables the SQL computes)."""
@@ -214,3 +290,11 @@ class StandInBigQuery:
         job = Job(job_id, kind, **kw)
         self.jobs[job_id] = job
         return job
+
+
+def _name(ref) -> str:
+    """"project.dataset[.table]" from a name or a Dataset/Table reference (or table)."""
+    if isinstance(ref, str):
+        return ref.replace("`", "")
+    parts = [getattr(ref, "project", None), getattr(ref, "dataset_id", None), getattr(ref, "table_id", None)]
+    return ".".join(p for p in parts if p)
