@@ -10,15 +10,13 @@ whole, as Feast reads them:
   maison_engagement per maison, product_popularity;
 * the weekly sales and clientele tables per country and store.
 
-Both paths go through a region's events a client-complete part of the lake at a time, as
-`atelier features compute` does, so that memory follows the largest part rather than the region:
-the client tables per part; popularity and the weekly series from every part (the pandas path
-combines each part's daily counts and weekly sums; the DuckDB path runs their SQL once over every
-part's events, narrowed to the columns they read). The pandas path is what `atelier features
-compute` runs (atelier.features.pipeline, atelier.features.series); the DuckDB path runs
-atelier.features.sql's BigQuery-dialect queries, transpiled by sqlglot, over the same decrypted
-Arrow tables in memory, as BigQuery runs them (the maisons' tables cut from one staging table of
-every maison's windows). Decryption is not timed: each part is read before its clock starts.
+Each path is one of `atelier features compute`'s engines, without its encryption and writing:
+`--engine local` (atelier.features.pipeline.NumpyEngine, pandas/numpy) and `--engine duckdb`
+(atelier.features.compute_duckdb, atelier.features.sql's BigQuery-dialect queries transpiled by
+sqlglot, over the same decrypted Arrow tables in memory, the maisons' tables cut from one staging
+table of every maison's windows as BigQuery does). Both go through a region's events a
+client-complete part of the lake at a time, so that memory follows the largest part rather than
+the region. Decryption is not timed: each part is read before its clock starts.
 Each path runs --rounds times; the median is reported. The full `atelier features compute` of
 the region (decryption, encryption and writing included) is timed once beside them, for scale.
 """
@@ -36,7 +34,8 @@ from common import bench_home, log, make_world, mark_ready, save, table
 
 
 def _inputs(home: str, region: str):
-    """The region's clients and the catalog, and an iterator over its events' client-complete parts, decrypted."""
+    """An iterator over the region's events' client-complete parts, decrypted; its clients, the
+    catalog, and the events' schema."""
     from atelier.protect.keys import LocalKeyStore
     from atelier.protect.parquet import open_dataset, read_dataset
     from atelier.settings import Settings
@@ -46,7 +45,7 @@ def _inputs(home: str, region: str):
     events = open_dataset(s.paths.client_table("events", region), keys)
     clients = read_dataset(s.paths.client_table("clients", region), keys, columns=["client_id", "country"])
     products = read_dataset(s.paths.catalog("products"), None, columns=["product_id", "maison", "category"])
-    return (fragment.to_table(schema=events.schema) for fragment in events.get_fragments()), clients, products
+    return (fragment.to_table(schema=events.schema) for fragment in events.get_fragments()), clients, products, events.schema
 
 
 class _Clock:
@@ -69,76 +68,28 @@ class _Clock:
         return out
 
 
-def _pandas(clock: _Clock, clients, products) -> int:
-    """Every feature table as `atelier features compute` computes it, part by part."""
-    import pandas as pd
-
-    from atelier.features import series
-    from atelier.features.pipeline import client_activity, daily_counts, engaged_events, events_frame, maison_engagement, product_popularity
-
-    catalog = products.to_pandas().set_index("product_id")
-    country = clients.to_pandas().set_index("client_id")["country"]
-    rows, daily, sales, clientele = 0, [], [], []
+def _tables(engine, clock: _Clock) -> int:
+    """Every feature table by one of `atelier features compute`'s engines, part by part: the rows
+    computed (what it would write, encrypted, is left out)."""
+    rows = 0
     for part in clock:
-        df = events_frame(part, catalog)
-        engaged = engaged_events(df)
-        rows += client_activity(engaged).num_rows
-        for _, m in engaged.groupby("maison", sort=False):
-            rows += maison_engagement(m).num_rows
-        daily.append(daily_counts(df))
-        lines = series.sales_lines(df, country)
-        sales.append(series.weekly_sales(lines))
-        clientele.append(series.weekly_clientele(lines))
-
-    def combined() -> int:
-        n = product_popularity(pd.concat(daily).groupby(["product_id", "day", "event_type"], sort=False).sum().reset_index()).num_rows
-        for kind, parts in (("sales", sales), ("clientele", clientele)):
-            frame = series.combine(parts, series.KEYS[kind])
-            n += sum(series.to_table(frame, kind, level).num_rows for level in series.LEVELS)
-        return n
-
-    return rows + clock.timed(combined)
-
-
-def _duckdb(clock: _Clock, clients, products) -> int:
-    """The same tables by atelier.features.sql's queries (BigQuery's dialect, transpiled by sqlglot),
-    as `atelier features compute --engine bigquery` runs them: every maison's windows once into a
-    staging table, each maison's table cut from it; per part, then popularity and the weekly
-    series over every part's events."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from atelier.features import series, sql
-    from atelier.features.compute_bigquery import STAGING
-
-    maisons = pc.unique(products.column("maison")).to_pylist()
-    rows, narrow, purchases = 0, [], []
-    for part in clock:
-        rows += sql.run(sql.client_activity(), events=part, products=products).num_rows
-        staging = {STAGING: sql.run(sql.maison_engagement_windows(), events=part, products=products)}
-        rows += sum(sql.run(sql.maison_engagement(m, windows=STAGING), events=part, tables=staging).num_rows for m in maisons)
-        narrow.append(part.select(["product_id", "event_timestamp", "event_type", "amount"]))
-        purchases.append(part.filter(pc.equal(part.column("event_type"), "purchase")))
-
-    def combined() -> int:
-        everything, bought = pa.concat_tables(narrow), pa.concat_tables(purchases)
-        n = sql.run(sql.product_popularity(), events=everything).num_rows
-        return n + sum(sql.run(sql.weekly_table(kind, level), events=bought, clients=clients).num_rows
-                       for kind in series.TABLES for level in series.LEVELS)
-
-    return rows + clock.timed(combined)
+        activity, engagement = engine.part(part)
+        rows += (activity.num_rows if activity is not None else 0) + sum(t.num_rows for t in engagement.values())
+    return rows + clock.timed(lambda: engine.popularity().num_rows + sum(t.num_rows for t in engine.weekly().values()))
 
 
 def _child(path: str, home: str, regions: list[str], rounds: int, out) -> None:
     logging.disable(logging.WARNING)
-    fn = {"pandas": _pandas, "duckdb": _duckdb}[path]
+    from atelier.features.compute_duckdb import DuckDBEngine
+    from atelier.features.pipeline import NumpyEngine
+
     times, rows, events = [], 0, 0
     for _ in range(rounds):
         seconds, rows, events = 0.0, 0, 0
         for region in regions:
-            parts, clients, products = _inputs(home, region)
+            parts, clients, products, schema = _inputs(home, region)
             clock = _Clock(parts)
-            rows += fn(clock, clients, products)
+            rows += _tables(NumpyEngine(products, clients) if path == "pandas" else DuckDBEngine(products, clients, schema), clock)
             seconds, events = seconds + clock.seconds, events + clock.events
         times.append(seconds)
     out.put({"events": events, "rows": rows, "seconds": statistics.median(times), "times": times,

@@ -26,6 +26,8 @@ def test_unknown_region_and_size(tmp_path):
     assert r.returncode == 1 and "unknown region 'mars'" in r.stderr and "eu, us, apac" in r.stderr
     r = run(["data", "generate", "--size", "huge"], tmp_path)
     assert r.returncode == 1 and "unknown size 'huge'" in r.stderr
+    r = run(["features", "compute", "--region", "eu", "--engine", "spark"], tmp_path)
+    assert r.returncode == 1 and "no engine 'spark'" in r.stderr and "--engine duckdb" in r.stderr
     # the demo checks its options before any work: nothing is written to the data home
     cases = [(["demo", "--size", "huge"], ["unknown size 'huge'", "tiny, small, medium, large"]),
              (["demo", "--serve-region", "mars"], ["unknown region 'mars'", "eu, us, apac"])]
@@ -65,7 +67,7 @@ def test_build_and_serve_before_training_say_what_to_run(tmp_path):
 
 def test_data_to_online_features_from_the_command_line(tmp_path):
     for args in (["keys", "init"], ["data", "generate", "--size", "tiny", "--clients", "150"], ["features", "compute", "-r", "all"],
-                 ["features", "apply", "-r", "us"], ["features", "materialize", "-r", "us"], ["keys", "rotate", "-r", "us"], ["keys", "status"]):
+                 ["features", "compute", "-r", "us", "--engine", "duckdb"], ["features", "apply", "-r", "us"], ["features", "materialize", "-r", "us"], ["keys", "rotate", "-r", "us"], ["keys", "status"]):
         r = run(args, tmp_path)
         assert r.returncode == 0, (args, r.stdout, r.stderr)
     assert "v2 ENABLED (primary)" in r.stdout and "v1 DESTROYED" in r.stdout

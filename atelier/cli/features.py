@@ -16,21 +16,23 @@ app = typer.Typer(help="Features: compute from events, apply definitions, materi
 @app.command("compute")
 def compute(
     region: str = RegionOption,
-    engine: str = typer.Option("local", help="local: this machine's pipeline, into the encrypted lake; bigquery: the same tables computed by SQL in the region's dataset."),
+    engine: str = typer.Option("local", help="local: this machine's pandas/numpy pipeline, into the encrypted lake; duckdb: the same tables by the SQL BigQuery runs, on DuckDB here, in memory; bigquery: that SQL in the region's dataset."),
     terraform_output: Path | None = typer.Option(None, help="bigquery: `terraform -chdir=terraform/envs/<region> output -json` saved to a file (the dataset, its location and key)."),
     project: str | None = typer.Option(None, help="bigquery: the region's Google Cloud project."),
 ) -> None:
     """Run the feature pipeline: the region's events -> its feature tables (encrypted).
 
-    With --engine bigquery, each table Feast's BigQuery sources read is computed where the data is, by one query job in the
-    region's location under its key, from the tables `atelier data load --to bigquery` loaded.
+    With --engine duckdb, the tables are the same, computed by the SQL of --engine bigquery on DuckDB over the decrypted
+    events in memory (slower than local on a machine of few cores). With --engine bigquery, each table Feast's BigQuery
+    sources read is computed where the data is, by one query job in the region's location under its key, from the tables
+    `atelier data load --to bigquery` loaded.
     """
     from atelier.errors import AtelierError
     from atelier.features.pipeline import compute_features
 
     s = get_settings()
-    if engine not in ("local", "bigquery"):
-        raise AtelierError(f"no engine {engine!r}", fix="use --engine local or --engine bigquery")
+    if engine not in ("local", "duckdb", "bigquery"):
+        raise AtelierError(f"no engine {engine!r}", fix="use --engine local, --engine duckdb or --engine bigquery")
     if engine == "bigquery":
         if terraform_output is None or project is None or region == "all":
             raise AtelierError("--engine bigquery needs one region, its --terraform-output and its --project",
@@ -39,7 +41,7 @@ def compute(
         return
     for r in regions_of(region):
         with progress_bar(f"{r}: computing features from events") as advance:
-            counts = compute_features(s, r, progress=advance)
+            counts = compute_features(s, r, progress=advance, engine=engine)
         out.print(f"{r}: " + ", ".join(f"{k} {v:,} rows" for k, v in counts.items()))
 
 

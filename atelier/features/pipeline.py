@@ -241,25 +241,81 @@ def client_recent(streamed: pa.Table) -> pa.Table:
     return fresh.table([fresh.row(c, fresh.merge(fresh.Log(), evs)) for c, evs in fresh.by_client(streamed).items()])
 
 
-def compute_features(settings: Settings, region: str, progress: Callable[[int], None] = lambda n: None) -> dict[str, int]:
-    """Compute all of a region's feature tables from its events; swap them in together."""
+class NumpyEngine:
+    """The feature tables by this module's pandas/numpy aggregations, a client-complete part of
+    the events at a time; popularity and the weekly series from every part's daily counts and
+    weekly sums. `atelier features compute`'s default (`--engine local`)."""
+
+    def __init__(self, products: pa.Table, client_country: pa.Table):
+        self.products = products.to_pandas().set_index("product_id")
+        self.country = client_country.to_pandas().set_index("client_id")["country"]
+        self.daily: list[pd.DataFrame] = []
+        self.sales: list[pd.DataFrame] = []
+        self.clientele: list[pd.DataFrame] = []
+
+    def part(self, table: pa.Table) -> tuple[pa.Table | None, dict[str, pa.Table]]:
+        """A part's client_activity (None without engaged events) and its maisons' engagement."""
+        df = events_frame(table, self.products)
+        engaged = engaged_events(df)
+        activity = client_activity(engaged) if len(engaged) else None
+        engagement = {m: maison_engagement(part) for m, part in engaged.groupby("maison", sort=False)}
+        self.daily.append(daily_counts(df))
+        lines = series.sales_lines(df, self.country)
+        self.sales.append(series.weekly_sales(lines))
+        self.clientele.append(series.weekly_clientele(lines))
+        return activity, engagement
+
+    def popularity(self) -> pa.Table:
+        if not self.daily:
+            return schemas.PRODUCT_POPULARITY.empty_table()
+        daily = pd.concat(self.daily).groupby(["product_id", "day", "event_type"], sort=False).sum().reset_index()
+        return product_popularity(daily)
+
+    def weekly(self) -> dict[str, pa.Table]:
+        out = {}
+        for kind, parts in (("sales", self.sales), ("clientele", self.clientele)):
+            frame = series.combine(parts, series.KEYS[kind])
+            for level in series.LEVELS:
+                out[series.table_name(kind, level)] = series.to_table(frame, kind, level)
+        return out
+
+    def recent(self, streamed: pa.Table) -> pa.Table:
+        return client_recent(streamed)
+
+
+ENGINES = ("local", "duckdb")
+
+
+def compute_features(settings: Settings, region: str, progress: Callable[[int], None] = lambda n: None, engine: str = "local") -> dict[str, int]:
+    """Compute all of a region's feature tables from its events; swap them in together.
+
+    `engine`: "local", this module's pandas/numpy aggregations; "duckdb", the SQL BigQuery runs
+    (atelier.features.sql) on DuckDB over the decrypted parts in memory. Same tables, row for row
+    (tests/features/test_sql.py); on this machine's two cores the numpy path is 2-2.5x faster
+    (benchmarks/pipeline.py)."""
+    if engine not in ENGINES:
+        raise ValueError(f"no feature engine {engine!r}: one of {ENGINES}")
     ctx = RegionContext.of(settings, region)  # built once, passed down
     region, keys = ctx.region, ctx.keys
-    products = read_dataset(settings.paths.catalog("products"), None, columns=["product_id", "maison", "category"]).to_pandas().set_index("product_id")
+    products = read_dataset(settings.paths.catalog("products"), None, columns=["product_id", "maison", "category"])
     # Every maison of the catalog, and every maison whose team registered an engagement view: a
     # maison without events in this region gets an empty table, which its view serves as such.
     from atelier.events import journal
     from atelier.features.repo import engagement_maisons
 
-    maisons = sorted(set(products["maison"].unique()) | set(engagement_maisons(settings)))
+    maisons = sorted(set(pc.unique(products.column("maison")).to_pylist()) | set(engagement_maisons(settings)))
     events = open_dataset(settings.paths.client_table("events", region), keys)
-    client_country = read_dataset(settings.paths.client_table("clients", region), keys, columns=["client_id", "country"]).to_pandas()
-    client_country = client_country.set_index("client_id")["country"]
+    client_country = read_dataset(settings.paths.client_table("clients", region), keys, columns=["client_id", "country"])
+    if engine == "duckdb":
+        from atelier.features.compute_duckdb import DuckDBEngine
+
+        tables = DuckDBEngine(products, client_country, events.schema)
+    else:
+        tables = NumpyEngine(products, client_country)
     counts: dict[str, int] = {}
     with staged_dir(settings.paths.features(region)) as stage:
         activity = DatasetWriter(stage / "client_activity", keys)
         engagement = {m: DatasetWriter(stage / "maison_engagement" / m, keys) for m in maisons}
-        daily_parts, sales_parts, clientele_parts = [], [], []
         # Parts of the events table are client-complete (see atelier.data.lake), so each is
         # processed on its own and memory stays bounded by the largest part. Events received in
         # real time (the journal, atelier.events) join their client's part.
@@ -271,45 +327,32 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
             if not table.num_rows:
                 continue
             assert_region_clients(settings, region, table.column("client_id"), where=f"events/region={region}")
-            df = events_frame(table, products)
-            engaged = engaged_events(df)
-            if len(engaged):
-                activity.write(client_activity(engaged))
-            for m, part in engaged.groupby("maison", sort=False):
-                engagement[m].write(maison_engagement(part))
-            daily_parts.append(daily_counts(df))
-            lines = series.sales_lines(df, client_country)
-            sales_parts.append(series.weekly_sales(lines))
-            clientele_parts.append(series.weekly_clientele(lines))
+            part_activity, part_engagement = tables.part(table)
+            if part_activity is not None and part_activity.num_rows:
+                activity.write(part_activity)
+            for m, rows in part_engagement.items():
+                if rows.num_rows:
+                    engagement[m].write(rows)
             progress(table.num_rows)
         activity.commit(schemas.CLIENT_ACTIVITY)
         for w in engagement.values():
             w.commit(schemas.MAISON_ENGAGEMENT)
         counts["client_activity"] = activity.rows
-        recent = client_recent(streamed)
+        recent = tables.recent(streamed)
         write_dataset(stage / "client_recent", recent, keys, schema=schemas.CLIENT_RECENT)
         counts["client_recent"] = recent.num_rows
         counts["maison_engagement"] = sum(w.rows for w in engagement.values())
-        daily = pd.concat(daily_parts) if daily_parts else None
-        if daily is not None:
-            daily = daily.groupby(["product_id", "day", "event_type"], sort=False).sum().reset_index()
-            popularity = product_popularity(daily)
-        else:
-            popularity = schemas.PRODUCT_POPULARITY.empty_table()
+        popularity = tables.popularity()
         popularity_writer = DatasetWriter(stage / "product_popularity", keys)
         if popularity.num_rows:
             popularity_writer.write(popularity)
         popularity_writer.commit(schemas.PRODUCT_POPULARITY)
         counts["product_popularity"] = popularity.num_rows
         # The weekly series of the forecast and assortment models (atelier.features.series).
-        for kind, parts in (("sales", sales_parts), ("clientele", clientele_parts)):
-            frame = series.combine(parts, series.KEYS[kind])
-            for level in series.LEVELS:
-                table = series.to_table(frame, kind, level)
-                name = series.table_name(kind, level)
-                writer = DatasetWriter(stage / name, keys)
-                if table.num_rows:
-                    writer.write(table)
-                writer.commit(table.schema)
-                counts[name] = table.num_rows
+        for name, table in tables.weekly().items():
+            writer = DatasetWriter(stage / name, keys)
+            if table.num_rows:
+                writer.write(table)
+            writer.commit(table.schema)
+            counts[name] = table.num_rows
     return counts

@@ -207,3 +207,46 @@ def test_the_cloud_scripts_name_the_regions_dataset_and_nothing_else(tmp_path):
                                env={"ATELIER_HOME": str(tmp_path / "home"), "PATH": str(Path(sys.executable).parent)})
     assert into_file.returncode == 1 and "cannot write the scripts to" in into_file.stderr and "Traceback" not in into_file.stderr
     assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_features_compute_on_duckdb_writes_the_numpy_paths_tables(settings):
+    """`atelier features compute --engine duckdb`: every feature table the numpy path writes, the
+    same rows, with events received in real time (the journal) among the lake's."""
+    from datetime import datetime, timedelta, timezone
+
+    from atelier.context import RegionContext
+    from atelier.events.batch import Event, to_table
+    from atelier.events.journal import Journal
+    from atelier.features.pipeline import compute_features
+    from atelier.protect.parquet import MARKER
+    from atelier.protect.residency import roster
+
+    ctx = RegionContext.of(settings, "eu")
+    clients = roster(settings, "eu").to_pylist()[:5] + roster(settings, "eu").to_pylist()[-2:]
+    products = read_dataset(settings.paths.catalog("products"), None, columns=["product_id"]).column("product_id").to_pylist()[:10]
+    at = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    kinds = ("view", "purchase", "wishlist", "return")
+    received = [Event(event_id=f"rt{i}", client_id=clients[i % len(clients)], product_id=products[i % 10], event_type=kinds[i % 4],
+                      event_timestamp=at + timedelta(minutes=i)) for i in range(40)]
+    with Journal(ctx) as j:
+        j.append(to_table(received, at + timedelta(hours=1)))
+
+    def written() -> dict[str, pd.DataFrame]:
+        root = settings.paths.features("eu")
+        return {str(m.parent.relative_to(root)): read_dataset(m.parent, ctx.keys).to_pandas() for m in root.rglob(MARKER)}
+
+    counts = compute_features(settings, "eu")
+    ours = written()
+    assert compute_features(settings, "eu", engine="duckdb") == counts
+    theirs = written()
+    assert ours.keys() == theirs.keys() and {"client_activity", "client_recent", "product_popularity", "store_sales_weekly"} <= set(ours)
+    assert len(ours) > 8 and counts["client_recent"] == len(set(clients))
+    for name, want in ours.items():
+        got = theirs[name]
+        assert list(got.columns) == list(want.columns), name
+        if not len(want):
+            assert not len(got), name
+            continue
+        lists = {c for c in want.columns if want[c].dtype == object and isinstance(want[c].dropna().iloc[0] if want[c].notna().any() else "", np.ndarray)}
+        keys = [c for c in want.columns if c not in lists and (want[c].dtype == object or want[c].dtype.kind in "iuM")]
+        _same(got.assign(**{c: got[c].map(list) for c in lists}), want.assign(**{c: want[c].map(list) for c in lists}), keys)
