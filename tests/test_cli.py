@@ -26,8 +26,6 @@ def test_unknown_region_and_size(tmp_path):
     assert r.returncode == 1 and "unknown region 'mars'" in r.stderr and "eu, us, apac" in r.stderr
     r = run(["data", "generate", "--size", "huge"], tmp_path)
     assert r.returncode == 1 and "unknown size 'huge'" in r.stderr
-    r = run(["features", "compute", "--region", "eu", "--engine", "spark"], tmp_path)
-    assert r.returncode == 1 and "no engine 'spark'" in r.stderr and "--engine duckdb" in r.stderr
     # the demo checks its options before any work: nothing is written to the data home
     cases = [(["demo", "--size", "huge"], ["unknown size 'huge'", "tiny, small, medium, large"]),
              (["demo", "--serve-region", "mars"], ["unknown region 'mars'", "eu, us, apac"])]

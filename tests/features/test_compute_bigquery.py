@@ -127,5 +127,5 @@ def test_the_command_computes_with_the_terraform_outputs(settings, tmp_path, mon
     assert r.exit_code == 1 and "--terraform-output" in str(r.exception)
     tables = dict(bq.tables)
     r = CliRunner().invoke(cli, ["features", "compute", "-r", "eu", "--engine", "snowflake", "--terraform-output", str(outputs), "--project", "group-eu"])
-    assert r.exit_code == 1 and "no engine 'snowflake'" in str(r.exception) and "--engine local or --engine bigquery" in r.exception.fix
+    assert r.exit_code == 1 and "no engine 'snowflake'" in str(r.exception) and "--engine local, --engine duckdb or --engine bigquery" in r.exception.fix
     assert bq.tables == tables  # nothing computed
