@@ -56,7 +56,7 @@ def demo(
     out.print("   " + ", ".join(f"{r}: {n:,} clients" for r, n in manifest["counts"]["clients"].items()) + f"; {manifest['products']:,} products")
     for r in region_codes():
         with progress_bar(f"2/6 {r}: features (compute, apply, materialize)") as advance:
-            compute_features(s, r, progress=advance)
+            compute_features(s, r, progress=advance, on_total=advance.total)
             repo.apply(s, r)
             repo.materialize(s, r, incremental=False, progress=lambda _v, n: advance(n))
     for r in region_codes():

@@ -41,7 +41,7 @@ def compute(
         return
     for r in regions_of(region):
         with progress_bar(f"{r}: computing features from events") as advance:
-            counts = compute_features(s, r, progress=advance, engine=engine)
+            counts = compute_features(s, r, progress=advance, engine=engine, on_total=advance.total)
         out.print(f"{r}: " + ", ".join(f"{k} {v:,} rows" for k, v in counts.items()))
 
 

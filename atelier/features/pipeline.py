@@ -26,7 +26,7 @@ from atelier.context import RegionContext
 from atelier.features import schemas, series
 from atelier.features.schemas import CLIENT_WINDOWS, ENGAGEMENT_WINDOWS, POPULARITY_WINDOWS, PURCHASE_HISTORY, RECENT_HISTORY
 from atelier.io import staged_dir
-from atelier.protect.parquet import DatasetWriter, open_dataset, read_dataset, write_dataset
+from atelier.protect.parquet import DatasetWriter, dataset_info, open_dataset, read_dataset, write_dataset
 from atelier.protect.residency import assert_region_clients
 from atelier.settings import Settings
 
@@ -286,8 +286,10 @@ class NumpyEngine:
 ENGINES = ("local", "duckdb")
 
 
-def compute_features(settings: Settings, region: str, progress: Callable[[int], None] = lambda n: None, engine: str = "local") -> dict[str, int]:
+def compute_features(settings: Settings, region: str, progress: Callable[[int], None] = lambda n: None, engine: str = "local",
+                     on_total: Callable[[int], None] = lambda n: None) -> dict[str, int]:
     """Compute all of a region's feature tables from its events; swap them in together.
+    `progress(n)` after each part of n events; `on_total(n)` once, with the events there are.
 
     `engine`: "local", this module's pandas/numpy aggregations; "duckdb", the SQL BigQuery runs
     (atelier.features.sql) on DuckDB over the decrypted parts in memory. Same tables, row for row
@@ -323,6 +325,7 @@ def compute_features(settings: Settings, region: str, progress: Callable[[int], 
             with journal.Journal(ctx) as j:
                 j.compact()
         streamed = journaled_events(ctx)
+        on_total(dataset_info(settings.paths.client_table("events", region))["rows"] + streamed.num_rows)
         for table in _client_complete(events, streamed.select(events.schema.names).cast(events.schema)):
             if not table.num_rows:
                 continue
