@@ -110,9 +110,7 @@ class StandInBigQuery:
         return SimpleNamespace(location=location, default_encryption_configuration=SimpleNamespace(kms_key_name=key))
 
     def get_table(self, table):
-        name = table
-        name = _name(name)
-        full = name if name.count(".") == 2 else f"{self.project}.{name}"
+        full = self._full(table)
         if full not in self.tables:
             raise NotFound(f"Not found: Table {full}")
         columns = [r[0] for r in self.db.execute(f"DESCRIBE {full.split('.', 1)[1]}").fetchall()]
@@ -219,8 +217,7 @@ class StandInBigQuery:
         return table  # only an entity table's expiry is ever updated: nothing expires here
 
     def delete_table(self, table, not_found_ok: bool = False):
-        full = _name(table)
-        full = full if full.count(".") == 2 else f"{self.project}.{full}"
+        full = self._full(table)
         if full not in self.tables:
             if not_found_ok:
                 return
@@ -281,6 +278,11 @@ class StandInBigQuery:
         return [j.job_id for j in self.jobs.values() if j.kind == "load"]
 
     # -- rules ---------------------------------------------------------------------------------
+
+    def _full(self, table) -> str:
+        """"project.dataset.table" of a table's name or reference; a name without a project is in the client's."""
+        name = _name(table)
+        return name if name.count(".") == 2 else f"{self.project}.{name}"
 
     def _in_location(self, dataset: str, location: str | None) -> None:
         if dataset not in self.datasets or self.datasets[dataset][0] != location:

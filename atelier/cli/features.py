@@ -28,10 +28,10 @@ def compute(
     `atelier data load --to bigquery` loaded.
     """
     from atelier.errors import AtelierError
-    from atelier.features.pipeline import compute_features
+    from atelier.features.pipeline import ENGINES, compute_features
 
     s = get_settings()
-    if engine not in ("local", "duckdb", "bigquery"):
+    if engine not in (*ENGINES, "bigquery"):
         raise AtelierError(f"no engine {engine!r}", fix="use --engine local, --engine duckdb or --engine bigquery")
     if engine == "bigquery":
         if terraform_output is None or project is None or region == "all":
