@@ -238,8 +238,11 @@ def _views_released() -> Iterator[None]:
     connection, and ibis 12 never drops them (its DuckDB backend leaves that to the connection's
     end): each call kept its tables for the life of the process, 0.2 GiB per call on a 20,000-client
     world, and training calls it for every ranking window. The views a call adds are dropped once
-    its frame is built. One call at a time: the connection serves one query at a time anyway."""
+    its frame is built, and the memory Arrow's pool keeps from reading them is given back
+    (`release_arrow_memory`). One call at a time: the connection serves one query at a time anyway."""
     import ibis
+
+    from atelier.protect.parquet import release_arrow_memory
 
     with _DUCKDB:
         con = ibis.get_backend().con
@@ -249,6 +252,7 @@ def _views_released() -> Iterator[None]:
         finally:
             for name in _temporary_views(con) - before:
                 con.unregister(name)
+            release_arrow_memory()
 
 
 def _temporary_views(con) -> set[str]:

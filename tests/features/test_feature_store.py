@@ -163,6 +163,40 @@ def test_materialize_unknown_view_is_a_clear_error(settings):
         repo.materialize(settings, "eu", views=["nope"])
 
 
+def test_a_read_for_a_range_of_clients_decrypts_only_the_files_of_that_range(settings):
+    """Feature tables hold a sorted range of clients per file. A point-in-time read of some
+    clients is bounded by their least and greatest id, so Arrow skips the other files' row
+    groups by their statistics; an `isin` of many values alone is not checked against them.
+    Shown by damaging the pages of a file outside the range: the bounded read never decrypts them."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from atelier.errors import AtelierError
+    from atelier.features.offline_store import RowsNeeded
+    from atelier.protect.parquet import DatasetWriter, part_files
+
+    keys = key_store(settings, "eu")
+    path = settings.home / "features" / "eu" / "ranged"
+    at = pd.Timestamp(NOW)
+    with DatasetWriter(path, keys) as w:
+        for k in range(3):  # c0000-c0199, c1000-c1199, c2000-c2199
+            ids = [f"c{k}{i:03d}" for i in range(200)]
+            w.write(pa.table({"client_id": ids, "event_timestamp": pa.array([at] * 200, pa.timestamp("us", "UTC")), "x": np.arange(200)}))
+    last = part_files(path)[2]
+    data = bytearray(last.read_bytes())
+    data[8:40] = bytes(32)  # the first page of the third file (its footer, with the statistics, is at the end)
+    last.write_bytes(bytes(data))
+
+    wanted = np.array([f"c{k}{i:03d}" for k in (1, 0) for i in range(5, 200, 3)], object)  # 130 of the first two files
+    needed = RowsNeeded([{"client_id": wanted}], "event_timestamp", at)
+    schema = pa.schema([("client_id", pa.string()), ("event_timestamp", pa.timestamp("us", "UTC")), ("x", pa.int64())])
+    got = read_dataset(path, keys, filter=needed.expression(schema))
+    assert sorted(got.column("client_id").to_pylist()) == sorted(wanted)
+    with pytest.raises((OSError, AtelierError)):  # the damage is real: a read that opens the third file fails
+        read_dataset(path, keys, filter=pc.field("client_id").isin(pa.array(wanted)))
+
+
 def test_point_in_time_reads_scan_only_their_entities_rows_and_answer_as_a_whole_read(settings, monkeypatch):
     """A read for a few clients (and a few products, countries) keeps only their rows of each
     source, up to the frame's latest time, and gives what reading every row gives."""

@@ -65,13 +65,16 @@ def test_the_log_decision_on_a_thinned_sample_matches_the_whole(monkeypatch):
     assert fitter.specs()[1].mean == pytest.approx(whole[1].mean, rel=1e-9)  # the moments are never sampled
 
 
-def test_parts_hold_whole_clients_and_are_about_the_size_asked():
+def test_parts_hold_whole_clients_in_ranges_of_ids_and_are_about_the_size_asked():
     codes = np.repeat(np.arange(300), np.random.default_rng(0).integers(1, 30, 300))
-    part = assign_parts(codes, 500, seed=3)
+    part = assign_parts(codes, 500)
     assert all(len(np.unique(part[codes == c])) == 1 for c in range(300))
     sizes = np.bincount(part)
     assert sizes[:-1].min() >= 500 - 30 and sizes.max() < 500 + 30
-    assert not np.array_equal(part, assign_parts(codes, 500, seed=4))  # a seed draws the clients
+    first = [part[codes == c][0] for c in range(300)]
+    assert first == sorted(first) and first[0] == 0  # a part is a range of clients, in the order of their codes
+    mixed = np.random.default_rng(1).permutation(codes)  # the examples' order does not matter
+    assert all(assign_parts(mixed, 500)[mixed == c][0] == first[c] for c in range(300))
 
 
 @pytest.fixture
@@ -177,8 +180,8 @@ def test_a_training_set_read_a_part_at_a_time_is_the_one_read_at_once(settings):
         frame["recent_products"] = frame["recent_products"].map(tuple)
         return frame.sort_values(["client_id", "as_of", "product"]).reset_index(drop=True)
 
-    whole = ds._examples(ctx, train, specs, index, seed=7, part_rows=10**9)
-    in_parts = ds._examples(ctx, train, specs, index, seed=7, part_rows=len(train) // 7)
+    whole = ds._examples(ctx, train, specs, index, part_rows=10**9)
+    in_parts = ds._examples(ctx, train, specs, index, part_rows=len(train) // 7)
     assert len(whole.parts.parts) == 1 and len(in_parts.parts.parts) >= 7
     a, b = rows(whole), rows(in_parts)
     assert len(a) == len(train) and a.columns.tolist() == b.columns.tolist()
@@ -186,3 +189,29 @@ def test_a_training_set_read_a_part_at_a_time_is_the_one_read_at_once(settings):
     assert a["recent_products"].map(lambda t: any(t)).mean() > 0.3  # the histories are there to compare
     for x, y in zip(whole.query_specs, in_parts.query_specs):
         assert (x.vocabulary, x.log) == (y.vocabulary, y.log) and x.mean == pytest.approx(y.mean) and x.variance == pytest.approx(y.variance)
+
+
+def test_features_as_of_one_time_read_in_blocks_of_clients_are_those_read_at_once(settings, monkeypatch):
+    """The evaluation's and the ranking stage's reads (many clients, one time) go a block of ids
+    at a time: the inputs are those of one read, in the order asked, an unknown client included."""
+    from atelier.context import RegionContext
+    from atelier.features import repo
+    from atelier.models.recommend import dataset as ds
+
+    repo.apply(settings, "eu")
+    ctx = RegionContext.of(settings, "eu")
+    events = ds.read_events(ctx)
+    specs = ds.specs_from_service(ctx.store, ds.QUERY_SERVICE)
+    at = ds.windows(events, 4).validation_cutoff
+    clients = np.array([*sorted(events.client_id.dropna().unique(), reverse=True)[:60], "nobody"], object)
+    whole = ds.query_inputs(ctx, specs, clients, at)
+    calls = []
+    real = ctx.historical_features
+    monkeypatch.setattr(ctx, "historical_features", lambda entity, features: calls.append(len(entity)) or real(entity, features))
+    monkeypatch.setattr(ds, "AS_OF_CLIENTS", 7)
+    blocks = ds.query_inputs(ctx, specs, clients, at)
+    assert calls == [7] * 8 + [5]
+    assert whole.keys() == blocks.keys() and np.array_equal(whole["client_id"], clients)
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], blocks[name], err_msg=name)
+    assert np.isfinite(whole["purchases_365d"].astype(float)).sum() > 30  # features were found: not a comparison of empty rows

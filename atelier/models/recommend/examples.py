@@ -10,10 +10,13 @@ record batches, `MIX` parts at a time, so memory is bounded by a few parts whate
 events. The parts of the final refit are the run's `training_set` (kept for audits and
 reproducibility; the residency audit reads its `client_id` column).
 
-Shuffling: each part holds whole clients, drawn at random, so a part is a random sample of
-clients; every epoch takes the parts in a new random order and permutes the rows of each `MIX`
-parts together. Up to `PART_ROWS * MIX` examples, that is one permutation of the whole set, as
-the in-memory pipeline did.
+Shuffling: each part holds whole clients, a range of their ids (`assign_parts`: what keeps its
+point-in-time read to a few files); every epoch takes the parts in a new random order and
+permutes the rows of each `MIX` parts together. Up to `PART_ROWS * MIX` examples, that is one
+permutation of the whole set, as the in-memory pipeline did; beyond, each stretch of an epoch
+mixes `MIX` ranges of clients drawn at random, which is as good as `MIX` random samples of clients
+where ids say nothing of the clients' behaviour, and mixes `MIX` cohorts where ids were handed
+out in sign-up order.
 """
 
 from __future__ import annotations
@@ -39,14 +42,16 @@ MIX = 4
 ROW_COLUMNS = ("product_index", "product_id", "weight", "event_timestamp")
 
 
-def assign_parts(client_codes: np.ndarray, part_rows: int, seed: int) -> np.ndarray:
-    """The part of each example: clients in a random order, cut every `part_rows` examples (a
-    client is never split, so its point-in-time lookups are made once)."""
+def assign_parts(client_codes: np.ndarray, part_rows: int) -> np.ndarray:
+    """The part of each example: clients in the order of their codes (codes in the order of the
+    ids), cut every `part_rows` examples. A client is never split, so its point-in-time lookups
+    are made once, and a part is a range of ids: the feature tables hold a range of clients per
+    file, sorted, so a part's point-in-time read decrypts the files of its range only
+    (atelier.features.offline_store.RowsNeeded), not the whole table. For the client_activity
+    table of a 12M-event region that read took 6-7 s per part of 100,000 examples, and held up to
+    1.8 GiB of decoded row groups, for parts of clients drawn at random."""
     clients, per_client = np.unique(client_codes, return_counts=True)
-    order = np.random.default_rng(seed).permutation(len(clients))
-    ends = np.cumsum(per_client[order])
-    part_of_client = np.empty(len(clients), np.int64)
-    part_of_client[order] = (ends - 1) // part_rows
+    part_of_client = (np.cumsum(per_client) - 1) // part_rows
     return part_of_client[np.searchsorted(clients, client_codes)]
 
 
