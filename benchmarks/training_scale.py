@@ -15,8 +15,8 @@ when they are not yet.
 * With --train: `train_region` (`atelier train recommend -r R --epochs 1 --no-export`: the
   validation weeks' build and fit, the ranking stage's tower and lists, the refit's build and
   fit, the test weeks) in a process of its own, its RSS sampled every 0.2 s: the peak of each
-  step and of the whole run, against issue 12's 8 GiB. On this machine a region of the large
-  world takes about an hour.
+  step (logged as each ends) and of the whole run, against issue 12's 8 GiB. On this machine a
+  region of the large world takes well over an hour.
 """
 
 from __future__ import annotations
@@ -149,11 +149,16 @@ def train_memory(home, region: str) -> dict:
     sampler.start()
     start = time.time()
     steps, done = [("starting, reading the events", start)], None
+
+    def peak_since(t0: float) -> float:
+        return max((g for t, g in list(samples) if t >= t0), default=0.0)
+
     for line in proc.stdout:
         if line.startswith("STEP "):
             _, at, name = line.rstrip("\n").split(" ", 2)
+            # each step's peak as it ends: a run stopped half-way keeps the figures of its steps so far
+            log(f"done: {steps[-1][0]}, {float(at) - steps[-1][1]:.0f} s, peak {peak_since(steps[-1][1]):.2f} GiB; now: {name}")
             steps.append((name, float(at)))
-            log(f"{name} ({_rss_gib(proc.pid):.2f} GiB now)")
         elif line.startswith("DONE "):
             done = json.loads(line.split(" ", 2)[2])
     if proc.wait():
