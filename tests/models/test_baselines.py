@@ -115,3 +115,26 @@ def test_fallback_popularity_orders_by_the_last_30_days_then_longer_windows():
     assert list(np.argsort(-score, kind="stable")) == [1, 0, 2, 3]
     assert score[3] > 0  # a product that sold only long ago still has an order
     assert fallback_popularity({"purchases_30d": [0, 0]}).tolist() == [0.0, 0.0]
+
+
+def test_contenders_let_their_matrices_go_and_measure_the_same_after():
+    """The validation's purchase matrix and XᵀX go before the ranking stage's tower builds its own
+    set (`Contenders.release`); anything asked after computes them again, to the same figures."""
+    from types import SimpleNamespace
+
+    from atelier.models.recommend import compare
+
+    purchases = pd.DataFrame({"client_id": ["a", "a", "b", "b", "c", "a", "c"], "product": [0, 1, 1, 2, 0, 2, 1],
+                              "event_timestamp": pd.to_datetime(["2026-02-01", "2026-02-02", "2026-02-20", "2026-02-21", "2026-02-25",
+                                                                 "2026-03-05", "2026-03-06"], utc=True),
+                              "country": ["FR", "FR", "DE", "DE", "FR", "FR", "FR"]})
+    ids = np.array(["a", "c"], object)
+    data = SimpleNamespace(purchases=purchases, products=pd.DataFrame({"product_id": ["p0", "p1", "p2"]}), window={"cutoff": str(CUTOFF)},
+                           eval=SimpleNamespace(client_ids=ids, bought_before=[np.array([0, 1]), np.array([0])], truth=[np.array([2]), np.array([1])],
+                                                warm=np.array([True, True]), country=np.array(["FR", "FR"], object)))
+    val = compare.Contenders(data, exclude_purchased=False)
+    before = compare.table(val, np.zeros((2, 3), np.float32), 10.0)
+    assert val._x is not None and val._gram is not None
+    val.release()
+    assert val._x is None and val._gram is None
+    assert compare.table(val, np.zeros((2, 3), np.float32), 10.0) == before

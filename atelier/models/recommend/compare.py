@@ -51,6 +51,12 @@ class Contenders:
             self._gram = self.history.gram()
         return self._gram
 
+    def release(self) -> None:
+        """Let the purchase matrix and XᵀX go (computed again if asked for): the ranking stage's
+        tower builds a training set of its own after the baselines are scored, and for eu's 44,683
+        validation clients of the 52M-event world the two are 0.83 and 0.19 GiB."""
+        self._x = self._gram = None
+
     def ease(self, lam: float) -> np.ndarray:
         return bl.with_prior(bl.Ease(self.history, lam, gram=self.gram).scores(self.x), self.popularity)
 

@@ -211,6 +211,7 @@ def _choose(ctx: RegionContext, config: TrainConfig, windows: ds.Windows, common
     advance = steps.step("scoring the validation weeks")
     tower_val = _scores(model, selection)
     validation = compare.table(val, tower_val, lam)
+    val.release()  # the baselines are scored; what follows measures the ranking stage only
     advance(1)
     rank_history, starts, ranker_tower = None, [], None
     if config.ranking:
