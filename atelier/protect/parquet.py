@@ -189,7 +189,7 @@ def read_dataset(path: Path, keys: KeyStore | None, columns: list[str] | None = 
     """The dataset's rows (those `filter` keeps), decrypted in memory.
 
     A filtered read keeps a few of many rows (a part of the clients, for training's point-in-time
-    reads), yet every row group is decoded before it is filtered: it reads one file and one batch
+    reads), yet every row group is decoded before it is filtered: it reads two files and two batches
     ahead at a time. Arrow's default read-ahead (4 files, 16 batches) held up to 1.8 GiB of decoded
     row groups at once for the client_activity table of a 12M-event region, against 0.7-0.9 GiB
     this way, in the same time on two cores."""

@@ -124,7 +124,7 @@ def features_as_of(ctx: RegionContext, client_ids: np.ndarray, at: pd.Timestamp,
     the files of its range of ids (atelier.features.offline_store.RowsNeeded), so memory holds
     one block's rows rather than every client's. The evaluation clients of a 12M-event region
     (28,000, spread over every file) took 2.6 GiB more than the frame of events in one read."""
-    ids = np.sort(pd.unique(pd.Series(client_ids, dtype=object)).astype(object))
+    ids = np.unique(np.asarray(client_ids, dtype=object))  # each once, in id order
     blocks = [ctx.historical_features(pd.DataFrame({"client_id": ids[lo : lo + AS_OF_CLIENTS], "event_timestamp": at}), features)
               for lo in range(0, len(ids), AS_OF_CLIENTS)]
     return pd.concat(blocks, ignore_index=True).set_index("client_id")
@@ -280,7 +280,7 @@ def _examples(ctx: RegionContext, train: pd.DataFrame, specs: list[FeatureSpec],
         client_ids=train["client_id"].to_numpy()[order],
         product_index=product_index,
         weight=train["weight"].to_numpy(np.float32)[order],
-        timestamp=train["event_timestamp"].to_numpy("datetime64[us]")[order],  # not Timestamp objects: 1.5 GB for 19M examples
+        timestamp=train["event_timestamp"].to_numpy("datetime64[us]")[order],  # not Timestamp objects: 2.6 GiB for 19M examples
         parts=parts,
         query_specs=fitter.specs(),
     )
