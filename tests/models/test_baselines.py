@@ -117,24 +117,52 @@ def test_fallback_popularity_orders_by_the_last_30_days_then_longer_windows():
     assert fallback_popularity({"purchases_30d": [0, 0]}).tolist() == [0.0, 0.0]
 
 
-def test_contenders_let_their_matrices_go_and_measure_the_same_after():
-    """The validation's purchase matrix and XᵀX go before the ranking stage's tower builds its own
-    set (`Contenders.release`); anything asked after computes them again, to the same figures."""
+def _contenders(exclude_purchased: bool = False):
     from types import SimpleNamespace
 
     from atelier.models.recommend import compare
 
-    purchases = pd.DataFrame({"client_id": ["a", "a", "b", "b", "c", "a", "c"], "product": [0, 1, 1, 2, 0, 2, 1],
+    purchases = pd.DataFrame({"client_id": ["a", "a", "b", "b", "c", "a", "c", "d"], "product": [0, 1, 1, 2, 0, 2, 1, 3],
                               "event_timestamp": pd.to_datetime(["2026-02-01", "2026-02-02", "2026-02-20", "2026-02-21", "2026-02-25",
-                                                                 "2026-03-05", "2026-03-06"], utc=True),
-                              "country": ["FR", "FR", "DE", "DE", "FR", "FR", "FR"]})
-    ids = np.array(["a", "c"], object)
-    data = SimpleNamespace(purchases=purchases, products=pd.DataFrame({"product_id": ["p0", "p1", "p2"]}), window={"cutoff": str(CUTOFF)},
-                           eval=SimpleNamespace(client_ids=ids, bought_before=[np.array([0, 1]), np.array([0])], truth=[np.array([2]), np.array([1])],
-                                                warm=np.array([True, True]), country=np.array(["FR", "FR"], object)))
-    val = compare.Contenders(data, exclude_purchased=False)
-    before = compare.table(val, np.zeros((2, 3), np.float32), 10.0)
-    assert val._x is not None and val._gram is not None
+                                                                 "2026-03-05", "2026-03-06", "2026-03-07"], utc=True),
+                              "country": ["FR", "FR", "DE", "DE", "FR", "FR", "FR", "DE"]})
+    ids = np.array(["a", "c", "b", "d"], object)
+    data = SimpleNamespace(purchases=purchases, products=pd.DataFrame({"product_id": ["p0", "p1", "p2", "p3"]}), window={"cutoff": str(CUTOFF)},
+                           eval=SimpleNamespace(client_ids=ids, bought_before=[np.array([0, 1]), np.array([0]), np.array([1, 2]), np.zeros(0, np.int64)],
+                                                truth=[np.array([2]), np.array([1]), np.array([3]), np.array([3])],
+                                                warm=np.array([True, True, True, False]), country=np.array(["FR", "FR", "DE", "DE"], object)))
+    return compare.Contenders(data, exclude_purchased=exclude_purchased)
+
+
+def test_contenders_let_xtx_go_and_measure_the_same_after():
+    """XᵀX goes before the ranking stage's tower builds its own set (`Contenders.release`);
+    anything asked after computes it again, to the same figures."""
+    from atelier.models.recommend import compare
+
+    val = _contenders()
+    before = compare.table(val, np.zeros((4, 4), np.float32), 10.0)
+    assert val._gram is not None
     val.release()
-    assert val._x is None and val._gram is None
-    assert compare.table(val, np.zeros((2, 3), np.float32), 10.0) == before
+    assert val._gram is None
+    assert compare.table(val, np.zeros((4, 4), np.float32), 10.0) == before
+
+
+@pytest.mark.parametrize("exclude_purchased", [False, True])
+def test_contenders_scored_a_block_of_clients_at_a_time_rank_as_the_whole_matrix(monkeypatch, exclude_purchased):
+    """Every recommender is ranked from `RowScores`, a block of clients at a time, so no clients x
+    products matrix is held; blocks of one client rank each client as the whole matrix does."""
+    from atelier.models.recommend import compare, evaluate
+
+    val = _contenders(exclude_purchased)
+    lam = 10.0
+    contenders = dict(val.baselines(lam))
+    assert {"popularity in country", "item-kNN", f"EASE (λ={lam:g})"} <= set(contenders)
+    assert ("buy again" in contenders) != exclude_purchased
+    whole = {name: evaluate.top_k(np.array(scores()[0:4]), 4, val.exclude) for name, scores in contenders.items()}
+    assert not np.array_equal(whole["popularity in country"][0], whole["popularity in country"][2])  # FR and DE differ
+    measured = compare.table(val, np.zeros((4, 4), np.float32), lam)
+    monkeypatch.setattr(evaluate, "BLOCK_ROWS", 1)
+    for name, scores in contenders.items():
+        assert scores().shape == (4, 4), name
+        np.testing.assert_array_equal(evaluate.top_k(scores(), 4, val.exclude), whole[name], err_msg=name)
+    assert compare.table(val, evaluate.RowScores((4, 4), lambda a, b: np.zeros((b - a, 4), np.float32)), lam) == measured

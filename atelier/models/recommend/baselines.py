@@ -120,24 +120,41 @@ def popularity_scores(h: History, n_clients: int) -> np.ndarray:
     return np.broadcast_to(recent_popularity(h), (n_clients, h.products))
 
 
+class CountryPopularity:
+    """Recent best-sellers in the client's country, blended with the region where the country buys
+    little. Each country's list is computed once, then looked up for every block of clients."""
+
+    def __init__(self, h: History, min_purchases: int = 50):
+        self.h = h
+        self.min_purchases = min_purchases
+        region = recent_popularity(h)
+        self.region_share = region / max(region.sum(), 1.0)
+        self._lists: dict[object, np.ndarray] = {}
+
+    def of(self, country) -> np.ndarray:
+        if country not in self._lists:
+            local = recent_popularity(self.h, countries=np.array([country], dtype=object))
+            weight = min(1.0, local.sum() / self.min_purchases)  # a country with few purchases leans on the region
+            self._lists[country] = (weight * local / max(local.sum(), 1.0) + (1 - weight) * self.region_share).astype(np.float32)
+        return self._lists[country]
+
+    def scores(self, client_countries: np.ndarray) -> np.ndarray:
+        out = np.empty((len(client_countries), self.h.products), np.float32)
+        for country in pd.unique(client_countries):
+            out[client_countries == country] = self.of(country)
+        return out
+
+
 def country_popularity_scores(h: History, client_countries: np.ndarray, min_purchases: int = 50) -> np.ndarray:
     """Recent best-sellers in the client's country, blended with the region where the country buys little."""
-    region = recent_popularity(h)
-    region_share = region / max(region.sum(), 1.0)
-    out = np.empty((len(client_countries), h.products), np.float32)
-    for country in pd.unique(client_countries):
-        mine = client_countries == country
-        local = recent_popularity(h, countries=np.array([country], dtype=object))
-        weight = min(1.0, local.sum() / min_purchases)  # a country with few purchases leans on the region
-        out[mine] = weight * local / max(local.sum(), 1.0) + (1 - weight) * region_share
-    return out
+    return CountryPopularity(h, min_purchases).scores(client_countries)
 
 
 class ItemKNN:
     """Co-purchase: cosine similarity between products, the `neighbours` nearest kept per product."""
 
-    def __init__(self, h: History, neighbours: int = KNN_NEIGHBOURS):
-        g = h.gram()
+    def __init__(self, h: History, neighbours: int = KNN_NEIGHBOURS, gram: np.ndarray | None = None):
+        g = h.gram() if gram is None else gram
         norms = np.sqrt(np.diag(g))
         sim = g / np.maximum(np.outer(norms, norms), 1e-9)
         np.fill_diagonal(sim, 0.0)

@@ -17,7 +17,7 @@ import numpy as np
 
 from atelier.models.recommend import baselines as bl
 from atelier.models.recommend.dataset import RegionData
-from atelier.models.recommend.evaluate import group_metrics, top_k
+from atelier.models.recommend.evaluate import RowScores, group_metrics, top_k
 
 LAMBDAS = (10.0, 50.0, 200.0, 500.0, 1000.0, 3000.0)
 SELECT_ON = "recall@10"  # the figure choices are made on (all clients of the validation window)
@@ -26,7 +26,8 @@ RANKED = "ranked"  # candidates from co-purchase, popularity and the two-tower, 
 
 
 class Contenders:
-    """Score matrices for one window's clients, computed lazily, one recommender at a time."""
+    """The window's clients scored by each recommender, a block of clients at a time (`RowScores`):
+    no clients x products matrix is held, neither scores nor the purchase matrix they come from."""
 
     def __init__(self, data: RegionData, exclude_purchased: bool):
         self.data = data
@@ -35,43 +36,52 @@ class Contenders:
         self.popularity = bl.recent_popularity(self.history)
         self.exclude = data.eval.bought_before if exclude_purchased else None
         self.exclude_purchased = exclude_purchased
-        self._x: np.ndarray | None = None
         self._gram: np.ndarray | None = None
 
-    @property
-    def x(self) -> np.ndarray:
-        if self._x is None:
-            self._x = self.history.matrix(self.rows)
-        return self._x
+    def x(self, start: int, stop: int) -> np.ndarray:
+        """The binary purchase matrix of clients start..stop-1 (before the cut-off)."""
+        return self.history.matrix(self.rows[start:stop])
 
     @property
     def gram(self) -> np.ndarray:
-        """XᵀX, shared by EASE's λ search (only on catalogs up to EASE_MAX_PRODUCTS)."""
+        """XᵀX, shared by EASE's λ search and item-kNN (only on catalogs up to EASE_MAX_PRODUCTS)."""
         if self._gram is None:
             self._gram = self.history.gram()
         return self._gram
 
     def release(self) -> None:
-        """Let the purchase matrix and XᵀX go (computed again if asked for): the ranking stage's
-        tower builds a training set of its own after the baselines are scored, and for eu's 44,683
-        validation clients of the 52M-event world the two are 0.83 and 0.19 GiB."""
-        self._x = self._gram = None
+        """Let XᵀX go (computed again if asked for): the ranking stage's tower builds a training set
+        of its own after the baselines are scored (0.19 GiB for eu of the 52M-event world)."""
+        self._gram = None
 
-    def ease(self, lam: float) -> np.ndarray:
-        return bl.with_prior(bl.Ease(self.history, lam, gram=self.gram).scores(self.x), self.popularity)
+    def scores(self, block: Callable[[int, int], np.ndarray]) -> RowScores:
+        """A recommender's scores for the window's clients, `block(start, stop)` at a time."""
+        return RowScores((len(self.rows), self.history.products), block)
 
-    def baselines(self, lam: float | None) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
+    def ease(self, lam: float) -> RowScores:
+        model = bl.Ease(self.history, lam, gram=self.gram)
+        return self.scores(lambda a, b: bl.with_prior(model.scores(self.x(a, b)), self.popularity))
+
+    def baselines(self, lam: float | None) -> Iterator[tuple[str, Callable[[], np.ndarray | RowScores]]]:
         n = len(self.rows)
-        yield "recent popularity", lambda: bl.popularity_scores(self.history, n)
-        yield "popularity in country", lambda: bl.country_popularity_scores(self.history, self.data.eval.country)
+        yield "recent popularity", lambda: bl.popularity_scores(self.history, n)  # one row, broadcast
+        yield "popularity in country", self._country
         if self.history.products <= bl.EASE_MAX_PRODUCTS:  # both keep a products x products matrix
-            yield "item-kNN", lambda: bl.with_prior(bl.ItemKNN(self.history).scores(self.x), self.popularity)
+            yield "item-kNN", self._knn
         if lam is not None:
             yield f"EASE (λ={lam:g})", lambda: self.ease(lam)
         if not self.exclude_purchased:
-            yield "buy again", lambda: bl.with_prior(bl.buy_again_scores(self.history, self.rows), self.popularity)
+            yield "buy again", lambda: self.scores(lambda a, b: bl.with_prior(bl.buy_again_scores(self.history, self.rows[a:b]), self.popularity))
 
-    def measure(self, scores: np.ndarray) -> dict:
+    def _country(self) -> RowScores:
+        country = bl.CountryPopularity(self.history)
+        return self.scores(lambda a, b: country.scores(self.data.eval.country[a:b]))
+
+    def _knn(self) -> RowScores:
+        knn = bl.ItemKNN(self.history, gram=self.gram)
+        return self.scores(lambda a, b: bl.with_prior(knn.scores(self.x(a, b)), self.popularity))
+
+    def measure(self, scores: np.ndarray | RowScores) -> dict:
         ranked = top_k(scores, 100, self.exclude) if len(scores) else np.zeros((0, 100), int)
         return group_metrics(ranked, self.data.eval.truth, self.data.eval.warm, len(self.data.products))
 
@@ -85,7 +95,7 @@ def choose_lambda(contenders: Contenders) -> tuple[float | None, dict[str, float
     return float(best), tried
 
 
-def table(contenders: Contenders, model_scores: np.ndarray, lam: float | None) -> dict[str, dict]:
+def table(contenders: Contenders, model_scores: np.ndarray | RowScores, lam: float | None) -> dict[str, dict]:
     """Metrics per recommender (the model first), each split into all / warm / cold clients."""
     out = {MODEL: contenders.measure(model_scores)}
     for name, scores in contenders.baselines(lam):

@@ -9,6 +9,9 @@ first seen after it (they can only be served from popularity and whatever the fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 KS = (10, 50, 100)
@@ -17,13 +20,38 @@ KS = (10, 50, 100)
 BLOCK_ROWS = 2048  # rows ranked at once by `top_k`
 
 
-def top_k(scores: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class RowScores:
+    """A clients x products score matrix that is never held whole: `rows(start, stop)` computes
+    the scores of clients start..stop-1. `top_k` asks for a block at a time, so measuring a
+    recommender costs one block, not the matrix: each matrix was 0.83 GiB for eu's 44,683
+    validation clients of the 52M-event world, and training held several at once."""
+
+    shape: tuple[int, int]
+    rows: Callable[[int, int], np.ndarray]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, block: slice) -> np.ndarray:
+        start, stop, step = block.indices(self.shape[0])
+        if step != 1:
+            raise ValueError("RowScores gives contiguous blocks of rows only")
+        return self.rows(start, stop)
+
+    def dense(self) -> np.ndarray:
+        """The whole matrix (for small windows and tests)."""
+        return self.rows(0, self.shape[0])
+
+
+def top_k(scores: np.ndarray | RowScores, k: int, exclude: list[np.ndarray] | None = None) -> np.ndarray:
     """Indices of the k best products per row, best first.
 
     Ranked a block of rows at a time: a row's ranking depends on that row only, and the work
     copies (the exclusions are written into a copy), negates and partitions the scores, which
     for a whole clients x products matrix held four times its size again (int64 positions
-    included): 2.4 GB beside 30,000 clients' scores over 5,000 products."""
+    included): 2.4 GB beside 30,000 clients' scores over 5,000 products. `scores` may be a
+    `RowScores`, computed a block at a time too."""
     n, products = scores.shape
     k = min(k, products)
     out = np.empty((n, k), np.int64)

@@ -26,6 +26,7 @@ from atelier.models.plots import loss_plot, recall_plot
 from atelier.models.progress import Steps
 from atelier.models.recommend import compare, ranking
 from atelier.models.recommend import dataset as ds
+from atelier.models.recommend.evaluate import RowScores
 from atelier.models.recommend.export import export
 from atelier.models.recommend.index import AnnIndex, ExactIndex
 from atelier.models.recommend.two_tower import TrainConfig, embed, fit
@@ -105,12 +106,12 @@ def train_region(
 
     # 3. The test weeks, read once.
     advance = steps.step("scoring the test weeks (once)")
-    tower_test = _scores(model, data)
     test_contenders = compare.Contenders(data, config.exclude_purchased)
-    test = compare.table(test_contenders, tower_test, lam)
+    test = compare.table(test_contenders, _scores(model, data), lam)
+    test_contenders.release()
     if config.ranking:
         window = ds.ranking_window(ctx, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids)
-        test[compare.RANKED] = test_contenders.measure(_served(window, scorer, tower_test, _retrieval(model, data), data.popularity, config.exclude_purchased))
+        test[compare.RANKED] = test_contenders.measure(_served(window, scorer, _retrieval(model, data), data.popularity, config.exclude_purchased))
     queries = embed(model.query_tower, data.eval.query)
     # What serves: product features as of the last day, not the test cut-off.
     products, candidate_inputs = ds.catalog_as_of(ctx, data.candidate_specs, windows.end)
@@ -209,8 +210,7 @@ def _choose(ctx: RegionContext, config: TrainConfig, windows: ds.Windows, common
     model, history = fit(selection, config, progress=steps.step("training (validation weeks held out)", batches),
                          validation=lambda m: _validation_score(m, selection, val))
     advance = steps.step("scoring the validation weeks")
-    tower_val = _scores(model, selection)
-    validation = compare.table(val, tower_val, lam)
+    validation = compare.table(val, _scores(model, selection), lam)
     val.release()  # the baselines are scored; what follows measures the ranking stage only
     advance(1)
     rank_history, starts, ranker_tower = None, [], None
@@ -222,7 +222,7 @@ def _choose(ctx: RegionContext, config: TrainConfig, windows: ds.Windows, common
         lists = _ranking_lists(ctx, selection, windows.validation_cutoff, config, lam, ranker_tower, steps)
         window = ds.ranking_window(ctx, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids)
         retrieval = _retrieval(model, selection)
-        served = lambda scorer: _served(window, scorer, tower_val, retrieval, selection.popularity, config.exclude_purchased)  # noqa: E731
+        served = lambda scorer: _served(window, scorer, retrieval, selection.popularity, config.exclude_purchased)  # noqa: E731
         scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
                                            validation=lambda s: val.measure(served(s))["all"].get(compare.SELECT_ON, 0.0))
         validation[compare.RANKED] = val.measure(served(scorer))
@@ -303,23 +303,28 @@ def _retrieval(model, data: ds.RegionData) -> _Retrieval:
     return _Retrieval(embed(model.query_tower, data.eval.query), ranking.TowerView.of(embed(model.candidate_tower, data.candidate)))
 
 
-def _served(window: ds.RankingWindow, scorer, tower: np.ndarray, retrieval: _Retrieval, popularity: np.ndarray, exclude_purchased: bool) -> np.ndarray:
+def _served(window: ds.RankingWindow, scorer, retrieval: _Retrieval, popularity: np.ndarray, exclude_purchased: bool) -> RowScores:
     """What /recommend answers for the window's clients: ranked candidates for the clients the store
-    holds, the store's popularity for the others (the service's fallback)."""
-    out = np.broadcast_to(popularity.astype(np.float32), (len(window.client_ids), len(popularity))).copy()
-    warm = np.flatnonzero(window.warm)
-    if len(warm):
-        clients, _, bought = window.warm_only()
-        exclude = bought if exclude_purchased else None
-        retrieved = ranking.Retrieved.of(retrieval.view, retrieval.queries[warm], ranking.tower_lists(tower[warm], exclude), exclude)
-        out[warm] = ranking.ranked_scores(window.context, clients, scorer, exclude, retrieved, fill=popularity)
-    return out
+    holds, the store's popularity for the others (the service's fallback). Computed a block of
+    clients at a time, as `top_k` asks: a client's answer depends on that client only."""
+    def block(start: int, stop: int) -> np.ndarray:
+        out = np.broadcast_to(popularity.astype(np.float32), (stop - start, len(popularity))).copy()
+        warm = np.flatnonzero(window.warm[start:stop])
+        if len(warm):
+            rows = start + warm
+            exclude = [window.bought_before[r] for r in rows] if exclude_purchased else None
+            queries = retrieval.queries[rows]
+            retrieved = ranking.Retrieved.of(retrieval.view, queries, ranking.tower_lists(queries @ retrieval.view.catalog.T, exclude), exclude)
+            out[warm] = ranking.ranked_scores(window.context, window.clients.take(rows), scorer, exclude, retrieved, fill=popularity)
+        return out
+
+    return RowScores((len(window.client_ids), len(popularity)), block)
 
 
-def _scores(model, data: ds.RegionData) -> np.ndarray:
-    """The two-tower's scores for the window's clients over the whole catalog."""
+def _scores(model, data: ds.RegionData) -> RowScores:
+    """The two-tower's scores for the window's clients over the whole catalog, a block at a time."""
     r = _retrieval(model, data)
-    return r.queries @ r.view.catalog.T if len(r.queries) else np.zeros((0, len(r.view.catalog)), np.float32)
+    return RowScores((len(r.queries), len(r.view.catalog)), lambda a, b: r.queries[a:b] @ r.view.catalog.T)
 
 
 def _validation_score(model, data: ds.RegionData, contenders: compare.Contenders) -> float:
