@@ -85,7 +85,7 @@ class RegionData:
     candidate_specs: list[FeatureSpec]
     products: pd.DataFrame  # product_id, maison, category, countries + candidate features
     candidate: dict[str, np.ndarray]  # candidate tower inputs, one row per product
-    train: Examples
+    train: Examples | None  # None once fitted, where nothing reads them again (the selection's)
     eval: EvalSet
     popularity: np.ndarray  # baseline score per product, as of the cutoff
     purchases: pd.DataFrame  # every purchase (client_id None when anonymous), product index, time, country
