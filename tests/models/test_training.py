@@ -244,3 +244,33 @@ def test_a_refused_training_leaves_no_run_behind(settings):
     with pytest.raises(AtelierError, match="validation weeks"):
         train_region(settings, "eu", export_model=False)
     assert (sorted(p.name for p in runs.iterdir()) if runs.exists() else []) == before
+
+
+def test_the_ranking_stage_answered_a_block_of_clients_at_a_time_scores_each_client_as_all_at_once(model_world, monkeypatch):
+    """Training measures what /recommend would answer (`_served`) a block of clients at a time, so
+    no clients x catalog matrix is held: a client's answer is the same in blocks of 5 as in one."""
+    import pandas as pd
+
+    from atelier.context import RegionContext
+    from atelier.models.recommend import dataset as ds
+    from atelier.models.recommend import evaluate, ranking, train
+
+    home, result = model_world
+    data, w = result.data, result.metrics["windows"]
+    window = ds.ranking_window(RegionContext.of(Settings(home=home), "eu"), data, pd.Timestamp(w["test_cutoff"]), pd.Timestamp(w["end"]),
+                               result.metrics["choices"]["ease_lambda"], client_ids=data.eval.client_ids)
+    assert window.warm.any() and not window.warm.all(), "both the ranked answer and the fallback are measured"
+    scorer, _ = ranking.fit([], 0)  # any scorer: what is pinned is that a block changes nothing
+    served = train._served(window, scorer, train._retrieval(result.model, data), data.popularity, exclude_purchased=True)
+    assert served.shape == (len(data.eval.client_ids), len(data.products))
+    dense = served.dense()
+    by_five = np.concatenate([served[a : a + 5] for a in range(0, len(dense), 5)])
+    # The tower's scores are a matrix product, which rounds by block size: a near-tie at the end of
+    # a client's tower list can move a candidate's place feature, and nothing else may differ.
+    assert np.isclose(by_five, dense, rtol=1e-5).mean() > 0.999
+    whole = top_k(dense, 100, data.eval.bought_before)
+    monkeypatch.setattr(evaluate, "BLOCK_ROWS", 5)
+    assert (top_k(served, 100, data.eval.bought_before) == whole).mean() > 0.999
+    cold = np.flatnonzero(~window.warm)
+    np.testing.assert_array_equal(whole[cold], top_k(np.broadcast_to(data.popularity, (len(cold), len(data.products))), 100,
+                                                     [data.eval.bought_before[i] for i in cold]))
