@@ -112,3 +112,19 @@ def _context(products: int) -> ranking.Context:
     pop = {name: rng.integers(0, 20, products).astype(np.float32) for name in ranking.POPULARITY}
     return ranking.Context(CoPurchase.fit(history, None), CoPurchase.fit(history, None), pop,
                            {"FR": np.full(products, 1 / products, np.float32)}, np.arange(products, dtype=np.float32))
+
+
+def test_training_lists_keep_the_clients_whose_candidates_hold_a_purchase_padded_to_the_longest_kept():
+    f = np.arange(7 * 2, dtype=np.float32).reshape(7, 2)  # rows: client 0's 3 candidates, client 1's 2, client 2's 2
+    cands = [np.array([4, 5, 6]), np.array([1, 2]), np.array([8, 9])]
+    truth = [np.array([9]), np.array([2, 1, 7]), np.array([9])]  # client 0 bought none of its candidates
+    lists = ranking.Lists.of(f, cands, truth)
+    assert lists.features.shape == (2, 2, 2)  # the 3-long list was dropped, so 2 is the longest
+    np.testing.assert_array_equal(lists.features[0], f[3:5])
+    np.testing.assert_array_equal(lists.features[1], f[5:7])
+    np.testing.assert_array_equal(lists.labels, [[0.5, 0.5], [0, 1]])
+    assert lists.mask.all()
+    one = ranking.Lists.of(f[:5], cands[:2], [np.array([4]), np.array([2])])
+    np.testing.assert_array_equal(one.mask, [[True, True, True], [True, True, False]])
+    np.testing.assert_array_equal(one.features[1, 2], [0, 0])
+    assert ranking.Lists.of(f[:3], cands[:1], [np.array([0])]).labels.shape == (0, 1)

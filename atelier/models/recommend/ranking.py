@@ -454,20 +454,21 @@ class Lists:
 
     @staticmethod
     def of(f: np.ndarray, cands: list[np.ndarray], truth: list[np.ndarray]) -> Lists:
-        length = max((len(c) for c in cands), default=1)
-        n = len(cands)
-        feats = np.zeros((n, length, f.shape[1]), np.float32)
-        labels = np.zeros((n, length), np.float32)
-        mask = np.zeros((n, length), bool)
-        start = 0
-        for u, c in enumerate(cands):
-            feats[u, : len(c)] = f[start : start + len(c)]
-            labels[u, : len(c)] = np.isin(c, truth[u])
-            mask[u, : len(c)] = True
-            start += len(c)
-        keep = labels.sum(1) > 0  # a list without a purchase teaches nothing
-        labels = labels[keep] / labels[keep].sum(1, keepdims=True)
-        return Lists(feats[keep], labels, mask[keep])
+        """Only the lists with a purchase are padded (one without teaches nothing): padding every
+        client's list first held the features of lists that were then dropped."""
+        hits = [np.isin(c, t) for c, t in zip(cands, truth)]
+        keep = [u for u, h in enumerate(hits) if h.any()]
+        starts = np.concatenate([[0], np.cumsum([len(c) for c in cands])])
+        length = max((len(cands[u]) for u in keep), default=1)
+        feats = np.zeros((len(keep), length, f.shape[1]), np.float32)
+        labels = np.zeros((len(keep), length), np.float32)
+        mask = np.zeros((len(keep), length), bool)
+        for row, u in enumerate(keep):
+            n = len(cands[u])
+            feats[row, :n] = f[starts[u] : starts[u] + n]
+            labels[row, :n] = hits[u]
+            mask[row, :n] = True
+        return Lists(feats, labels / np.maximum(labels.sum(1, keepdims=True), 1.0), mask)
 
 
 def fit(
