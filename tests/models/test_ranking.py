@@ -128,3 +128,24 @@ def test_training_lists_keep_the_clients_whose_candidates_hold_a_purchase_padded
     np.testing.assert_array_equal(one.mask, [[True, True, True], [True, True, False]])
     np.testing.assert_array_equal(one.features[1, 2], [0, 0])
     assert ranking.Lists.of(f[:3], cands[:1], [np.array([0])]).labels.shape == (0, 1)
+
+
+def test_training_lists_built_a_few_clients_at_a_time_are_those_built_at_once():
+    """`training_lists` builds a window's pairs a block of clients at a time (a whole window's were
+    gigabytes at scale); the lists, their padding and their order are those of one block."""
+    rng = np.random.default_rng(5)
+    view, _ = _view(products=40)
+    ctx = _context(products=40)
+    n = 9
+    clients = ranking.Clients([rng.choice(40, rng.integers(1, 6), replace=False) for _ in range(n)], rng.integers(1, 5, n).astype(np.float32),
+                              rng.uniform(1, 90, n).astype(np.float32), np.array(["FR"] * n, object),
+                              recent=[rng.choice(40, 3, replace=False) for _ in range(n)])
+    exclude = [h[:1] for h in clients.history]
+    queries = rng.normal(size=(n, 6)).astype(np.float32)
+    tower = ranking.Retrieved.of(view, queries, ranking.tower_lists(queries @ view.catalog.T, exclude), exclude)
+    truth = [exclude[u] if u % 3 == 0 else rng.choice(40, 2, replace=False) for u in range(n)]  # bought again: never a candidate
+    whole = ranking.training_lists(ctx, clients, truth, exclude, tower, block=n)
+    blocks = ranking.training_lists(ctx, clients, truth, exclude, tower, block=2)
+    assert len(whole.labels) == n - 3  # the clients who bought none of their candidates are left out
+    for name in ("features", "labels", "mask"):
+        np.testing.assert_array_equal(getattr(blocks, name), getattr(whole, name), err_msg=name)

@@ -184,6 +184,10 @@ class Retrieved:
         empty = np.zeros(0, np.int64)
         return Retrieved(view, queries, [_without(t, exclude[u] if exclude is not None else empty, FROM_TOWER) for u, t in enumerate(lists)])
 
+    def take(self, rows: np.ndarray) -> Retrieved:
+        """The clients at `rows`, in that order."""
+        return Retrieved(self.view, self.queries[rows], [self.lists[i] for i in rows])
+
 
 def tower_lists(scores: np.ndarray, exclude: list[np.ndarray] | None) -> list[np.ndarray]:
     """The tower's FROM_TOWER best products per client from exact scores (clients x products)."""
@@ -347,7 +351,7 @@ def features(ctx: Context, prep: Prepared, cands: list[np.ndarray], tower: Retri
             order = np.argsort(key, kind="stable")
             place = _keyed(key[order], at[order], rows.astype(np.int64) * products + items, FROM_TOWER)
     seen = clients.recent
-    f = np.stack([
+    f = np.stack([np.asarray(column, np.float32) for column in (  # float32 column by column: stacked as float64, a block's pairs took twice the room
         co, recent, last, sim, sim_last,
         np.log1p(p7), np.log1p(p30), np.log1p(p90), np.log1p(p365),
         np.log((p7 + 1) / (p30 / 4 + 1)), np.log((p30 + 1) / (p365 / 12 + 1)),
@@ -358,8 +362,8 @@ def features(ctx: Context, prep: Prepared, cands: list[np.ndarray], tower: Retri
         _maison_share(ctx.maison, clients.history, rows, items), _maison_share(ctx.maison, seen, rows, items),
         _price_gap(ctx.log_price, clients.history, rows, items), _price_gap(ctx.log_price, seen, rows, items),
         _times_listed(seen, rows, items, products),
-    ], axis=1)
-    return np.nan_to_num(f.astype(np.float32))
+    )], axis=1)
+    return np.nan_to_num(f, copy=False)
 
 
 def _owners(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -469,6 +473,39 @@ class Lists:
             labels[row, :n] = hits[u]
             mask[row, :n] = True
         return Lists(feats, labels / np.maximum(labels.sum(1, keepdims=True), 1.0), mask)
+
+    @staticmethod
+    def concat(parts: list[Lists]) -> Lists:
+        """The lists of several blocks of clients, in order, padded to the longest."""
+        length = max((p.labels.shape[1] for p in parts if len(p.labels)), default=1)
+        width = next((p.features.shape[2] for p in parts), len(FEATURES))
+        pad = lambda x: np.pad(x, [(0, 0), (0, length - x.shape[1])] + [(0, 0)] * (x.ndim - 2))  # noqa: E731
+        kept = [p for p in parts if len(p.labels)]
+        if not kept:
+            return Lists(np.zeros((0, 1, width), np.float32), np.zeros((0, 1), np.float32), np.zeros((0, 1), bool))
+        return Lists(np.concatenate([pad(p.features) for p in kept]), np.concatenate([pad(p.labels) for p in kept]),
+                     np.concatenate([pad(p.mask) for p in kept]))
+
+
+LIST_BLOCK = 4096  # clients whose candidate pairs are built at once for the training lists
+
+
+def training_lists(ctx: Context, clients: Clients, truth: list[np.ndarray], exclude: list[np.ndarray] | None,
+                   tower: Retrieved | None, block: int = LIST_BLOCK) -> Lists:
+    """One window's training lists, built `block` clients at a time: a client's candidates and
+    features depend on that client only, and a whole window's pairs at once (eu of the 52M-event
+    world: tens of thousands of clients with some 400 candidates each, 23 features per pair) were
+    gigabytes beside the lists kept."""
+    n = len(clients.history)
+    parts = []
+    for s in range(0, n, block):
+        rows = np.arange(s, min(n, s + block))
+        sub, ex = clients.take(rows), (exclude[s : s + block] if exclude is not None else None)
+        t = tower.take(rows) if tower is not None else None
+        prep = prepare(ctx, sub)
+        cands = candidates(ctx, prep, ex, t)
+        parts.append(Lists.of(features(ctx, prep, cands, t), cands, truth[s : s + block]))
+    return Lists.concat(parts)
 
 
 def fit(

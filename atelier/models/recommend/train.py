@@ -283,9 +283,7 @@ def _ranking_lists(ctx: RegionContext, data: ds.RegionData, cutoff, config: Trai
         if clients.history:
             exclude = bought if config.exclude_purchased else None
             retrieved = tower.retrieved(start, window.client_ids[window.warm], exclude)
-            prep = ranking.prepare(window.context, clients)
-            cands = ranking.candidates(window.context, prep, exclude, retrieved)
-            lists = ranking.Lists.of(ranking.features(window.context, prep, cands, retrieved), cands, truth)
+            lists = ranking.training_lists(window.context, clients, truth, exclude, retrieved)
             if len(lists.labels):
                 out.append(lists)
         advance(1)
