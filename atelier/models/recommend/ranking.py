@@ -515,8 +515,7 @@ def fit(
     """Train on the windows' lists; with `validation`, keep the epoch that scores best there."""
     keras.utils.set_random_seed(seed)
     scorer = Scorer(seed=seed)
-    flat = np.concatenate([w.features[w.mask] for w in windows]) if windows else np.zeros((1, len(FEATURES)), np.float32)
-    scorer.norm.adapt(flat)
+    scorer.norm.adapt(_pairs(windows))
     model = ListwiseRanker(scorer)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     scores, best, best_weights = [], -1.0, None
@@ -534,6 +533,23 @@ def fit(
         scorer.set_weights(best_weights)
     return scorer, {"validation": scores, "best_epochs": (int(np.argmax(scores)) + 1) if scores else epochs,
                     "lists": int(sum(len(w.labels) for w in windows))}
+
+
+def _pairs(windows: list[Lists], clients: int = 4096) -> tf.data.Dataset:
+    """Every real (unpadded) pair of the windows, in order, in batches of 32, as the normalization
+    adapts to them: the batches `adapt` makes of one array of them all, without that array (a copy
+    of every window's features at once)."""
+    width = windows[0].features.shape[2] if windows else len(FEATURES)
+
+    def chunks():
+        if not any(len(w.labels) for w in windows):
+            yield np.zeros((1, width), np.float32)
+        for w in windows:
+            for s in range(0, len(w.labels), clients):
+                yield w.features[s : s + clients][w.mask[s : s + clients]]
+
+    spec = tf.TensorSpec([None, width], tf.float32)
+    return tf.data.Dataset.from_generator(chunks, output_signature=spec).unbatch().batch(32)
 
 
 def score(scorer, f: np.ndarray) -> np.ndarray:

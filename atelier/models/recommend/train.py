@@ -11,6 +11,7 @@ client the region does not hold.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,7 @@ def train_region(
     validation, lambdas = chosen.validation, chosen.lambdas
     choice = compare.choose_served(validation, config.serve)
     del chosen
+    gc.collect()  # Keras holds the selection's callbacks in reference cycles: its data goes now, not at the next collection
 
     # 2. Refit on train + validation with the chosen epochs.
     data = ds.build(ctx, cutoff=windows.test_cutoff, end=windows.end, **common)
