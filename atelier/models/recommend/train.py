@@ -87,7 +87,7 @@ def train_region(
     validation, lambdas = chosen.validation, chosen.lambdas
     choice = compare.choose_served(validation, config.serve)
     del chosen
-    gc.collect()  # Keras holds the selection's callbacks in reference cycles: its data goes now, not at the next collection
+    gc.collect()  # what still refers to the selection's data may sit in reference cycles (Keras models, callbacks): freed now, before the next build
 
     # 2. Refit on train + validation with the chosen epochs.
     data = ds.build(ctx, cutoff=windows.test_cutoff, end=windows.end, **common)
