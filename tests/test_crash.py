@@ -90,7 +90,7 @@ def leftovers(home: Path) -> list[str]:
 
 def audit_passes(home: Path) -> None:
     r = run(["audit", "residency"], home)
-    assert r.returncode == 0, r.stdout[-3000:]
+    assert r.returncode == 0, (r.returncode, r.stdout[-3000:], r.stderr[-3000:])
 
 
 def everything_reads(home: Path) -> None:
