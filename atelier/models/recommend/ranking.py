@@ -189,8 +189,9 @@ class Retrieved:
         return Retrieved(self.view, self.queries[rows], [self.lists[i] for i in rows])
 
 
-def tower_lists(scores: np.ndarray, exclude: list[np.ndarray] | None) -> list[np.ndarray]:
-    """The tower's FROM_TOWER best products per client from exact scores (clients x products)."""
+def tower_lists(scores, exclude: list[np.ndarray] | None) -> list[np.ndarray]:
+    """The tower's FROM_TOWER best products per client from exact scores (clients x products: an
+    array, or `evaluate.RowScores` computed a block at a time)."""
     from atelier.models.recommend.evaluate import top_k
 
     if not len(scores):

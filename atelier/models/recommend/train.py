@@ -262,14 +262,12 @@ class _RankerTower:
         model, _ = fit(data, final, progress=steps.step("training the ranking stage's tower (before its label weeks)", batches))
         return _RankerTower(ctx, model, data.query_specs, data.candidate_specs)
 
-    def retrieved(self, at: pd.Timestamp, client_ids: np.ndarray, exclude: list[np.ndarray] | None, chunk: int = 2048) -> ranking.Retrieved:
+    def retrieved(self, at: pd.Timestamp, client_ids: np.ndarray, exclude: list[np.ndarray] | None) -> ranking.Retrieved:
         """The tower's view of `client_ids` as of `at`: query vectors, catalog, nearest products."""
         queries = embed(self.model.query_tower, ds.query_inputs(self.ctx, self.query_specs, client_ids, at))
         catalog = embed(self.model.candidate_tower, ds.catalog_as_of(self.ctx, self.candidate_specs, at)[1])
-        lists = []
-        for s in range(0, len(queries), chunk):
-            lists += ranking.tower_lists(queries[s : s + chunk] @ catalog.T, exclude[s : s + chunk] if exclude is not None else None)
-        return ranking.Retrieved.of(ranking.TowerView.of(catalog), queries, lists, exclude)
+        scores = RowScores((len(queries), len(catalog)), lambda a, b: queries[a:b] @ catalog.T)  # ranked a block at a time
+        return ranking.Retrieved.of(ranking.TowerView.of(catalog), queries, ranking.tower_lists(scores, exclude), exclude)
 
 
 def _ranking_lists(ctx: RegionContext, data: ds.RegionData, cutoff, config: TrainConfig, lam, tower: _RankerTower | None, steps: Steps) -> list:
