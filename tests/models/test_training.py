@@ -274,3 +274,55 @@ def test_the_ranking_stage_answered_a_block_of_clients_at_a_time_scores_each_cli
     cold = np.flatnonzero(~window.warm)
     np.testing.assert_array_equal(whole[cold], top_k(np.broadcast_to(data.popularity, (len(cold), len(data.products))), 100,
                                                      [data.eval.bought_before[i] for i in cold]))
+
+
+def test_a_ranking_window_sampled_to_a_few_buyers_holds_those_buyers_as_the_whole_window_does(model_world):
+    """The ranker's lists of a large region are drawn from a sample of each window's buyers
+    (`TrainConfig.ranking_lists`): a seeded draw, in id order, whose clients carry the same truth,
+    history and features as in the whole window; a sample as large as the window is the window."""
+    import pandas as pd
+
+    from atelier.context import RegionContext
+    from atelier.models.recommend import dataset as ds
+
+    home, result = model_world
+    ctx, data, w = RegionContext.of(Settings(home=home), "eu"), result.data, result.metrics["windows"]
+    start, end, lam = pd.Timestamp(w["test_cutoff"]), pd.Timestamp(w["end"]), result.metrics["choices"]["ease_lambda"]
+    whole = ds.ranking_window(ctx, data, start, end, lam)
+    n = len(whole.client_ids)
+    assert n > 40, "enough buyers to sample"
+    few = ds.ranking_window(ctx, data, start, end, lam, most=n // 4, seed=3)
+    assert len(few.client_ids) == n // 4 and list(few.client_ids) == sorted(few.client_ids)
+    at = {c: i for i, c in enumerate(whole.client_ids)}
+    rows = [at[c] for c in few.client_ids]  # every sampled client is one of the window's buyers
+    for i, r in enumerate(rows):
+        np.testing.assert_array_equal(few.truth[i], whole.truth[r])
+        np.testing.assert_array_equal(few.bought_before[i], whole.bought_before[r])
+        np.testing.assert_array_equal(few.clients.history[i], whole.clients.history[r])
+    np.testing.assert_array_equal(few.warm, whole.warm[rows])
+    np.testing.assert_array_equal(few.clients.purchases_365d, whole.clients.purchases_365d[rows])
+    again = ds.ranking_window(ctx, data, start, end, lam, most=n // 4, seed=3)
+    np.testing.assert_array_equal(again.client_ids, few.client_ids)
+    other = ds.ranking_window(ctx, data, start, end, lam, most=n // 4, seed=4)
+    assert list(other.client_ids) != list(few.client_ids)
+    np.testing.assert_array_equal(ds.ranking_window(ctx, data, start, end, lam, most=n).client_ids, whole.client_ids)
+
+
+def test_the_ranking_stage_learns_from_at_most_ranking_lists_buyers_per_window(model_world):
+    """`TrainConfig.ranking_lists` bounds each label window's lists, whatever the region's size."""
+    import pandas as pd
+
+    from atelier.context import RegionContext
+    from atelier.models.progress import Steps
+    from atelier.models.recommend import train
+    from atelier.models.recommend.two_tower import TrainConfig
+
+    home, result = model_world
+    ctx, data, m = RegionContext.of(Settings(home=home), "eu"), result.data, result.metrics
+    config = TrainConfig(**m["config"])
+    cutoff, lam = pd.Timestamp(m["windows"]["test_cutoff"]), m["choices"]["ease_lambda"]
+    whole = train._ranking_lists(ctx, data, cutoff, config, lam, result.ranking_tower, Steps())
+    assert len(whole) >= 2 and max(len(w.labels) for w in whole) > 12, "windows with more lists than the cap below"
+    capped = train._ranking_lists(ctx, data, cutoff, config.model_copy(update={"ranking_lists": 12}), lam, result.ranking_tower, Steps())
+    assert len(capped) == len(whole)
+    assert all(0 < len(w.labels) <= 12 for w in capped)

@@ -322,10 +322,14 @@ def _log_price(products: pd.DataFrame) -> np.ndarray:
 
 def ranking_window(
     ctx: RegionContext, data: RegionData, start: pd.Timestamp, end: pd.Timestamp, lam: float | None,
-    *, client_ids: np.ndarray | None = None,
+    *, client_ids: np.ndarray | None = None, most: int | None = None, seed: int = 7,
 ) -> RankingWindow:
     """The ranking stage's inputs as of `start` (features from the store, co-purchase fitted on the
-    purchases before `start`) for the clients who bought in [start, end), or for `client_ids`."""
+    purchases before `start`) for the clients who bought in [start, end), or for `client_ids`.
+
+    `most`: at most that many of the buyers, drawn at random with `seed` (in id order), before any
+    of their features are read. The ranker's training lists are a sample: a window of a large
+    region holds tens of thousands of buyers, each list some 500 candidates of 23 features."""
     from atelier.models.recommend import ranking
     from atelier.models.recommend.copurchase import CoPurchase
 
@@ -355,6 +359,8 @@ def ranking_window(
     future = named[(named["event_timestamp"] >= start) & (named["event_timestamp"] < end)]
     if client_ids is None:
         client_ids = np.array(sorted(future["client_id"].unique()), dtype=object)
+        if most is not None and len(client_ids) > most:
+            client_ids = np.sort(np.random.default_rng(seed).choice(client_ids, most, replace=False))
     truth = {c: np.unique(g.to_numpy()) for c, g in future.groupby("client_id")["product"]}
     before = named[named["event_timestamp"] < start]
     bought = {c: np.unique(g.to_numpy()) for c, g in before.groupby("client_id")["product"]}

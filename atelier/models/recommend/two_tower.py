@@ -50,6 +50,7 @@ class TrainConfig(BaseModel):
     serve: Literal["auto", "ranked", "two-tower"] = "auto"  # auto: whichever does best on validation
     ranking_windows: int = Field(3, ge=1)  # label windows (of eval_weeks each) the ranker learns from
     ranking_epochs: int = Field(12, ge=1)  # at most; the best on the validation weeks is kept
+    ranking_lists: int = Field(8192, ge=1)  # at most this many buyers' lists per label window, drawn at random
     exclude_purchased: bool = True
     max_examples: int | None = None
     seed: int = 7
