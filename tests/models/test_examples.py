@@ -215,3 +215,17 @@ def test_features_as_of_one_time_read_in_blocks_of_clients_are_those_read_at_onc
     for name in whole:
         np.testing.assert_array_equal(whole[name], blocks[name], err_msg=name)
     assert np.isfinite(whole["purchases_365d"].astype(float)).sum() > 30  # features were found: not a comparison of empty rows
+
+
+def test_product_positions_are_those_reindexing_gives_with_nan_for_an_unknown_id():
+    from atelier.models.recommend.dataset import _positions
+
+    index = pd.Series(np.arange(5), index=["P0", "P1", "P2", "P3", "P4"])
+    known = np.array(["P2", "P0", "P4", "P4"], object)
+    got = _positions(index, known)
+    np.testing.assert_array_equal(got, index.reindex(known).to_numpy())
+    assert got.dtype == np.int64
+    unknown = np.array(["P2", "nope", "P0"], object)
+    got = _positions(index, unknown)
+    np.testing.assert_array_equal(got, index.reindex(unknown).to_numpy())  # NaN where reindexing gives NaN
+    assert np.isnan(got[1]) and got[[0, 2]].tolist() == [2.0, 0.0]
