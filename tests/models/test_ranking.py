@@ -149,3 +149,15 @@ def test_training_lists_built_a_few_clients_at_a_time_are_those_built_at_once():
     assert len(whole.labels) == n - 3  # the clients who bought none of their candidates are left out
     for name in ("features", "labels", "mask"):
         np.testing.assert_array_equal(getattr(blocks, name), getattr(whole, name), err_msg=name)
+
+
+def test_pairs_scored_a_few_at_a_time_score_as_all_at_once(monkeypatch):
+    """`score` runs the scorer `SCORE_ROWS` pairs at a time (a block of clients' million pairs at
+    once held 0.8 GiB of layer outputs); each pair's score is its own."""
+    scorer, _ = ranking.fit([], 0)
+    f = np.random.default_rng(1).normal(size=(1000, len(ranking.FEATURES))).astype(np.float32)
+    whole = ranking.score(scorer, f)
+    monkeypatch.setattr(ranking, "SCORE_ROWS", 7)
+    chunked = ranking.score(scorer, f)
+    assert chunked.shape == (1000,)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
