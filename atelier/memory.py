@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import gc
 
-import pyarrow as pa
+from atelier.protect.parquet import release_arrow_memory
 
 
 @functools.cache
@@ -24,13 +25,15 @@ def _malloc_trim():
 
 
 def give_back() -> None:
-    """Return freed memory kept by Arrow's pool and by glibc's heap to the system.
+    """Free what sits in reference cycles (Keras models and data handlers), then return what
+    Arrow's pool (`release_arrow_memory`) and glibc's heap keep to the system.
 
     glibc serves allocations under its mmap threshold from its heap, and that threshold rises to
     32 MiB after the first large free: a fit's batches and a scoring block's temporaries come from
     the heap, and stay resident once freed. Arrow's reads allocate from their own pool, so a
     part's read after a fit added its whole size on top of what the fit had left."""
-    pa.default_memory_pool().release_unused()
+    gc.collect()
+    release_arrow_memory()
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

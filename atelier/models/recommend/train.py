@@ -11,7 +11,6 @@ client the region does not hold.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +87,7 @@ def train_region(
     validation, lambdas = chosen.validation, chosen.lambdas
     choice = compare.choose_served(validation, config.serve)
     del chosen
-    gc.collect()  # what still refers to the selection's data may sit in reference cycles (Keras models, callbacks): freed now, before the next build
-    give_back()
+    give_back()  # what still refers to the selection's data may sit in reference cycles (Keras models, callbacks): freed now, before the next build
 
     # 2. Refit on train + validation with the chosen epochs.
     data = ds.build(ctx, cutoff=windows.test_cutoff, end=windows.end, **common)
@@ -100,7 +98,6 @@ def train_region(
         batches = int(np.ceil(len(data.train.product_index) / final.batch_size)) * final.epochs
         model, refit_history = fit(data, final, progress=steps.step("refitting on train + validation", batches))
     data.train = None  # saved with the run; nothing reads the examples after the fit
-    gc.collect()
     give_back()
 
     context = None
@@ -222,7 +219,6 @@ def _choose(ctx: RegionContext, config: TrainConfig, windows: ds.Windows, common
     advance = steps.step("scoring the validation weeks")
     validation = compare.table(val, _scores(model, selection), lam)
     val.release()  # the baselines are scored; what follows measures the ranking stage only
-    gc.collect()
     give_back()  # what the fit and the scoring freed, before the ranking stage's tower reads its parts
     advance(1)
     rank_history, starts, ranker_tower = None, [], None
@@ -271,7 +267,6 @@ class _RankerTower:
         model, _ = fit(data, final, progress=steps.step("training the ranking stage's tower (before its label weeks)", batches))
         tower = _RankerTower(ctx, model, data.query_specs, data.candidate_specs)
         del data
-        gc.collect()
         give_back()
         return tower
 
