@@ -21,10 +21,12 @@ not measured here), features materialized into a redis-server, served by `bentom
   those, a raw pipelined write of the rows as the intake left them (every field, HSET under
   another key, with redis-py as the raw write above) too: what moving whole rows costs the raw
   way, read-free.
-* The ledger as it grows (the journal's index of event ids, atelier.events.journal): the time to
-  index 1,000 new ids while the ledger goes from empty to --ledger-events ids, with atelier's
-  SQLite settings and with SQLite's defaults, in the same run. Event ids are random keys; the
-  ingestion rounds above start from an empty journal.
+* The ledger as it grows (the journal's index of events by time and id, atelier.events.journal):
+  the time to index 1,000 new events while the ledger goes from empty to --ledger-events, for a
+  live feed's times (the last 5 s) and for times at random over 30 days (a replay in no order,
+  each event on a page of its own, as when the ledger was keyed by the random ids alone), the
+  latter with SQLite's defaults too, in the same run. The ingestion rounds above start from an
+  empty journal.
 * The journal as those rounds left it (a part per batch): read as features and training read
   it, then compacted, then read again.
 * The recovery check every batch makes (journaled parts not yet applied online), against a
@@ -56,6 +58,7 @@ from common import ROOT, bench_home, log, make_world, mark_ready, percentiles, s
 BATCH = 1000
 ROUNDS = 15
 SQLITE_DEFAULTS = ("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000")
+REPLAY_SPREAD_S = 30 * 86_400
 
 
 def _events(clients, products, start=None):
@@ -132,26 +135,34 @@ def raw_rows(client, keys: list[bytes]) -> float:
     return len(keys) / statistics.median(times[1:])
 
 
-def ledger_growth(settings, events: int, pragmas: tuple[str, ...] = ()) -> tuple[float, float]:
-    """Median ms to index a batch of 1,000 new ids over the first and the last 50 batches, as a
-    journal's ledger grows from empty to `events` ids (a journal of its own, in a temporary home)."""
+def ledger_growth(settings, events: int, pragmas: tuple[str, ...] = (), spread_s: float = 5.0) -> tuple[float, float]:
+    """Median ms to index a batch of 1,000 new events over the first and the last 50 batches, as a
+    journal's ledger grows from empty to `events` (a journal of its own, in a temporary home).
+    Batch k is sent k seconds after the first, its events' times drawn over the `spread_s`
+    seconds before it: 5 s for a live feed, 30 days for a replay in no order."""
     import shutil
     import tempfile
+
+    import pyarrow as pa
 
     from atelier.context import RegionContext
     from atelier.events.journal import Journal
     from atelier.settings import Settings
 
     home = Path(tempfile.mkdtemp(dir=settings.home))
+    rng = random.Random(3)
+    start = int(datetime.now(timezone.utc).timestamp() * 1e6)
     try:
         journal = Journal(RegionContext.of(Settings(home=home), "eu"))
         for pragma in pragmas:
             journal.db.execute(pragma)
         times = []
         for k in range(events // BATCH):
-            ids = [uuid.uuid4().hex for _ in range(BATCH)]
+            sent = start + k * 10**6
+            batch = pa.table({"event_id": [uuid.uuid4().hex for _ in range(BATCH)],
+                              "event_timestamp": pa.array([sent - int(rng.random() * spread_s * 1e6) for _ in range(BATCH)], pa.timestamp("us", "UTC"))})
             t0 = time.perf_counter()
-            journal.index(f"{k:020d}", ids)
+            journal.index(f"{k:020d}", batch)
             times.append(time.perf_counter() - t0)
         journal.close()
         return statistics.median(times[:50]) * 1e3, statistics.median(times[-50:]) * 1e3
@@ -322,8 +333,10 @@ def main() -> None:
         journal_read = compaction(ingestor)
         log(f"journal read: {journal_read[0]} parts {journal_read[1]:.3f} s, compacted in {journal_read[3]:.2f} s to {journal_read[2]} part(s): {journal_read[4]:.3f} s")
         ledger = ledger_growth(s, args.ledger_events)
-        ledger_defaults = ledger_growth(s, args.ledger_events, SQLITE_DEFAULTS)
-        log(f"ledger {ledger[0]:.1f} -> {ledger[1]:.1f} ms per 1,000 ids; with SQLite's defaults {ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms")
+        ledger_replay = ledger_growth(s, args.ledger_events, spread_s=REPLAY_SPREAD_S)
+        ledger_defaults = ledger_growth(s, args.ledger_events, SQLITE_DEFAULTS, spread_s=REPLAY_SPREAD_S)
+        log(f"ledger {ledger[0]:.1f} -> {ledger[1]:.1f} ms per 1,000 events; times at random {ledger_replay[0]:.1f} -> {ledger_replay[1]:.1f} ms, "
+            f"with SQLite's defaults {ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms")
         recovery = recovery_check(s, args.journal_parts)
         log(f"recovery check at {args.journal_parts:,} parts: ledger {recovery[0]:.2f} ms, listing the disk {recovery[1]:.2f} ms")
         is_in_ms, index_ms, index_s = roster_check(args.roster_clients)
@@ -393,8 +406,9 @@ def main() -> None:
             [f"ingestion, clients with full logs ({FRESH_LOG} events)", f"{full_eps:,.0f} events/s", f"1,000 clients, one event each per batch; raw {full_raw_eps:,.0f} events/s"],
             ["full logs / raw", f"{full_eps / full_raw_eps:.2f}x in process", "each batch reads and writes every client's whole log"],
             ["raw pipelined write of those rows as stored", f"{rows_eps:,.0f} rows/s", f"HSET of every field with redis-py, 1,000 per pipeline: full logs are {full_eps / rows_eps:.2f}x this"],
-            ["ledger: 1,000 new ids, empty -> full", f"{ledger[0]:.1f} -> {ledger[1]:.1f} ms", f"first and last 50 batches, to {args.ledger_events:,} ids"],
-            ["the same with SQLite's defaults", f"{ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms", "2 MB cache, a checkpoint every 1,000 WAL pages"],
+            ["ledger: 1,000 new events, empty -> full", f"{ledger[0]:.1f} -> {ledger[1]:.1f} ms", f"first and last 50 batches, to {args.ledger_events:,} events; a live feed's times (the last 5 s)"],
+            ["the same, times at random over 30 days", f"{ledger_replay[0]:.1f} -> {ledger_replay[1]:.1f} ms", "a replay in no order: a page per event, as keyed by id alone"],
+            ["the same (times at random) with SQLite's defaults", f"{ledger_defaults[0]:.1f} -> {ledger_defaults[1]:.1f} ms", "2 MB cache, a checkpoint every 1,000 WAL pages"],
             [f"journal read (features, training): {journal_read[0]} parts", f"{journal_read[1] * 1e3:,.0f} ms", "a part per batch of the rounds above"],
             [f"the same compacted to {journal_read[2]} part(s)", f"{journal_read[4] * 1e3:,.0f} ms", f"`atelier events compact` (run by `features compute`): {journal_read[3]:.2f} s"],
             ["recovery check per batch: the ledger's unapplied parts", f"{recovery[0]:.2f} ms", f"a journal of {args.journal_parts:,} parts (an indexed query)"],
@@ -408,7 +422,7 @@ def main() -> None:
                  ["full logs >= 0.5x a raw write of the same rows (the fields the intake writes)", f"{full_eps / rows_eps:.2f}x", "yes" if full_eps / rows_eps >= 0.5 else "NO"]]
         t1 = table(f"Real-time events, {args.clients:,} clients, {args.products:,} products, {args.workers} workers", ["what", "measured", "how"], rows)
         t2 = table("Goals", ["goal", "measured", "met"], goals)
-        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "http_raw_eps": http_raw_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "full_logs_raw_rows_eps": rows_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_defaults_ms": ledger_defaults, "recovery_ms": recovery, "journal_read": journal_read, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
+        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "http_raw_eps": http_raw_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "full_logs_raw_rows_eps": rows_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_replay_ms": ledger_replay, "ledger_defaults_ms": ledger_defaults, "recovery_ms": recovery, "journal_read": journal_read, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
     finally:
         stop([proc])
         redis.stop()

@@ -39,7 +39,7 @@ class Event(BaseModel):
     """One client event."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    event_id: str = Field(..., min_length=1, max_length=128, description="Unique per event: a resent event with the same id is counted once.")
+    event_id: str = Field(..., min_length=1, max_length=128, description="Unique per event: a resent event (the same id and event_timestamp) is counted once.")
     client_id: str = Field(..., min_length=1, max_length=MAX_ID_LENGTH, description="A client of this region.")
     product_id: str = Field(..., min_length=1, max_length=64, description="A product of the catalog.")
     event_type: Literal["purchase", "view", "wishlist", "return"]

@@ -5,8 +5,9 @@ For one batch:
 1. check it (atelier.events.batch): a bad row rejects the batch (400), a client of another
    region too (403); nothing is written. Then, under the region's writer lock:
 2. apply what an earlier batch left half-done (see below);
-3. leave out the events the journal holds already (a resent batch): they are counted as
-   duplicates, never twice. The ledger looks the ids up on a thread of its own while 4 starts;
+3. leave out the events the journal holds already (a resent batch: the same event ids and
+   times, `journal.ledger_keys`): they are counted as duplicates, never twice. The ledger looks
+   them up on a thread of its own while 4 starts;
 4. ask the online store for the clients' fresh rows (again, for the events left, after a
    resend). An unreachable store stops the batch here (503 with Retry-After) with nothing written;
 5. while Redis answers, write the new events as one encrypted journal part, fsynced (the
@@ -15,7 +16,7 @@ For one batch:
    `client_recent`, in Feast's layout, Feast's "newer row wins" rule kept). On Redis the rows
    are read and written as bytes, the new events spliced in (atelier.events.splice), so the
    cost follows the events received, not the events each row holds;
-7. while Redis writes, index the part's event ids in the ledger;
+7. while Redis writes, index the part's events in the ledger;
 8. once Redis has confirmed the rows, mark the part applied; only then is the batch
    acknowledged (202).
 
@@ -115,12 +116,11 @@ class Ingestor:
         check(table, self._catalog()[2], roster_index(self.ctx.settings, self.ctx.region), self.ctx.region, now)
         with self.journal.lock():
             self._recover()
-            ids = table.column("event_id").to_pylist()
             # The ledger looks the ids up (SQLite, which lets go of the GIL) while the rows of the
             # batch's clients are asked for here: most batches hold new events only. A/B pairs of
             # batches in one process: 2.5-5% of a batch's time. The checks stay outside the lock,
             # so a service's workers check their batches side by side.
-            lookup = self._ledger.submit(self.journal.seen, ids)
+            lookup = self._ledger.submit(self.journal.seen, table)
             try:
                 reading = self._start_read(table)
             except BaseException:
@@ -145,7 +145,7 @@ class Ingestor:
                 writing = self._start_write(reading.result(), new)
                 crash.point("events.sent")  # durable offline, the rows sent to Redis, the ledger does not know the part's ids
                 try:  # the ledger learns the part's ids while Redis writes the rows
-                    self.journal.index(part, ids if new is table else new.column("event_id").to_pylist())
+                    self.journal.index(part, new)
                 except BaseException:
                     writing.cancel()
                     raise
@@ -164,7 +164,7 @@ class Ingestor:
         self._scanned = True
         for name in parts:
             events = self.journal.part(name)
-            self.journal.index(name, events.column("event_id").to_pylist())  # its writer may have died before
+            self.journal.index(name, events)  # its writer may have died before
             self._start_write(self._start_read(events).result(), events).result()
             self.journal.mark_applied(name)
             log.info("region %s: applied journaled part %s (%d events) to the online store", self.ctx.region, name, events.num_rows)

@@ -132,20 +132,15 @@ class Journal:
         # NORMAL: a commit may be lost to a power cut, never corrupted. The parts are the record;
         # a part the ledger lost is indexed again, and applying a part twice changes nothing.
         self.db.execute("PRAGMA synchronous=NORMAL")
-        # Event ids are random keys: each batch touches ~one index page per event. With SQLite's
-        # defaults (2 MB of cache, a checkpoint every 1,000 WAL pages) a batch's ledger write grew
-        # from 5 to 27 ms over the first 300,000 events; with these, 5.5 to 9 ms
-        # (benchmarks/freshness.py measures both).
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.execute("PRAGMA wal_autocheckpoint=10000")
-        # Event ids alone, the id the key of the table's one B-tree: an id's part was never read,
-        # and with it each id was stored twice (a rowid table and its key's index), 25-30% more
-        # time per batch's ids (benchmarks/freshness.py, "ledger").
-        self.db.execute("CREATE TABLE IF NOT EXISTS event_ids (event_id TEXT PRIMARY KEY) WITHOUT ROWID")
-        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
-            with _transaction(self.db):  # a ledger of an earlier version: its ids move over, once
-                self.db.execute("INSERT OR IGNORE INTO event_ids (event_id) SELECT event_id FROM events")
-                self.db.execute("DROP TABLE events")
+        # An event is seen under its time and id (`ledger_keys`): a resent event carries both. Keyed
+        # by its time first, a batch of a live feed's events (seconds old) lands on the last few
+        # pages of the table's one B-tree, where keyed by the id alone (random) it touched about a
+        # page per event: 1,000 new ids took 2.9 ms, and 6.3 ms once the ledger held 300,000,
+        # against 0.7 ms at either size keyed by time (benchmarks/freshness.py, "ledger").
+        self.db.execute("CREATE TABLE IF NOT EXISTS seen_events (event_key TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._upgrade()
         self.db.execute("CREATE TABLE IF NOT EXISTS parts (part TEXT PRIMARY KEY, applied INTEGER NOT NULL DEFAULT 0)")
         # What recovery asks on every batch: the parts not applied yet, a handful among all of them.
         self.db.execute("CREATE INDEX IF NOT EXISTS parts_unapplied ON parts (part) WHERE applied = 0")
@@ -161,14 +156,30 @@ class Journal:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def seen(self, ids: list[str]) -> set[str]:
-        """Which of `ids` the journal holds already."""
-        return {r[0] for r in self.db.execute("SELECT event_id FROM event_ids WHERE event_id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
+    def _upgrade(self) -> None:
+        """A ledger of an earlier version held event ids alone (`event_ids`, before that `events`):
+        its keys are rebuilt from the parts, which are the record, and the old tables dropped. Once,
+        by the first process to open it (the others find it done)."""
+        old = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'event_ids')")}
+        if not old:
+            return
+        with _transaction(self.db):
+            old = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'event_ids')")}
+            for name in part_names(self.ctx) if old else []:
+                part = read_dataset(parts_dir(self.ctx) / name, self.ctx.keys, columns=["event_id", "event_timestamp"])
+                self.db.execute("INSERT OR IGNORE INTO seen_events (event_key) SELECT value FROM json_each(?)", (json.dumps(ledger_keys(part)),))
+            for table in old:
+                self.db.execute(f"DROP TABLE {table}")
+
+    def seen(self, events: pa.Table) -> set[str]:
+        """The ids of those of `events` the journal holds already."""
+        rows = self.db.execute("SELECT event_key FROM seen_events WHERE event_key IN (SELECT value FROM json_each(?))", (json.dumps(ledger_keys(events)),))
+        return {key[_ID_AT:] for (key,) in rows}
 
     def append(self, events: pa.Table) -> str:
         """Write `events` as one durable part and index it (not yet applied online); its name."""
         name = self.write_part(events)
-        self.index(name, events.column("event_id").to_pylist())
+        self.index(name, events)
         return name
 
     def write_part(self, events: pa.Table) -> str:
@@ -183,13 +194,13 @@ class Journal:
         crash.point("events.part")  # the part is on disk, its ids not in the ledger yet
         return name
 
-    def index(self, name: str, ids: list[str]) -> None:
-        """Record the part and its event ids, as not applied online yet."""
+    def index(self, name: str, events: pa.Table) -> None:
+        """Record the part and its events (`ledger_keys`), as not applied online yet."""
         with _transaction(self.db):
             self.db.execute("INSERT OR IGNORE INTO parts (part, applied) VALUES (?, 0)", (name,))
-            # One statement over the ids as JSON: SQLite unpacks them, not a Python tuple per row
+            # One statement over the keys as JSON: SQLite unpacks them, not a Python tuple per row
             # (0.8-1 ms less per 1,000 ids than executemany).
-            self.db.execute("INSERT OR IGNORE INTO event_ids (event_id) SELECT value FROM json_each(?)", (json.dumps(ids),))
+            self.db.execute("INSERT OR IGNORE INTO seen_events (event_key) SELECT value FROM json_each(?)", (json.dumps(ledger_keys(events)),))
 
     def mark_applied(self, name: str) -> None:
         self.db.execute("UPDATE parts SET applied = 1 WHERE part = ?", (name,))
@@ -204,8 +215,7 @@ class Journal:
             known = {r[0] for r in self.db.execute("SELECT part FROM parts")}
             for name in part_names(self.ctx):
                 if name not in known:
-                    ids = read_dataset(folder / name, self.ctx.keys, columns=["event_id"]).column("event_id").to_pylist()
-                    self.index(name, ids)
+                    self.index(name, read_dataset(folder / name, self.ctx.keys, columns=["event_id", "event_timestamp"]))
         out = []
         for (name,) in self.db.execute("SELECT part FROM parts WHERE applied = 0 ORDER BY part").fetchall():
             if (folder / name / MARKER).exists():
@@ -286,6 +296,19 @@ class Journal:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_TIME_WIDTH = 20  # digits of a time in microseconds, its sign included: any int64
+_ID_AT = _TIME_WIDTH + 1
+
+
+def ledger_keys(events: pa.Table) -> list[str]:
+    """Each event's key in the ledger: its time (microseconds, UTC, zero-padded to sort as numbers
+    do) and its id. A resent event has the same time and id, so it is found; an id sent again
+    with another time is another event."""
+    times = pc.cast(pc.cast(events.column("event_timestamp"), pa.int64()), pa.string())
+    keys = pc.binary_join_element_wise(pc.utf8_lpad(times, _TIME_WIDTH, "0"), events.column("event_id"), " ")
+    return keys.to_pylist()
 
 
 @contextlib.contextmanager

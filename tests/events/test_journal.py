@@ -29,9 +29,16 @@ Journal(ctx).write_part(to_table([Event(event_id=f"d{i}", client_id="c", product
 """
 
 
+AT = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
+
+
 def _table(prefix: str, n: int = 3) -> pa.Table:
-    at = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
-    return to_table([Event(event_id=f"{prefix}{i}", client_id="c", product_id="p", event_type="view", event_timestamp=at) for i in range(n)], at)
+    return _of([f"{prefix}{i}" for i in range(n)])
+
+
+def _of(ids: list[str], at: datetime = AT) -> pa.Table:
+    """Events with these ids, all at `at` (the ledger knows an event by its time and id)."""
+    return to_table([Event(event_id=i, client_id="c", product_id="p", event_type="view", event_timestamp=at) for i in ids], at)
 
 
 def test_a_writer_killed_half_way_through_its_part_leaves_no_trace_in_the_ledger(settings):
@@ -46,16 +53,16 @@ def test_a_writer_killed_half_way_through_its_part_leaves_no_trace_in_the_ledger
     assert j.unapplied() == []
     assert j.db.execute("SELECT COUNT(*) FROM parts").fetchone()[0] == 0
     assert list(journal.parts_dir(ctx).iterdir()) == []
-    assert j.seen(["d0", "d1", "d2"]) == set() and journal.read(ctx).num_rows == 0
+    assert j.seen(_of(["d0", "d1", "d2"])) == set() and journal.read(ctx).num_rows == 0
 
 
 def test_a_part_is_unapplied_from_before_it_is_written_until_marked_applied(settings):
     j = journal.Journal(RegionContext.of(settings, "eu"))
     first = j.write_part(_table("a"))
-    assert j.unapplied() == [first] and j.seen(["a0"]) == set()  # its ids come with `index`
-    j.index(first, ["a0", "a1", "a2"])
+    assert j.unapplied() == [first] and j.seen(_of(["a0"])) == set()  # its ids come with `index`
+    j.index(first, _table("a"))
     second = j.append(_table("b"))
-    assert j.unapplied() == [first, second] and j.seen(["a1", "b2", "zz"]) == {"a1", "b2"}
+    assert j.unapplied() == [first, second] and j.seen(_of(["a1", "b2", "zz"])) == {"a1", "b2"}
     j.mark_applied(first)
     assert j.unapplied() == [second]
 
@@ -67,31 +74,49 @@ def test_a_part_the_ledger_lost_is_found_by_a_scan_of_the_disk(settings):
     j = journal.Journal(ctx)
     name = j.append(_table("l"))
     j.mark_applied(name)
-    j.db.execute("DELETE FROM event_ids")
+    j.db.execute("DELETE FROM seen_events")
     j.db.execute("DELETE FROM parts")
     assert (journal.parts_dir(ctx) / name / MARKER).exists()
     assert j.unapplied(scan=True) == [name]
-    assert j.seen(["l0", "l1", "l2"]) == {"l0", "l1", "l2"}
+    assert j.seen(_table("l")) == {"l0", "l1", "l2"}
 
 
-def test_a_ledger_of_the_earlier_layout_keeps_its_ids(settings):
-    """Ledgers written before the ids stood alone held `events (event_id, part)`: opened now, their
-    ids move to `event_ids` once, and a resent event is still a duplicate."""
+def test_an_event_is_seen_under_its_time_and_id(settings):
+    """A resent event (the same id and time) is seen, in a batch of others; the same id at another
+    time is another event. Keys sort by time, then id, as the ledger's B-tree holds them."""
+    j = journal.Journal(RegionContext.of(settings, "eu"))
+    j.append(_of(["x", "y"]))
+    later = AT.replace(hour=11)
+    assert j.seen(_of(["y", "z"])) == {"y"}
+    assert j.seen(_of(["x"], later)) == set()
+    early = datetime(1969, 12, 31, 23, 59, tzinfo=timezone.utc)  # before 1970: a negative time
+    keys = journal.ledger_keys(pa.concat_tables([_of(["b"], later), _of(["a"], AT), _of(["c"], AT), _of(["d"], early)]))
+    assert keys[1] == "00001796119200000000 a" and len({len(k) for k in keys}) == 1
+    assert sorted(keys)[1:] == [keys[1], keys[2], keys[0]]
+
+
+@pytest.mark.parametrize("old", ["events", "event_ids"])
+def test_a_ledger_of_an_earlier_layout_is_rebuilt_from_the_parts_once(settings, old):
+    """Ledgers written before events were keyed by time held ids alone: `event_ids (event_id)`,
+    and before that `events (event_id, part)`. Opened now, their keys are rebuilt from the parts
+    (the record), the old table goes, and a resent event is still a duplicate."""
     import sqlite3
 
     ctx = RegionContext.of(settings, "eu")
-    journal.Journal(ctx).close()
+    with journal.Journal(ctx) as j:
+        j.append(_of(["old1", "old2"]))
     db = sqlite3.connect(journal.stream_dir(ctx) / "ledger.sqlite")
-    db.execute("DROP TABLE event_ids")
-    db.execute("CREATE TABLE events (event_id TEXT PRIMARY KEY, part TEXT NOT NULL)")
-    db.executemany("INSERT INTO events VALUES (?, ?)", [("old1", "p"), ("old2", "p")])
+    db.execute("DROP TABLE seen_events")
+    db.execute(f"CREATE TABLE {old} (event_id TEXT PRIMARY KEY{', part TEXT' if old == 'events' else ''})")
+    db.executemany(f"INSERT INTO {old} (event_id) VALUES (?)", [("old1",), ("old2",)])
     db.commit()
     db.close()
     with journal.Journal(ctx) as j:
-        assert j.seen(["old1", "old2", "new"]) == {"old1", "old2"}
-        assert not j.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone()
-    with journal.Journal(ctx) as j:  # once: opening it again changes nothing
-        assert j.seen(["old1", "new"]) == {"old1"}
+        assert j.seen(_of(["old1", "old2", "new"])) == {"old1", "old2"}
+        assert not j.db.execute(f"SELECT 1 FROM sqlite_master WHERE name = '{old}'").fetchone()
+        j.db.execute("DELETE FROM seen_events WHERE event_key LIKE '% old2'")
+    with journal.Journal(ctx) as j:  # once: opening it again rebuilds nothing
+        assert j.seen(_of(["old1", "old2"])) == {"old1"}
 
 
 COMPACTOR = """
@@ -126,7 +151,7 @@ def test_compaction_merges_applied_parts_and_keeps_every_event_once(settings):
     assert _ids(ctx) == before and len(before) == 27
     assert j.unapplied() == names[7:]  # recovery's parts untouched
     assert all(not (journal.parts_dir(ctx) / n).exists() for n in names[:6])
-    assert j.seen(before) == set(before)
+    assert j.seen(_of(before)) == set(before)
     assert j.compact(max_rows=10).merged == 0  # the merged parts (9 events) are half the limit or more; the 7th has no small neighbour
 
 
@@ -154,4 +179,4 @@ def test_a_compaction_killed_half_way_loses_and_doubles_nothing(settings, point,
     assert len(journal.part_names(ctx)) == 1 and _ids(ctx) == before
     assert again.db.execute("SELECT COUNT(*) FROM parts").fetchone()[0] == 1
     assert again.db.execute("SELECT COUNT(*) FROM replaced").fetchone()[0] == 0
-    assert again.seen(before) == set(before)
+    assert again.seen(_of(before)) == set(before)
