@@ -1,7 +1,7 @@
 """Training one region of the large world (issue 12): the training set's reads, and memory.
 
     .venv/bin/python benchmarks/training_scale.py [--clients 1000000] [--events-per-client 50]
-        [--region us] [--parts 3] [--train]
+        [--region us] [--parts 3] [--train] [--max-examples N]
 
 World: the feature pipeline benchmark's (benchmarks/pipeline.py, the same spec, reused; at its
 defaults here, the large world of 50M events), its features computed and applied for --region
@@ -17,7 +17,10 @@ when they are not yet.
   lists, the refit's build and fit, the test weeks) in a process of its own; an epoch holds what
   the next one does, so one of each measures the memory, its RSS sampled every 0.2 s: the peak of each
   step (logged as each ends) and of the whole run, against issue 12's 8 GiB. On this machine a
-  region of the large world takes well over an hour.
+  region of the large world takes well over three hours. With --max-examples the towers learn
+  from that many examples only (their builds and fits shrink; the ranking stage's lists, the
+  validation and test weeks do not), to reach the later steps in about an hour: not the goal's
+  measure, which is the whole training.
 """
 
 from __future__ import annotations
@@ -128,14 +131,15 @@ def step(name, total=None):
     print(f"STEP {time.time():.3f} {name}", flush=True)
     return lambda n=1: None
 
-result = train_region(Settings(home=Path(sys.argv[1])), sys.argv[2], TrainConfig(epochs=1, ranking_epochs=1), steps=Steps(step), export_model=False)
+most = int(sys.argv[3]) or None
+result = train_region(Settings(home=Path(sys.argv[1])), sys.argv[2], TrainConfig(epochs=1, ranking_epochs=1, max_examples=most), steps=Steps(step), export_model=False)
 print(f"DONE {time.time():.3f} " + __import__("json").dumps({k: result.metrics["model"].get(k) for k in ("recall@10", "recall@100")}), flush=True)
 """
 
 
-def train_memory(home, region: str) -> dict:
+def train_memory(home, region: str, max_examples: int | None = None) -> dict:
     """Peak RSS of a whole training of the region, per step."""
-    proc = subprocess.Popen([sys.executable, "-c", _TRAIN, str(home), region], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", _TRAIN, str(home), region, str(max_examples or 0)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     samples, stop = [], False
 
     def sample():
@@ -181,6 +185,9 @@ def main() -> None:
     ap.add_argument("--region", default="us")
     ap.add_argument("--parts", type=int, default=3)
     ap.add_argument("--train", action="store_true", help="also train the region once (about an hour on the large world)")
+    ap.add_argument("--max-examples", type=int, default=None,
+                    help="cap the towers' training examples (TrainConfig.max_examples): the ranking stage, its lists and the "
+                         "validation and test weeks stay whole and are reached in about an hour; not the goal's measure")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
 
@@ -211,16 +218,18 @@ def main() -> None:
     results = {"spec": spec, "region": args.region, "part_reads": reads}
     if args.train:
         log(f"training {args.region} once, in a process of its own")
-        trained = train_memory(home, args.region)
+        trained = train_memory(home, args.region, args.max_examples)
         results["train"] = trained
         rows = [[st["step"], f"{st['seconds']:.0f}", f"{st['peak_gib']:.2f}" if st["peak_gib"] is not None else "-"] for st in trained["steps"]]
         rows.append(["whole run", f"{trained['seconds']:.0f}", f"{trained['peak_gib']:.2f}"])
-        tables.append(table(f"`atelier train recommend -r {args.region} --epochs 1 --no-export` (one ranking epoch), RSS sampled every 0.2 s",
+        capped = f", the towers' examples capped at {args.max_examples:,}" if args.max_examples else ""
+        tables.append(table(f"`atelier train recommend -r {args.region} --epochs 1 --no-export` (one ranking epoch{capped}), RSS sampled every 0.2 s",
                             ["step", "seconds", "peak RSS GiB"], rows))
+        met = "yes" if trained["peak_gib"] < GOAL_GIB else "NO"
         tables.append(table("Issue 12's goal", ["goal", "measured", "met"],
-                            [[f"a region of the 50M-event world trains in under {GOAL_GIB} GiB", f"{trained['peak_gib']:.2f} GiB ({args.region})",
-                              "yes" if trained["peak_gib"] < GOAL_GIB else "NO"]]))
-    save(f"training_scale_{args.clients}_{args.region}", {"results": results, "tables": tables})
+                            [[f"a region of the 50M-event world trains in under {GOAL_GIB} GiB", f"{trained['peak_gib']:.2f} GiB ({args.region}{capped})",
+                              f"{met} (capped: not the goal's measure)" if args.max_examples else met]]))
+    save(f"training_scale_{args.clients}_{args.region}" + (f"_capped_{args.max_examples}" if args.max_examples else ""), {"results": results, "tables": tables})
 
 
 if __name__ == "__main__":
