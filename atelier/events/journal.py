@@ -137,8 +137,8 @@ class Journal:
         # An event is seen under its time and id (`ledger_keys`): a resent event carries both. Keyed
         # by its time first, a batch of a live feed's events (seconds old) lands on the last few
         # pages of the table's one B-tree, where keyed by the id alone (random) it touched about a
-        # page per event: 1,000 new ids took 2.9 ms, and 6.3 ms once the ledger held 300,000,
-        # against 0.7 ms at either size keyed by time (benchmarks/freshness.py, "ledger").
+        # page per event: 1,000 new ids took 2.1 ms, and 5.1-5.6 ms once the ledger held 300,000,
+        # against 1.2-1.3 ms at either size keyed by time (benchmarks/freshness.py, "ledger").
         self.db.execute("CREATE TABLE IF NOT EXISTS seen_events (event_key TEXT PRIMARY KEY) WITHOUT ROWID")
         self._upgrade()
         self.db.execute("CREATE TABLE IF NOT EXISTS parts (part TEXT PRIMARY KEY, applied INTEGER NOT NULL DEFAULT 0)")
