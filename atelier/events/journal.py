@@ -163,6 +163,15 @@ class Journal:
         old = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'event_ids')")}
         if not old:
             return
+        # Another process may be rebuilding it: a journal's parts take about 3 ms each to read, so
+        # wait for it as long as that takes, not the 30 s a batch's transaction is given.
+        self.db.execute("PRAGMA busy_timeout = 3600000")
+        try:
+            self._rebuild()
+        finally:
+            self.db.execute("PRAGMA busy_timeout = 30000")
+
+    def _rebuild(self) -> None:
         with _transaction(self.db):
             old = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'event_ids')")}
             for name in part_names(self.ctx) if old else []:
