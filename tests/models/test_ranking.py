@@ -151,6 +151,30 @@ def test_training_lists_built_a_few_clients_at_a_time_are_those_built_at_once():
         np.testing.assert_array_equal(getattr(blocks, name), getattr(whole, name), err_msg=name)
 
 
+def test_clients_ranked_a_few_at_a_time_rank_as_all_at_once():
+    """`ranked_scores` builds and scores the pairs `block` clients at a time (a million pairs' features
+    held 0.6 GiB at once): each client's scores are those of one block, candidates first."""
+    rng = np.random.default_rng(8)
+    view, _ = _view(products=40)
+    ctx = _context(products=40)
+    n = 7
+    clients = ranking.Clients([rng.choice(40, rng.integers(1, 6), replace=False) for _ in range(n)], rng.integers(1, 5, n).astype(np.float32),
+                              rng.uniform(1, 90, n).astype(np.float32), np.array(["FR"] * n, object),
+                              recent=[rng.choice(40, 3, replace=False) for _ in range(n)])
+    exclude = [h[:1] for h in clients.history]
+    queries = rng.normal(size=(n, 6)).astype(np.float32)
+    tower = ranking.Retrieved.of(view, queries, ranking.tower_lists(queries @ view.catalog.T, exclude), exclude)
+    scorer, _ = ranking.fit([], 0)
+    fill = rng.random(40).astype(np.float32)
+    whole = ranking.ranked_scores(ctx, clients, scorer, exclude, tower, fill, block=n)
+    blocks = ranking.ranked_scores(ctx, clients, scorer, exclude, tower, fill, block=3)
+    np.testing.assert_allclose(blocks, whole, rtol=1e-5)
+    filled = (fill - fill.max() - 1e6).astype(np.float32)
+    assert (blocks != filled).any(axis=1).all() and (blocks == filled).any(axis=1).all()  # each client: its candidates scored, the rest the fill's
+    for u in range(n):
+        assert set(np.argsort(-blocks[u])[:10]) == set(np.argsort(-whole[u])[:10])
+
+
 def test_pairs_scored_a_few_at_a_time_score_as_all_at_once(monkeypatch):
     """`score` runs the scorer `SCORE_ROWS` pairs at a time (a block of clients' million pairs at
     once held 0.8 GiB of layer outputs); each pair's score is its own."""
