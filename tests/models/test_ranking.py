@@ -130,19 +130,24 @@ def test_training_lists_keep_the_clients_whose_candidates_hold_a_purchase_padded
     assert ranking.Lists.of(f[:3], cands[:1], [np.array([0])]).labels.shape == (0, 1)
 
 
+def _clients_with_a_tower(rng, n: int, products: int = 40):
+    """(context, `n` clients, each one's first listed product excluded, the tower's view of them)."""
+    view, _ = _view(products=products)
+    clients = ranking.Clients([rng.choice(products, rng.integers(1, 6), replace=False) for _ in range(n)], rng.integers(1, 5, n).astype(np.float32),
+                              rng.uniform(1, 90, n).astype(np.float32), np.array(["FR"] * n, object),
+                              recent=[rng.choice(products, 3, replace=False) for _ in range(n)])
+    exclude = [h[:1] for h in clients.history]
+    queries = rng.normal(size=(n, 6)).astype(np.float32)
+    tower = ranking.Retrieved.of(view, queries, ranking.tower_lists(queries @ view.catalog.T, exclude), exclude)
+    return _context(products=products), clients, exclude, tower
+
+
 def test_training_lists_built_a_few_clients_at_a_time_are_those_built_at_once():
     """`training_lists` builds a window's pairs a block of clients at a time (a whole window's were
     gigabytes at scale); the lists, their padding and their order are those of one block."""
     rng = np.random.default_rng(5)
-    view, _ = _view(products=40)
-    ctx = _context(products=40)
     n = 9
-    clients = ranking.Clients([rng.choice(40, rng.integers(1, 6), replace=False) for _ in range(n)], rng.integers(1, 5, n).astype(np.float32),
-                              rng.uniform(1, 90, n).astype(np.float32), np.array(["FR"] * n, object),
-                              recent=[rng.choice(40, 3, replace=False) for _ in range(n)])
-    exclude = [h[:1] for h in clients.history]
-    queries = rng.normal(size=(n, 6)).astype(np.float32)
-    tower = ranking.Retrieved.of(view, queries, ranking.tower_lists(queries @ view.catalog.T, exclude), exclude)
+    ctx, clients, exclude, tower = _clients_with_a_tower(rng, n)
     truth = [exclude[u] if u % 3 == 0 else rng.choice(40, 2, replace=False) for u in range(n)]  # bought again: never a candidate
     whole = ranking.training_lists(ctx, clients, truth, exclude, tower, block=n)
     blocks = ranking.training_lists(ctx, clients, truth, exclude, tower, block=2)
@@ -155,15 +160,8 @@ def test_clients_ranked_a_few_at_a_time_rank_as_all_at_once():
     """`ranked_scores` builds and scores the pairs `block` clients at a time (a million pairs' features
     held 0.6 GiB at once): each client's scores are those of one block, candidates first."""
     rng = np.random.default_rng(8)
-    view, _ = _view(products=40)
-    ctx = _context(products=40)
     n = 7
-    clients = ranking.Clients([rng.choice(40, rng.integers(1, 6), replace=False) for _ in range(n)], rng.integers(1, 5, n).astype(np.float32),
-                              rng.uniform(1, 90, n).astype(np.float32), np.array(["FR"] * n, object),
-                              recent=[rng.choice(40, 3, replace=False) for _ in range(n)])
-    exclude = [h[:1] for h in clients.history]
-    queries = rng.normal(size=(n, 6)).astype(np.float32)
-    tower = ranking.Retrieved.of(view, queries, ranking.tower_lists(queries @ view.catalog.T, exclude), exclude)
+    ctx, clients, exclude, tower = _clients_with_a_tower(rng, n)
     scorer, _ = ranking.fit([], 0)
     fill = rng.random(40).astype(np.float32)
     whole = ranking.ranked_scores(ctx, clients, scorer, exclude, tower, fill, block=n)
