@@ -160,25 +160,27 @@ class Journal:
         """A ledger of an earlier version held event ids alone (`event_ids`, before that `events`):
         its keys are rebuilt from the parts, which are the record, and the old tables dropped. Once,
         by the first process to open it (the others find it done)."""
-        old = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'event_ids')")}
-        if not old:
+        if not self._old_tables():
             return
         # Another process may be rebuilding it: a journal's parts take about 3 ms each to read, so
         # wait for it as long as that takes, not the 30 s a batch's transaction is given.
         self.db.execute("PRAGMA busy_timeout = 3600000")
         try:
-            self._rebuild()
+            with _transaction(self.db):
+                old = self._old_tables()  # again, now that no other process is writing
+                for name in part_names(self.ctx) if old else []:
+                    self.db.execute("INSERT OR IGNORE INTO seen_events (event_key) SELECT value FROM json_each(?)", (json.dumps(ledger_keys(self._keyed(name))),))
+                for table in old:
+                    self.db.execute(f"DROP TABLE {table}")
         finally:
             self.db.execute("PRAGMA busy_timeout = 30000")
 
-    def _rebuild(self) -> None:
-        with _transaction(self.db):
-            old = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'event_ids')")}
-            for name in part_names(self.ctx) if old else []:
-                part = read_dataset(parts_dir(self.ctx) / name, self.ctx.keys, columns=["event_id", "event_timestamp"])
-                self.db.execute("INSERT OR IGNORE INTO seen_events (event_key) SELECT value FROM json_each(?)", (json.dumps(ledger_keys(part)),))
-            for table in old:
-                self.db.execute(f"DROP TABLE {table}")
+    def _old_tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'event_ids')")}
+
+    def _keyed(self, name: str) -> pa.Table:
+        """A part's columns that make its events' ledger keys."""
+        return read_dataset(parts_dir(self.ctx) / name, self.ctx.keys, columns=["event_id", "event_timestamp"])
 
     def seen(self, events: pa.Table) -> set[str]:
         """The ids of those of `events` the journal holds already."""
@@ -224,7 +226,7 @@ class Journal:
             known = {r[0] for r in self.db.execute("SELECT part FROM parts")}
             for name in part_names(self.ctx):
                 if name not in known:
-                    self.index(name, read_dataset(folder / name, self.ctx.keys, columns=["event_id", "event_timestamp"]))
+                    self.index(name, self._keyed(name))
         out = []
         for (name,) in self.db.execute("SELECT part FROM parts WHERE applied = 0 ORDER BY part").fetchall():
             if (folder / name / MARKER).exists():

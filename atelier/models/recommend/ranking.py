@@ -27,7 +27,7 @@ so an online answer is the offline answer for the same feature values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -497,22 +497,27 @@ class Lists:
 LIST_BLOCK = 256
 
 
+def _pair_blocks(ctx: Context, clients: Clients, exclude: list[np.ndarray] | None, tower: Retrieved | None,
+                 block: int) -> Iterator[tuple[int, list[np.ndarray], np.ndarray]]:
+    """(first client, each client's candidates, their pairs' features), `block` clients at a time:
+    a client's candidates and features depend on that client only (see `LIST_BLOCK`)."""
+    n = len(clients.history)
+    for first in range(0, n, block):
+        rows = np.arange(first, min(n, first + block))
+        ex = exclude[first : first + block] if exclude is not None else None
+        t = tower.take(rows) if tower is not None else None
+        prep = prepare(ctx, clients.take(rows))
+        cands = candidates(ctx, prep, ex, t)
+        yield first, cands, features(ctx, prep, cands, t)
+
+
 def training_lists(ctx: Context, clients: Clients, truth: list[np.ndarray], exclude: list[np.ndarray] | None,
                    tower: Retrieved | None, block: int = LIST_BLOCK) -> Lists:
-    """One window's training lists, built `block` clients at a time: a client's candidates and
-    features depend on that client only, and a whole window's pairs at once (eu of the 52M-event
-    world: tens of thousands of clients with some 400 candidates each, 23 features per pair) were
-    gigabytes beside the lists kept."""
-    n = len(clients.history)
-    parts = []
-    for s in range(0, n, block):
-        rows = np.arange(s, min(n, s + block))
-        sub, ex = clients.take(rows), (exclude[s : s + block] if exclude is not None else None)
-        t = tower.take(rows) if tower is not None else None
-        prep = prepare(ctx, sub)
-        cands = candidates(ctx, prep, ex, t)
-        parts.append(Lists.of(features(ctx, prep, cands, t), cands, truth[s : s + block]))
-    return Lists.concat(parts)
+    """One window's training lists, built `block` clients at a time: a whole window's pairs at once
+    (eu of the 52M-event world: tens of thousands of clients with some 400 candidates each, 23
+    features per pair) were gigabytes beside the lists kept."""
+    return Lists.concat([Lists.of(f, cands, truth[first : first + len(cands)])
+                         for first, cands, f in _pair_blocks(ctx, clients, exclude, tower, block)])
 
 
 def fit(
@@ -597,15 +602,9 @@ def ranked_scores(ctx: Context, clients: Clients, scorer, exclude: list[np.ndarr
                   block: int = LIST_BLOCK) -> np.ndarray:
     """Clients x products scores: the ranker's order over each client's candidates, `fill`'s order
     after. The pairs are built and scored `block` clients at a time (see `LIST_BLOCK`)."""
-    n = len(clients.history)
-    out = np.broadcast_to((fill - fill.max() - 1e6).astype(np.float32), (n, len(fill))).copy()
-    for first in range(0, n, block):
-        rows = np.arange(first, min(n, first + block))
-        ex = exclude[first : first + block] if exclude is not None else None
-        t = tower.take(rows) if tower is not None else None
-        prep = prepare(ctx, clients.take(rows))
-        cands = candidates(ctx, prep, ex, t)
-        s = score(scorer, features(ctx, prep, cands, t))
+    out = np.broadcast_to((fill - fill.max() - 1e6).astype(np.float32), (len(clients.history), len(fill))).copy()
+    for first, cands, f in _pair_blocks(ctx, clients, exclude, tower, block):
+        s = score(scorer, f)
         start = 0
         for u, c in enumerate(cands):
             out[first + u, c] = s[start : start + len(c)]
