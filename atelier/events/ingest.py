@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
@@ -56,6 +57,7 @@ from atelier.protect.residency import roster_index
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
+SEND_ROWS = 128  # clients' rows per piece of the HSET pipeline (see _start_write)
 UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)  # the store, not the batch
 
 
@@ -196,13 +198,24 @@ class Ingestor:
             if not isinstance(current, splice.Stored):
                 store = self.ctx.store
                 return _Done(write_online(store.config, store._get_provider().online_store, self.view, fresh.table(_merged(current, events))))
-            # Redis; clients checked against the roster already (batch.check)
-            done = splice.splice(current, events)
-            if len(done.exact):
-                self._redis.write(fresh.table(_merged(_decoded(current, done.exact), events)))
-            if not len(done.rows):
-                return _Done(None)
-            return self._redis.start_rows(pc.take(current.keys, done.rows), done.cells)
+            # Redis; clients checked against the roster already (batch.check). The rows go in
+            # pieces of SEND_ROWS clients, each sent as soon as it is built: Redis writes a piece
+            # while the next is spliced, instead of starting once the whole batch is.
+            splicer, sent, exact = splice.Splicer(current, events), None, []
+            try:
+                for lo in range(0, len(current.clients), SEND_ROWS):
+                    done = splicer.rows(lo, min(lo + SEND_ROWS, len(current.clients)))
+                    exact.append(done.exact + lo)
+                    if len(done.rows):
+                        sent = self._redis.start_rows(pc.take(current.keys, done.rows + lo), done.cells, sent)
+                exact = np.concatenate(exact) if exact else []
+                if len(exact):  # rows the bytes cannot answer, merged the exact way
+                    self._redis.write(fresh.table(_merged(_decoded(current, exact), events)))
+            except BaseException:
+                if sent is not None:
+                    sent.cancel()
+                raise
+            return sent if sent is not None else _Done(None)
 
         return _Sent(self.ctx.region, start)
 

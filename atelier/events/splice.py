@@ -80,21 +80,35 @@ class Spliced:
 
 def splice(stored: Stored, events: pa.Table) -> Spliced:
     """Each client's row with `events` (the journal's columns) added, where the stored bytes allow."""
-    slots = [stored.fields.index(name) for name in _FIELDS]
-    if len(stored.fields) != len(_FIELDS):
-        raise ValueError(f"the splice writes {_FIELDS}, not {stored.fields}")
-    n = len(stored.clients)
-    clients = events.column("client_id").combine_chunks().dictionary_encode()  # each client once, its rows
-    row_of = pc.index_in(clients.dictionary, value_set=pa.array(stored.clients, pa.string())).to_numpy(zero_copy_only=False)
-    ev_row = row_of[clients.indices.to_numpy()].astype(np.int64)
-    ev_time = events.column("event_timestamp").cast(pa.int64()).to_numpy()
-    keys = pa.table({"row": ev_row, "time": ev_time, "id": events.column("event_id")})
-    order = pc.sort_indices(keys, [("row", "ascending"), ("time", "ascending"), ("id", "ascending")]).to_numpy().astype(np.int64)  # as fresh.merge sorts
-    bought = pc.equal(events.column("event_type"), "purchase").to_numpy(zero_copy_only=False)
-    new = [a for name in STRINGS for a in rc.buffers(events.column(_COLUMNS[name]))]
-    ok, data, starts, ends = _kernel(n, *stored.cells, np.array(slots, np.int64), order, ev_row[order], ev_time[order], bought[order], *new,
-                                     FRESH_LOG, SESSION_GAP_S * 10**6)
-    return Spliced(np.nonzero(ok)[0], rc.Cells(data, starts, ends), list(stored.fields), np.nonzero(~ok)[0])
+    return Splicer(stored, events).rows(0, len(stored.clients))
+
+
+class Splicer:
+    """`splice`, a range of the clients at a time: the events are sorted once, then each range's
+    rows are built (`rows`) while Redis writes the rows of the ranges before (atelier.events.ingest)."""
+
+    def __init__(self, stored: Stored, events: pa.Table):
+        self.slots = np.array([stored.fields.index(name) for name in _FIELDS], np.int64)
+        if len(stored.fields) != len(_FIELDS):
+            raise ValueError(f"the splice writes {_FIELDS}, not {stored.fields}")
+        self.stored = stored
+        clients = events.column("client_id").combine_chunks().dictionary_encode()  # each client once, its rows
+        row_of = pc.index_in(clients.dictionary, value_set=pa.array(stored.clients, pa.string())).to_numpy(zero_copy_only=False)
+        ev_row = row_of[clients.indices.to_numpy()].astype(np.int64)
+        ev_time = events.column("event_timestamp").cast(pa.int64()).to_numpy()
+        keys = pa.table({"row": ev_row, "time": ev_time, "id": events.column("event_id")})
+        self.order = pc.sort_indices(keys, [("row", "ascending"), ("time", "ascending"), ("id", "ascending")]).to_numpy().astype(np.int64)  # as fresh.merge sorts
+        self.ev_row, self.ev_time = ev_row[self.order], ev_time[self.order]
+        self.bought = pc.equal(events.column("event_type"), "purchase").to_numpy(zero_copy_only=False)[self.order]
+        self.new = [a for name in STRINGS for a in rc.buffers(events.column(_COLUMNS[name]))]
+
+    def rows(self, lo: int, hi: int) -> Spliced:
+        """The spliced rows of clients lo..hi-1 (`Spliced.rows` and `exact` count from 0, not `lo`)."""
+        a, b = np.searchsorted(self.ev_row, [lo, hi])
+        cells = self.stored.cells
+        ok, data, starts, ends = _kernel(hi - lo, cells.data, cells.starts[lo:hi], cells.ends[lo:hi], self.slots, self.order[a:b], self.ev_row[a:b] - lo,
+                                         self.ev_time[a:b], self.bought[a:b], *self.new, FRESH_LOG, SESSION_GAP_S * 10**6)
+        return Spliced(np.nonzero(ok)[0], rc.Cells(data, starts, ends), list(self.stored.fields), np.nonzero(~ok)[0])
 
 
 def warm() -> None:
@@ -341,7 +355,11 @@ def _kernel(n, held, held_starts, held_ends, slots, order, ev_row, ev_time, ev_b
         stamp[i] = last if last > previous else previous + 1
 
     m = int(ok.sum())
-    out = np.empty(len(held) + len(new_ids) + len(new_products) + len(new_types) + 40 * len(ev_row) + 64 * n + 1, np.uint8)
+    held_bytes = 0
+    for i in range(n):
+        for j in range(w):
+            held_bytes += held_ends[i, j] - held_starts[i, j]
+    out = np.empty(held_bytes + len(new_ids) + len(new_products) + len(new_types) + 40 * len(ev_row) + 64 * n + 1, np.uint8)
     starts = np.zeros((m, w), np.int64)
     ends = np.zeros((m, w), np.int64)
     news = ((new_ids, new_id_off), (new_products, new_product_off), (new_types, new_type_off))

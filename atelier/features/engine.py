@@ -230,10 +230,15 @@ class RedisWriter:
         """HSET of encoded values: one array (or cell column) per feature in the view's order, then the row times."""
         self.start_rows(keys, values).result()
 
-    def start_rows(self, keys: pa.Array, values: list[pa.Array] | rc.Cells) -> rc.Pending:
-        """`send_rows`, sent now, its replies read by the `result` of what this returns."""
+    def start_rows(self, keys: pa.Array, values: list[pa.Array] | rc.Cells, pending: rc.Pending | None = None) -> rc.Pending:
+        """`send_rows`, sent now, its replies read by the `result` of what this returns; with
+        `pending`, sent after the commands it holds, on its connection (and it is returned)."""
         commands = rc.hset_commands(keys, self.fields + [self.ts_field], values, self.ttl)
-        return rc.Pending(self.client, commands, len(keys) * (2 if self.ttl else 1), discard=True)
+        replies = len(keys) * (2 if self.ttl else 1)
+        if pending is None:
+            return rc.Pending(self.client, commands, replies, discard=True)
+        pending.send(commands, replies)
+        return pending
 
     def _newer_than_stored(self, keys: pa.Array, ts: pa.ChunkedArray) -> pa.Array | None:
         """Mask of rows newer than the hash's stored `_ts`, or None when nothing is stored yet."""

@@ -337,6 +337,16 @@ class Pending:
             self.cancel()
             raise
 
+    def send(self, buffer: memoryview, replies: int) -> None:
+        """More commands on the same connection, their replies read by the same `result`: a writer
+        sends a pipeline in pieces as it builds them, and Redis executes each meanwhile."""
+        try:
+            self._conn.send_packed_command([buffer], check_health=False)
+        except BaseException:
+            self.cancel()
+            raise
+        self._replies += replies
+
     def result(self):
         conn, self._conn = self._conn, None
         try:

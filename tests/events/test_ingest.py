@@ -61,6 +61,26 @@ def test_a_resent_batch_counts_nothing_twice(redis_settings):
     assert offline.num_rows == 5 and pc.count_distinct(offline.column("event_id")).as_py() == 5
 
 
+def test_a_batch_sent_to_redis_in_pieces_writes_every_clients_row(redis_settings, monkeypatch):
+    """The rows go to Redis a few clients at a time (`SEND_ROWS`), those the stored bytes cannot
+    answer (an event older than the row's last) the exact way: every client's row is its merge."""
+    from atelier.events import ingest
+
+    monkeypatch.setattr(ingest, "SEND_ROWS", 2)
+    ing = _ready(redis_settings)
+    clients = roster(redis_settings, "eu")[:5].to_pylist()
+    products = ing.products().to_pylist()[:3]
+    first = [e for k, c in enumerate(clients) for e in _events(c, products, ["view", "wishlist", "view"], prefix=f"a{k}-")]
+    late = [e for k, c in enumerate(clients)
+            for e in _events(c, products[:1], ["purchase"], prefix=f"b{k}-", start=NOW - timedelta(minutes=20 if k == 3 else 1))]
+    assert ing.ingest(first).accepted == 15 and ing.ingest(late).accepted == 5
+    for k, c in enumerate(clients):
+        want = fresh.merge(fresh.Log(), [(int(e.event_timestamp.timestamp() * 10**6), e.event_id, e.product_id, e.event_type)
+                                         for e in first + late if e.client_id == c])
+        assert _online_log(redis_settings, c) == want, c
+        assert _online_log(redis_settings, c).types[0 if k == 3 else -1] == "purchase"
+
+
 def test_a_bad_row_or_a_foreign_client_rejects_the_batch_and_writes_nothing(redis_settings):
     ing = _ready(redis_settings)
     eu_client = roster(redis_settings, "eu")[0].as_py()

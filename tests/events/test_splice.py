@@ -9,7 +9,7 @@ import pytest
 from feast.value_type import ValueType as FeastValueType
 
 from atelier.events import fresh
-from atelier.events.splice import Stored, splice
+from atelier.events.splice import Splicer, Stored, splice
 from atelier.features import redis_codec as rc
 from atelier.features import schemas
 from atelier.features.online import _timestamp
@@ -40,8 +40,9 @@ def _journal(clients_events: dict[str, list]) -> pa.Table:
                      "event_id": [r[2] for r in rows], "product_id": [r[3] for r in rows], "event_type": [r[4] for r in rows]})
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_spliced_rows_are_the_exact_merges_bytes(seed):
+def _batch(seed: int):
+    """300 clients' random stored logs and new events: (the rows as Redis holds them, the new events
+    per client, the stored logs, each client's stored values with the row time last)."""
     rng = random.Random(seed)
     now = 1_790_000_000_000_000
     logs, new, previous = {}, {}, {}
@@ -64,8 +65,13 @@ def test_spliced_rows_are_the_exact_merges_bytes(seed):
     enc, ts = _encoded(stored_rows) if stored_rows else ({}, [])
     at = {r["client_id"]: k for k, r in enumerate(stored_rows)}
     values = [[enc[f][at[c]] if c in at else None for f in FIELDS] + [ts[at[c]] if c in at else None] for c in clients]
-    stored = Stored(clients, pa.array(clients), FIELDS, rc.Cells.of_rows(values, len(FIELDS) + 1))
+    return Stored(clients, pa.array(clients), FIELDS, rc.Cells.of_rows(values, len(FIELDS) + 1)), new, logs, values
 
+
+@pytest.mark.parametrize("seed", range(6))
+def test_spliced_rows_are_the_exact_merges_bytes(seed):
+    stored, new, logs, values = _batch(seed)
+    clients, at = stored.clients, {c: i for i, c in enumerate(stored.clients) if values[i][-1] is not None}
     got = splice(stored, _journal(new))
 
     expected_rows = [fresh.row(c, fresh.merge(logs.get(c, fresh.Log()), new[c]), fresh.micros(_timestamp(values[i][-1])) if c in at else None)
@@ -94,3 +100,21 @@ def test_a_row_that_is_not_a_list_is_left_to_the_exact_way():
     got = splice(Stored(["C0", "C1"], pa.array(["C0", "C1"]), FIELDS, rc.Cells.of_rows(values, len(FIELDS) + 1)), _journal({"C0": [(now, "b", "P2", "view")], "C1": [(now, "c", "P2", "view")]}))
     assert list(got.rows) == [0] and list(got.exact) == [1]
     assert got.column("event_ids") == [_encoded([fresh.row("C0", fresh.merge(log, [(now, "b", "P2", "view")]))])[0]["event_ids"][0]]
+
+
+@pytest.mark.parametrize("size", [1, 7, 128])
+def test_clients_spliced_a_range_at_a_time_give_the_whole_batchs_bytes(size):
+    """The intake sends a batch's rows in pieces (`Splicer.rows` over ranges of clients): the pieces
+    together are the batch spliced at once, the same rows, the same bytes, the same left to the exact way."""
+    stored, new, _, _ = _batch(size)
+    events = _journal(new)
+    whole, splicer = splice(stored, events), Splicer(stored, events)
+    rows, exact, columns = [], [], {name: [] for name in [*FIELDS, "_ts"]}
+    for lo in range(0, len(stored.clients), size):
+        piece = splicer.rows(lo, min(lo + size, len(stored.clients)))
+        rows += [lo + int(i) for i in piece.rows]
+        exact += [lo + int(i) for i in piece.exact]
+        for name in columns:
+            columns[name] += piece.column(name)
+    assert rows == whole.rows.tolist() and exact == whole.exact.tolist() and exact
+    assert columns == {name: whole.column(name) for name in columns}

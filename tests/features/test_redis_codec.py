@@ -98,6 +98,14 @@ def test_pipelined_replies_come_back_in_order_and_an_error_reply_raises(redis_se
         rc.Pending(client, wrong, 3).result()
     assert client.hget(b"k00001", b"f") == b"c"  # not the unread reply (1): that connection was closed, not reused
 
+    # a pipeline sent in pieces on one connection (`Pending.send`): every piece's replies read once
+    pending = rc.Pending(client, rc.hset_commands(keys[:1000], [b"f"], [keys[:1000]]), 1000, discard=True)
+    for lo in range(1000, 3000, 500):
+        pending.send(rc.hset_commands(keys[lo:lo + 500], [b"f"], [big[lo:lo + 500]]), 500)
+    assert pending.result() is None
+    assert client.hmget(b"k00999", b"f") == [b"k00999"] and client.hget(b"k02999", b"f") == big[2999].as_py()
+    assert rc.Pending(client, rc.concat(rc.hmget_commands(keys[:2], [b"f"])), 2).result() == [[b"k00000"], [b"k00001"]]  # nothing left unread
+
 
 def test_replies_read_as_cells_or_checked_only_from_the_socket(redis_servers):
     """`Pending(cells=k)` scans HMGET replies off the socket into cells (a nil value is empty) and
