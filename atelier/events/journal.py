@@ -56,6 +56,10 @@ SCHEMA = pa.schema([
     pa.field("received_at", pa.timestamp("us", "UTC")),
 ])
 _THREADS = threading.Lock()
+# A batch's part is written with LZ4: Parquet took 0.38 ms for 1,000 events against zstd's 0.74
+# (A/B pairs of batches: 1.4-2.8% of the intake's time), for a part 1.6x the size (52 against
+# 32 KB) until `compact` rewrites the parts with zstd.
+PART_CODEC = "lz4"
 COMPACT_ROWS = 500_000  # a compacted part's events at most: what `Journal.compact` holds in memory at once
 
 
@@ -200,7 +204,7 @@ class Journal:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self.db.execute("INSERT INTO parts (part, applied) VALUES (?, 0)", (name,))
         target = parts_dir(self.ctx) / name
-        write_dataset(target, events.select(SCHEMA.names).cast(SCHEMA), self.ctx.keys, dictionary=False)
+        write_dataset(target, events.select(SCHEMA.names).cast(SCHEMA), self.ctx.keys, dictionary=False, compression=PART_CODEC)
         _fsync_tree(target)
         crash.point("events.part")  # the part is on disk, its ids not in the ledger yet
         return name

@@ -62,9 +62,10 @@ def stage_of(target: Path) -> Path:
 class DatasetWriter:
     """Writes a dataset part by part (bounded memory), then swaps it in whole on `commit`."""
 
-    def __init__(self, target: Path, keys: KeyStore | None, *, encrypt: bool = True, dictionary: bool = True):
+    def __init__(self, target: Path, keys: KeyStore | None, *, encrypt: bool = True, dictionary: bool = True, compression: str = "zstd"):
         """`dictionary=False` for small parts of mostly distinct values (the event journal's: a
-        part per batch of 1,000 ids): dictionaries cost more there than they save."""
+        part per batch of 1,000 ids): dictionaries cost more there than they save. `compression`
+        is a Parquet codec: zstd makes the smallest files, lz4 is faster to write."""
         if encrypt and keys is None:
             raise ValueError("an encrypted dataset needs the region's key store")
         self.target = Path(target)
@@ -76,6 +77,7 @@ class DatasetWriter:
         self.rows = 0
         self.parts = 0
         self.dictionary = dictionary
+        self.compression = compression
         if self.keys is not None:
             self._factory, self._kms = _crypto(self.keys)
             self._config = pe.EncryptionConfiguration(
@@ -96,7 +98,7 @@ class DatasetWriter:
         props = None
         if self.keys is not None:
             props = self._factory.file_encryption_properties(self._kms, self._config, str(path))
-        pq.write_table(table, path, encryption_properties=props, compression="zstd", use_dictionary=self.dictionary)
+        pq.write_table(table, path, encryption_properties=props, compression=self.compression, use_dictionary=self.dictionary)
         self.parts += 1
         self.rows += table.num_rows
         crash.point("dataset.part")
@@ -131,8 +133,8 @@ class DatasetWriter:
 
 
 def write_dataset(target: Path, tables: pa.Table | Iterable[pa.Table], keys: KeyStore | None, *, encrypt: bool = True, schema: pa.Schema | None = None,
-                  dictionary: bool = True) -> None:
-    writer = DatasetWriter(target, keys, encrypt=encrypt, dictionary=dictionary)
+                  dictionary: bool = True, compression: str = "zstd") -> None:
+    writer = DatasetWriter(target, keys, encrypt=encrypt, dictionary=dictionary, compression=compression)
     try:
         for t in [tables] if isinstance(tables, pa.Table) else tables:
             if t.num_rows:
