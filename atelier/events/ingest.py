@@ -15,7 +15,8 @@ For one batch:
 6. merge them into the fresh rows and send those to the online store (the push view
    `client_recent`, in Feast's layout, Feast's "newer row wins" rule kept). On Redis the rows
    are read and written as bytes, the new events spliced in (atelier.events.splice), so the
-   cost follows the events received, not the events each row holds;
+   cost follows the events received, not the events each row holds; each piece of `SEND_ROWS`
+   clients' rows is sent as soon as it is spliced, so Redis writes it while the next is built;
 7. while Redis writes, index the part's events in the ledger;
 8. once Redis has confirmed the rows, mark the part applied; only then is the batch
    acknowledged (202).
