@@ -89,7 +89,9 @@ def train_region(
     del chosen
     give_back()  # what still refers to the selection's data may sit in reference cycles (Keras models, callbacks): freed now, before the next build
 
-    # 2. Refit on train + validation with the chosen epochs.
+    # 2. Refit on train + validation with the chosen epochs. The build is a step of its own: it
+    #    reads the point-in-time features again, for minutes at scale, and its memory is its own.
+    steps.step("reading point-in-time features (train + validation weeks)")(1)
     data = ds.build(ctx, cutoff=windows.test_cutoff, end=windows.end, **common)
     ds.save_training_set(ctx, data, run_dir)
     refit_history = None
