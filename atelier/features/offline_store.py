@@ -167,27 +167,34 @@ def read_source(config: RepoConfig, source: DataSource, only: RowsNeeded | None 
     path = source.path(config)
     info = dataset_info(path)
     keys = key_store(settings_of(config), config.offline_store.region) if info["encrypted"] else None
-    return read_dataset(path, keys, filter=only.expression(info["schema"]) if only else None)
+    table = read_dataset(path, keys, filter=only.expression(info["schema"]) if only else None)
+    return only.latest_rows(table) if only else table
 
 
 @dataclass
 class RowsNeeded:
     """The rows of a source a point-in-time join for an entity frame can use: those of its entities
-    (any of `keys`' values per column), up to its latest timestamp.
+    (any of `keys`' values per column), up to its latest timestamp, and of those only the rows
+    the join can pick (`latest_rows`).
 
-    Applied as the source is scanned, so a join for a part of the clients holds that part's rows,
+    Applied as the source is read, so a join for a part of the clients holds that part's rows,
     not the whole table (training reads its examples a part at a time,
     atelier.models.recommend.examples); Feast's join then runs on them unchanged."""
 
     keys: list[dict[str, np.ndarray]] = field(default_factory=list)  # one per feature view reading the source
     timestamp_field: str = ""
     latest: pd.Timestamp | None = None
+    # The entity rows' times (µs since 1970, UTC), row for row with each of `keys`' arrays; None
+    # where `keys` holds bare values to read (every row of theirs up to `latest` is then kept).
+    times: np.ndarray | None = None
 
     @staticmethod
     def of(feature_views: list[FeatureView], entity_df: pd.DataFrame | str) -> dict[str, RowsNeeded]:
         if not isinstance(entity_df, pd.DataFrame) or entity_df.empty or "event_timestamp" not in entity_df:
             return {}
-        latest = pd.to_datetime(entity_df["event_timestamp"], utc=True).max()
+        when = pd.to_datetime(entity_df["event_timestamp"], utc=True)
+        latest = when.max()
+        times = when.dt.tz_localize(None).to_numpy("datetime64[us]").view(np.int64) if when.notna().all() else None
         out: dict[str, RowsNeeded] = {}
         whole = set()  # sources some view reads without a key the frame holds: read every row
         for fv in feature_views:
@@ -196,9 +203,46 @@ class RowsNeeded:
             if not isinstance(source, AtelierSource) or source.field_mapping or not joins or any(among not in entity_df for among in joins.values()):
                 whole.add(getattr(source, "name", None))
                 continue
-            rows = out.setdefault(source.name, RowsNeeded([], source.timestamp_field, latest if pd.notna(latest) else None))
-            rows.keys.append({column: pd.unique(entity_df[among].dropna()) for column, among in joins.items()})
+            rows = out.setdefault(source.name, RowsNeeded([], source.timestamp_field, latest if pd.notna(latest) else None, times))
+            rows.keys.append({column: entity_df[among].to_numpy() for column, among in joins.items()})
         return {name: rows for name, rows in out.items() if name not in whole}
+
+    def latest_rows(self, table: pa.Table) -> pa.Table:
+        """The rows of `table` (read for these entities) that Feast's point-in-time join can pick:
+        for each entity row, its key's latest row at or before its time (all of them where several
+        share that time, for the join to choose among by their creation time).
+
+        The join pairs every entity row with every earlier row of its key before it keeps the
+        latest: the evaluation's read of 5,000 clients as of one day gave DuckDB 233,000 rows of
+        client_activity (the histories' lists among them) to pair and rank, for 5,000 it keeps.
+        What it is given here is what it would pick, so its answer is the same; with a TTL too
+        (a row past it is past it for the latest row as well)."""
+        field_ = self.timestamp_field
+        if self.times is None or not table.num_rows or field_ not in table.column_names:
+            return table
+        column = table.column(field_)
+        if not pa.types.is_timestamp(column.type) or column.type.unit == "ns" or column.null_count:
+            return table  # (nanoseconds: the entities' times, in µs, could not be compared exactly)
+        row_times = pc.cast(column, pa.timestamp("us", column.type.tz)).cast(pa.int64()).to_numpy()
+        ranks = np.unique(np.concatenate([row_times, self.times]), return_inverse=True)[1].astype(np.int64)
+        span = int(ranks.max()) + 1
+        keep = np.zeros(table.num_rows, bool)
+        for keys in self.keys:
+            if any(c not in table.column_names or pa.types.is_nested(table.schema.field(c).type) for c in keys):
+                return table
+            code = np.zeros(table.num_rows + len(self.times), np.int64)
+            for c, wanted in keys.items():  # one code per distinct key, shared by the rows and the entities (-1: null)
+                one = pd.factorize(np.concatenate([table.column(c).to_numpy(zero_copy_only=False), np.asarray(wanted, dtype=object)]))[0]
+                code = np.where((code < 0) | (one < 0), -1, pd.factorize(code * (int(one.max()) + 1) + one)[0])
+            at = np.where(code < 0, -1, code * span + ranks)  # (key, time) as one number, in the same order
+            rows, entities = at[: table.num_rows], at[table.num_rows :][code[table.num_rows :] >= 0]
+            ordered = np.sort(rows)
+            pick = np.searchsorted(ordered, entities, side="right") - 1
+            found = pick >= 0
+            pick = ordered[pick[found]]
+            pick = pick[pick // span == entities[found] // span]  # the row found is of the entity's own key
+            keep |= np.isin(rows, pick)
+        return table.filter(pa.array(keep))
 
     def expression(self, schema: pa.Schema) -> pc.Expression | None:
         """As a scan filter over a dataset of `schema`; None where a condition cannot be stated in
@@ -217,7 +261,7 @@ class RowsNeeded:
                 if column not in schema.names:
                     return None
                 try:
-                    wanted = pa.array(values).cast(schema.field(column).type)
+                    wanted = pa.array(pd.unique(pd.Series(values).dropna())).cast(schema.field(column).type)
                     conditions.append(pc.field(column).isin(wanted))
                     bounds = pc.min_max(wanted)
                     if bounds["min"].is_valid:

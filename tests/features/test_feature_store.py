@@ -231,3 +231,86 @@ def test_point_in_time_reads_scan_only_their_entities_rows_and_answer_as_a_whole
         b = whole[name].sort_values(keys).reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b[a.columns])
         assert a.drop(columns=keys).notna().any().any(), name  # features were found: the comparison is not of empty rows
+
+
+def test_rows_needed_keep_for_each_entity_row_its_keys_latest_rows_at_or_before_its_time():
+    """What `latest_rows` keeps, row by row: ties at the latest time all, nothing before a key's
+    first row (not another key's row), nothing for unknown or null keys; keys of two columns."""
+    import numpy as np
+    import pyarrow as pa
+
+    from atelier.features.offline_store import RowsNeeded
+
+    def at(*times):
+        return pd.to_datetime(list(times), unit="D", utc=True)
+
+    table = pa.table({"k": ["a", "a", "a", "a", "b", "c"], "n": [1, 2, 3, 4, 5, 6],
+                      "event_timestamp": pa.array(at(1, 2, 2, 5, 3, 4), pa.timestamp("us", "UTC"))})
+    entity = pd.DataFrame({"k": ["a", "a", "b", "c", "z", None], "event_timestamp": at(2, 4, 1, 10, 10, 10)})
+    needed = RowsNeeded([{"k": entity["k"].to_numpy()}], "event_timestamp", entity["event_timestamp"].max(),
+                        entity["event_timestamp"].dt.tz_localize(None).to_numpy("datetime64[us]").view(np.int64))
+    assert needed.latest_rows(table).column("n").to_pylist() == [2, 3, 6]
+
+    two = pa.table({"p": ["x", "x", "x", "y"], "c": ["FR", "IT", "FR", "FR"], "n": [1, 2, 3, 4],
+                    "event_timestamp": pa.array(at(1, 1, 3, 1), pa.timestamp("us", "UTC"))})
+    asked = pd.DataFrame({"p": ["x", "y", "y"], "c": ["FR", "IT", "FR"], "event_timestamp": at(2, 9, 0)})
+    needed = RowsNeeded([{"p": asked["p"].to_numpy(), "c": asked["c"].to_numpy()}], "event_timestamp", None,
+                        asked["event_timestamp"].dt.tz_localize(None).to_numpy("datetime64[us]").view(np.int64))
+    assert needed.latest_rows(two).column("n").to_pylist() == [1]
+    assert RowsNeeded([{"k": entity["k"].to_numpy()}], "event_timestamp", None).latest_rows(table).num_rows == 6  # no times: all rows
+
+def test_point_in_time_reads_of_many_times_per_entity_give_the_join_only_the_rows_it_picks(settings, monkeypatch):
+    """Training asks each client as of many days. The rows read are cut to those the join picks
+    (atelier.features.offline_store.RowsNeeded.latest_rows): at, just before and after rows'
+    own times, before a key's first row, for unknown keys, on a key of two columns; the answers
+    are those of a read of every row."""
+    import numpy as np
+
+    from atelier.features import offline_store
+
+    repo.apply(settings, "eu")
+    keys = key_store(settings, "eu")
+    rng = np.random.default_rng(5)
+
+    def around(table: str, key: list[str], n: int) -> pd.DataFrame:
+        rows = read_dataset(settings.paths.feature_table(table, "eu"), keys, columns=[*key, "event_timestamp"]).to_pandas()
+        some = rows.drop_duplicates(key).sample(n, random_state=3)[key]
+        rows = rows.merge(some, on=key)
+        step = [pd.Timedelta(0), pd.Timedelta(microseconds=-1), pd.Timedelta(hours=30)]
+        asked = pd.concat([rows[key].assign(event_timestamp=rows["event_timestamp"] + d) for d in step])
+        first = some.assign(event_timestamp=rows["event_timestamp"].min() - pd.Timedelta(days=1))  # before any row of theirs
+        unknown = some.head(1).assign(**{key[0]: "nobody"}, event_timestamp=pd.Timestamp(NOW))
+        out = pd.concat([asked, first, unknown]).drop_duplicates()
+        return out.iloc[rng.permutation(len(out))].reset_index(drop=True)
+
+    asked = around("client_activity", ["client_id"], 25)
+    reads = {"query_tower_v1": asked, "country_sales_weekly": around("country_sales_weekly", ["product_id", "country_code"], 15),
+             "as of one time": asked.drop_duplicates("client_id").assign(event_timestamp=pd.Timestamp(NOW))}
+    refs = {"country_sales_weekly": ["country_sales_weekly:units", "country_sales_weekly:revenue", "country_clientele_weekly:clients"],
+            "as of one time": "query_tower_v1"}
+    given = {}
+    real = offline_store.read_source
+
+    def read_source(config, source, only=None):
+        t = real(config, source, only)
+        if only is not None:
+            given.setdefault(name, {})[source.name] = t.num_rows
+        return t
+
+    monkeypatch.setattr(offline_store, "read_source", read_source)
+    cut = {}
+    for name, entity in reads.items():
+        cut[name] = repo.historical_features(settings, "eu", entity, refs.get(name, name))
+    monkeypatch.setattr(offline_store.RowsNeeded, "of", staticmethod(lambda *a: {}))
+    whole = {name: repo.historical_features(settings, "eu", entity, refs.get(name, name)) for name, entity in reads.items()}
+    # as of one time, a client's latest row only; as of each row's own time, every row of theirs
+    clients = asked["client_id"].nunique()
+    assert given["as of one time"]["client_activity_source"] == clients - 1  # less the unknown one
+    assert given["query_tower_v1"]["client_activity_source"] > 10 * clients
+    for name, frame in cut.items():
+        on = list(reads[name].columns)
+        a = frame.sort_values(on).reset_index(drop=True)
+        b = whole[name].sort_values(on).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b[a.columns])
+        features = a.drop(columns=on)
+        assert features.notna().any(axis=1).mean() > 0.5 and features.isna().all(axis=1).any(), name  # found, and not found before the first row
