@@ -32,6 +32,12 @@ from atelier.protect.keys import KeyStore, master_key_id
 
 MARKER = "_dataset.json"
 _CACHE = dt.timedelta(minutes=10)
+# Rows per row group. A filtered read (a range of clients, atelier.features.offline_store.RowsNeeded)
+# skips the row groups its statistics rule out and decodes the others whole: with Arrow's
+# default of 1,048,576 rows, reading 40,000 clients of eu's client_activity (the 52M-event world)
+# 5,000 at a time took RSS up 2.03 GiB; with 65,536, 0.72 GiB, in the same time, and the table's
+# files are 8% smaller (its string dictionaries fit a row group's); a whole read takes as long.
+ROW_GROUP_ROWS = 65_536
 
 
 class _PyarrowKms(pe.KmsClient):
@@ -98,7 +104,8 @@ class DatasetWriter:
         props = None
         if self.keys is not None:
             props = self._factory.file_encryption_properties(self._kms, self._config, str(path))
-        pq.write_table(table, path, encryption_properties=props, compression=self.compression, use_dictionary=self.dictionary)
+        pq.write_table(table, path, encryption_properties=props, compression=self.compression, use_dictionary=self.dictionary,
+                       row_group_size=ROW_GROUP_ROWS)
         self.parts += 1
         self.rows += table.num_rows
         crash.point("dataset.part")

@@ -77,6 +77,29 @@ def test_parts_hold_whole_clients_in_ranges_of_ids_and_are_about_the_size_asked(
     assert all(assign_parts(mixed, 500)[mixed == c][0] == first[c] for c in range(300))
 
 
+
+def test_parts_of_clients_with_few_examples_are_cut_by_their_number_of_clients():
+    """Capped training keeps a few examples per client: a part of `part_rows` examples would then
+    span many clients, and its point-in-time read hold all their feature rows."""
+    rng = np.random.default_rng(2)
+    per_client = np.where(rng.random(1000) < 0.1, rng.integers(50, 200, 1000), rng.integers(1, 3, 1000))
+    codes = np.repeat(np.arange(1000), per_client)
+    part = assign_parts(codes, 500, part_clients=40)
+    first = np.array([part[codes == c][0] for c in range(1000)])
+    assert all(len(np.unique(part[codes == c])) == 1 for c in range(1000)) and (np.diff(first) >= 0).all()
+    clients = np.bincount(first)
+    rows = np.bincount(first, weights=per_client)
+    assert clients.max() <= 40 + 1 and rows.max() <= 500 + per_client.max()  # both bounds hold, to one client
+    assert clients.min() < 40 and rows.min() < 400  # and neither alone made every cut
+    # a client costs the larger of its shares of the two bounds; a part holds a whole's cost, give
+    # or take one client: its first (at most over), or the next part's first (at most under)
+    cost = np.bincount(first, weights=np.maximum(per_client / 500, 1 / 40))
+    opening = np.maximum(per_client[np.searchsorted(first, np.arange(first.max() + 1))] / 500, 1 / 40)
+    assert (cost < 1 + opening + 1e-9).all() and (cost[:-1] > 1 - opening[1:] - 1e-9).all()
+    # with a bound on clients that never binds, the cuts are those of examples alone
+    assert (assign_parts(codes, 500, part_clients=500) == assign_parts(codes, 500, part_clients=10**6)).all()
+
+
 @pytest.fixture
 def parts(tmp_path):
     from atelier.protect.keys import LocalKeyStore
@@ -180,12 +203,15 @@ def test_a_training_set_read_a_part_at_a_time_is_the_one_read_at_once(settings):
         frame["recent_products"] = frame["recent_products"].map(tuple)
         return frame.sort_values(["client_id", "as_of", "product"]).reset_index(drop=True)
 
-    whole = ds._examples(ctx, train, specs, index, part_rows=10**9)
+    whole = ds._examples(ctx, train, specs, index, part_rows=10**9, part_clients=10**9)
     in_parts = ds._examples(ctx, train, specs, index, part_rows=len(train) // 7)
+    by_clients = ds._examples(ctx, train, specs, index, part_rows=10**9, part_clients=train["client_id"].nunique() // 5)
     assert len(whole.parts.parts) == 1 and len(in_parts.parts.parts) >= 7
+    assert len(by_clients.parts.parts) >= 5
     a, b = rows(whole), rows(in_parts)
     assert len(a) == len(train) and a.columns.tolist() == b.columns.tolist()
     pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, rows(by_clients))
     assert a["recent_products"].map(lambda t: any(t)).mean() > 0.3  # the histories are there to compare
     for x, y in zip(whole.query_specs, in_parts.query_specs):
         assert (x.vocabulary, x.log) == (y.vocabulary, y.log) and x.mean == pytest.approx(y.mean) and x.variance == pytest.approx(y.variance)

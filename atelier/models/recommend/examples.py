@@ -37,21 +37,36 @@ from atelier.protect.keys import KeyStore
 from atelier.protect.parquet import DatasetWriter, open_dataset, part_files, stage_of
 
 PART_ROWS = 100_000
+PART_CLIENTS = 5_000  # at most, per part (`assign_parts`): about 2,500 make 100,000 uncapped examples in the large world
 MIX = 4
 # Besides the query inputs, each row says what was bought (or viewed) and how much it counts.
 ROW_COLUMNS = ("product_index", "product_id", "weight", "event_timestamp")
 
 
-def assign_parts(client_codes: np.ndarray, part_rows: int) -> np.ndarray:
+def assign_parts(client_codes: np.ndarray, part_rows: int, part_clients: int = PART_CLIENTS) -> np.ndarray:
     """The part of each example: clients in the order of their codes (codes in the order of the
-    ids), cut every `part_rows` examples. A client is never split, so its point-in-time lookups
-    are made once, and a part is a range of ids: the feature tables hold a range of clients per
-    file, sorted, so a part's point-in-time read decrypts the files of its range only
-    (atelier.features.offline_store.RowsNeeded), not the whole table. For the client_activity
-    table of a 12M-event region that read took 6-7 s per part of 100,000 examples, and held up to
-    1.8 GiB of decoded row groups, for parts of clients drawn at random."""
+    ids), cut every `part_rows` examples or `part_clients` clients, whichever comes first (a
+    part may pass either by one client).
+
+    A client is never split, so its point-in-time lookups are made once, and a part is a range of
+    ids: the feature tables hold a range of clients per file, sorted, so a part's point-in-time
+    read decrypts the files of its range only (atelier.features.offline_store.RowsNeeded), not the
+    whole table. For the client_activity table of a 12M-event region that read took 6-7 s per part
+    of 100,000 examples, and held up to 1.8 GiB of decoded row groups, for parts of clients drawn
+    at random.
+
+    The bound on clients is what bounds the read's memory: it holds every feature row of the
+    part's clients, however few of their examples are kept. With `max_examples`, a client keeps
+    a few examples, and parts of 100,000 examples spanned 20,000 clients (the ranking stage's
+    build, eu of the 52M-event world): their reads took RSS 1.5-2.7 GiB above the rest.
+
+    Each client costs the larger of its shares of the two bounds, and a part ends with the client
+    whose running cost reaches the next whole (in integers, so no rounding moves a cut). Parts
+    that mix both kinds of clients stop a little short of either bound; one pass of cumulative
+    sums is worth that."""
     clients, per_client = np.unique(client_codes, return_counts=True)
-    part_of_client = (np.cumsum(per_client) - 1) // part_rows
+    cost = np.maximum(per_client.astype(np.int64) * part_clients, part_rows)  # in 1 / (part_rows * part_clients) of a part
+    part_of_client = (np.cumsum(cost) - 1) // (np.int64(part_rows) * part_clients)
     return part_of_client[np.searchsorted(clients, client_codes)]
 
 
