@@ -37,7 +37,7 @@ from atelier.protect.keys import KeyStore
 from atelier.protect.parquet import DatasetWriter, open_dataset, part_files, stage_of
 
 PART_ROWS = 100_000
-PART_CLIENTS = 5_000  # at most, per part (`assign_parts`): about 2,500 make 100,000 uncapped examples in the large world
+PART_CLIENTS = 5_000  # at most, per part (`assign_parts`): uncapped, about 2,000 clients make 100,000 examples in the large world
 MIX = 4
 # Besides the query inputs, each row says what was bought (or viewed) and how much it counts.
 ROW_COLUMNS = ("product_index", "product_id", "weight", "event_timestamp")
@@ -50,15 +50,15 @@ def assign_parts(client_codes: np.ndarray, part_rows: int, part_clients: int = P
 
     A client is never split, so its point-in-time lookups are made once, and a part is a range of
     ids: the feature tables hold a range of clients per file, sorted, so a part's point-in-time
-    read decrypts the files of its range only (atelier.features.offline_store.RowsNeeded), not the
-    whole table. For the client_activity table of a 12M-event region that read took 6-7 s per part
+    read decrypts the row groups of its range only (atelier.features.offline_store.RowsNeeded),
+    not the whole table. For the client_activity table of a 12M-event region that read took 6-7 s per part
     of 100,000 examples, and held up to 1.8 GiB of decoded row groups, for parts of clients drawn
     at random.
 
     The bound on clients is what bounds the read's memory: it holds every feature row of the
     part's clients, however few of their examples are kept. With `max_examples`, a client keeps
-    a few examples, and parts of 100,000 examples spanned 20,000 clients (the ranking stage's
-    build, eu of the 52M-event world): their reads took RSS 1.5-2.7 GiB above the rest.
+    a few examples, and parts of 100,000 examples spanned 20,000 clients (the refit's build, eu
+    of the 52M-event world): their reads took RSS up to 8.47 GiB, on a base of 5.8-6.3.
 
     Each client costs the larger of its shares of the two bounds, and a part ends with the client
     whose running cost reaches the next whole (in integers, so no rounding moves a cut). Parts
