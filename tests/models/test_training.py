@@ -326,3 +326,33 @@ def test_the_ranking_stage_learns_from_at_most_ranking_lists_buyers_per_window(m
     capped = train._ranking_lists(ctx, data, cutoff, config.model_copy(update={"ranking_lists": 12}), lam, result.ranking_tower, Steps())
     assert len(capped) == len(whole)
     assert all(0 < len(w.labels) <= 12 for w in capped)
+
+
+def test_a_fitted_model_keeps_neither_its_examples_nor_their_parts(settings):
+    """Once a fit is over and its data lets go of the examples, they are freed, and their scratch
+    parts removed: TensorFlow keeps what a dataset's generator refers to until the process ends,
+    so every earlier fit's training set sat under the refit's build."""
+    import gc
+    import weakref
+
+    from atelier.context import RegionContext
+    from atelier.features import repo
+    from atelier.models.recommend import dataset as ds
+    from atelier.models.recommend.two_tower import TrainConfig, fit
+
+    repo.apply(settings, "eu")
+    ctx = RegionContext.of(settings, "eu")
+    events = ds.read_events(ctx)
+    w = ds.windows(events, 4)
+    config = TrainConfig(epochs=2, embedding_dim=16, batch_size=128)
+    data = ds.build(ctx, cutoff=w.validation_cutoff, end=w.test_cutoff, events=events, event_weights=config.event_weights)
+    scratch = data.train.parts.path
+    assert scratch.is_dir() and data.train.parts.parts
+    model, history = fit(data, config)
+    assert history["epochs"] == 2 and np.isfinite(history["loss"]).all()
+    examples = weakref.ref(data.train)
+    data.train = None
+    gc.collect()
+    assert examples() is None, [type(r).__name__ for r in gc.get_referrers(examples())]
+    assert not scratch.exists()
+    assert len(embed(model.query_tower, data.eval.query)) == len(data.eval.client_ids)  # the model itself is whole

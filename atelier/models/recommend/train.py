@@ -82,8 +82,10 @@ def train_region(
     # 1. Choices, on the validation weeks only. The selection's data is not read again: it is freed
     #    before the refit builds the full set (together they were the peak at 100k clients).
     chosen = _choose(ctx, config, windows, common, steps)
+    # With a refit, the selection's tower (its client table and the optimizer's slots) is not held
+    # through the refit's build: the refit trains a tower of its own.
     model, history, lam, rank_history, starts, ranker_tower = (
-        chosen.model, chosen.history, chosen.lam, chosen.rank_history, chosen.starts, chosen.ranker_tower)
+        None if config.refit else chosen.model, chosen.history, chosen.lam, chosen.rank_history, chosen.starts, chosen.ranker_tower)
     validation, lambdas = chosen.validation, chosen.lambdas
     choice = compare.choose_served(validation, config.serve)
     del chosen

@@ -15,6 +15,7 @@ most-popular list at all:
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable
 from typing import Literal
 
@@ -90,6 +91,18 @@ def _dataset(data: RegionData, config: TrainConfig) -> tuple[tf.data.Dataset, in
     sampling = tf.constant((counts / counts.sum()).astype(np.float32))
     products = {k: tf.constant(v) for k, v in data.candidate.items()}
     epochs = itertools.count()
+    # TensorFlow keeps a generator's state, and what its function refers to, until the process
+    # ends (the py_funcs of `from_generator`). Held strongly, the examples of every fit stayed
+    # resident, and their scratch parts on disk: two training sets' arrays (over 0.9 GiB for eu of
+    # the 52M-event world) under the refit's build. The parts are reached through a weak reference:
+    # they go with the examples (`RegionData.train = None`), as does their directory.
+    parts = weakref.ref(ex.parts)
+
+    def batches():
+        live = parts()
+        if live is None:
+            raise RuntimeError("the training examples were released before the fit read them")
+        return live.batches(config.batch_size, config.seed, next(epochs))
 
     def gather(batch):
         product = batch["product"]
@@ -100,7 +113,7 @@ def _dataset(data: RegionData, config: TrainConfig) -> tuple[tf.data.Dataset, in
             "sampling_probability": tf.gather(sampling, product),
         }
 
-    ds = tf.data.Dataset.from_generator(lambda: ex.parts.batches(config.batch_size, config.seed, next(epochs)), output_signature=ex.parts.signature(tf))
+    ds = tf.data.Dataset.from_generator(batches, output_signature=ex.parts.signature(tf))
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2), len(ex.product_index)
 
 
