@@ -255,3 +255,35 @@ def test_product_positions_are_those_reindexing_gives_with_nan_for_an_unknown_id
     got = _positions(index, unknown)
     np.testing.assert_array_equal(got, index.reindex(unknown).to_numpy())  # NaN where reindexing gives NaN
     assert np.isnan(got[1]) and got[[0, 2]].tolist() == [2.0, 0.0]
+
+
+def test_a_build_reports_each_of_its_reads_once(settings, monkeypatch):
+    """A build's progress is told its reads once the examples are cut (a part's each, then the
+    evaluation clients'), before any is made, and advances once after each: at scale a build reads
+    for tens of minutes, and a bar that starts full says nothing."""
+    import functools
+
+    from atelier.context import RegionContext
+    from atelier.features import repo
+    from atelier.models.recommend import dataset as ds
+    from atelier.models.recommend.two_tower import TrainConfig
+
+    repo.apply(settings, "eu")
+    ctx = RegionContext.of(settings, "eu")
+    events = ds.read_events(ctx)
+    w = ds.windows(events, 4)
+    monkeypatch.setattr(ds, "_examples", functools.partial(ds._examples, part_rows=150))
+    log = []
+    real_write = ExampleParts.write
+    monkeypatch.setattr(ExampleParts, "write", lambda self, query, rows: log.append("write") or real_write(self, query, rows))
+    real_as_of = ds.query_inputs
+    monkeypatch.setattr(ds, "query_inputs", lambda *a: log.append("evaluation") or real_as_of(*a))
+
+    def progress(total):
+        log.append(("total", total))
+        return lambda n=1: log.append(("advance", n))
+
+    data = ds.build(ctx, event_weights=TrainConfig().event_weights, cutoff=w.validation_cutoff, end=w.test_cutoff, events=events, progress=progress)
+    parts = len(data.train.parts.parts)
+    assert parts >= 4  # several parts, or the count proves little
+    assert log == [("total", parts + 1)] + ["write", ("advance", 1)] * parts + ["evaluation", ("advance", 1)]

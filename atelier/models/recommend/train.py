@@ -74,7 +74,7 @@ def train_region(
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = settings.paths.runs(region) / run_id
 
-    steps.step("reading point-in-time features")(1)
+    steps.step("reading the events")(1)
     events = ds.read_events(ctx)
     windows = ds.windows(events, config.eval_weeks)  # checked before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -93,8 +93,8 @@ def train_region(
 
     # 2. Refit on train + validation with the chosen epochs. The build is a step of its own: it
     #    reads the point-in-time features again, for minutes at scale, and its memory is its own.
-    steps.step("reading point-in-time features (train + validation weeks)")(1)
-    data = ds.build(ctx, cutoff=windows.test_cutoff, end=windows.end, **common)
+    data = ds.build(ctx, cutoff=windows.test_cutoff, end=windows.end, **common,
+                    progress=lambda reads: steps.step("reading point-in-time features (train + validation weeks)", reads))
     ds.save_training_set(ctx, data, run_dir)
     refit_history = None
     if config.refit:
@@ -213,7 +213,8 @@ class _Choices:
 
 def _choose(ctx: RegionContext, config: TrainConfig, windows: ds.Windows, common: dict, steps: Steps) -> _Choices:
     """Train on the events before the validation cut-off and make every choice on the weeks after it."""
-    selection = ds.build(ctx, cutoff=windows.validation_cutoff, end=windows.test_cutoff, **common)
+    selection = ds.build(ctx, cutoff=windows.validation_cutoff, end=windows.test_cutoff, **common,
+                         progress=lambda reads: steps.step("reading point-in-time features (validation weeks held out)", reads))
     val = compare.Contenders(selection, config.exclude_purchased)
     lam, lambdas = compare.choose_lambda(val)
     batches = int(np.ceil(len(selection.train.product_index) / config.batch_size)) * config.epochs
@@ -265,7 +266,8 @@ class _RankerTower:
 
     @staticmethod
     def fit(ctx: RegionContext, before: pd.Timestamp, config: TrainConfig, epochs: int, common: dict, steps: Steps) -> _RankerTower:
-        data = ds.build(ctx, cutoff=before, end=before + pd.Timedelta(weeks=config.eval_weeks), **common)
+        data = ds.build(ctx, cutoff=before, end=before + pd.Timedelta(weeks=config.eval_weeks), **common,
+                        progress=lambda reads: steps.step("reading point-in-time features (before the ranking stage's label weeks)", reads))
         final = config.model_copy(update={"epochs": epochs})
         batches = int(np.ceil(len(data.train.product_index) / final.batch_size)) * final.epochs
         model, _ = fit(data, final, progress=steps.step("training the ranking stage's tower (before its label weeks)", batches))
