@@ -93,9 +93,10 @@ def _dataset(data: RegionData, config: TrainConfig) -> tuple[tf.data.Dataset, in
     epochs = itertools.count()
     # TensorFlow keeps a generator's state, and what its function refers to, until the process
     # ends (the py_funcs of `from_generator`). Held strongly, the examples of every fit stayed
-    # resident, and their scratch parts on disk: two training sets' arrays (over 0.9 GiB for eu of
-    # the 52M-event world) under the refit's build. The parts are reached through a weak reference:
-    # they go with the examples (`RegionData.train = None`), as does their directory.
+    # resident, and their scratch parts on disk: under the refit's build, the selection's and the
+    # ranking stage's tower's arrays (28 bytes an example: some 0.5 GiB for eu of the 52M-event
+    # world's 19M). The parts are reached through a weak reference: they go with the examples
+    # (`RegionData.train = None`), as does their directory.
     parts = weakref.ref(ex.parts)
 
     def batches():
