@@ -39,6 +39,7 @@ import tf_keras as keras
 from atelier.memory import give_back
 from atelier.models.recommend.copurchase import CoPurchase
 from atelier.models.signatures import Signature
+from atelier.models.streams import weakly_streamed
 
 FEATURES = (
     "copurchase", "copurchase_recent", "copurchase_last", "similar", "similar_last",
@@ -527,9 +528,8 @@ def fit(
     """Train on the windows' lists; with `validation`, keep the epoch that scores best there."""
     keras.utils.set_random_seed(seed)
     scorer = Scorer(seed=seed)
-    source = [windows]  # what `_pairs` reads, emptied once adapted (see there)
-    scorer.norm.adapt(_pairs(source))
-    source.clear()
+    windows = _Windows(windows)  # held weakly by the normalization's pass (see `_pairs`)
+    scorer.norm.adapt(_pairs(windows))
     model = ListwiseRanker(scorer)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     scores, best, best_weights = [], -1.0, None
@@ -551,30 +551,27 @@ def fit(
                     "lists": int(sum(len(w.labels) for w in windows))}
 
 
-def _pairs(source: list[list[Lists]], clients: int = 4096) -> tf.data.Dataset:
-    """Every real (unpadded) pair of the windows `source[0]`, in order, in batches of 32, as the
-    normalization adapts to them: the batches `adapt` makes of one array of them all, without that
-    array (a copy of every window's features at once).
+class _Windows(list):
+    """A fit's windows, as `_pairs` streams them: a list TensorFlow can hold weakly."""
 
-    The windows are reached through `source`, which the caller empties once done: TensorFlow
-    keeps a `from_generator` dataset's function, and what it refers to, until the process ends,
-    and the lists held that way stayed under every later step: up to 8,192 lists a window, each
-    padded to some 500 pairs of 23 features, are up to 0.38 GiB a window at eu of the 52M-event
-    world's size."""
-    windows = source[0]
+
+def _pairs(windows: _Windows, clients: int = 4096) -> tf.data.Dataset:
+    """Every real (unpadded) pair of the windows, in order, in batches of 32, as the normalization
+    adapts to them: the batches `adapt` makes of one array of them all, without that array (a copy
+    of every window's features at once). The windows are held weakly (`atelier.models.streams`):
+    strongly, every window's padded lists stayed under every later step (up to 8,192 lists a
+    window, each padded to some 500 pairs of 23 features: up to 0.38 GiB a window at eu of the
+    52M-event world's size). The caller holds `windows` while the dataset is read."""
     width = windows[0].features.shape[2] if windows else len(FEATURES)
-    del windows
 
-    def chunks():
-        windows = source[0]
+    def chunks(windows: list[Lists]) -> Iterator[np.ndarray]:
         if not any(len(w.labels) for w in windows):
             yield np.zeros((1, width), np.float32)
         for w in windows:
             for s in range(0, len(w.labels), clients):
                 yield w.features[s : s + clients][w.mask[s : s + clients]]
 
-    spec = tf.TensorSpec([None, width], tf.float32)
-    return tf.data.Dataset.from_generator(chunks, output_signature=spec).unbatch().batch(32)
+    return weakly_streamed(windows, chunks, tf.TensorSpec([None, width], tf.float32)).unbatch().batch(32)
 
 
 SCORE_ROWS = 65_536  # pairs scored at once

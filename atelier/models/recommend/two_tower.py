@@ -15,7 +15,6 @@ most-popular list at all:
 from __future__ import annotations
 
 import itertools
-import weakref
 from collections.abc import Callable
 from typing import Literal
 
@@ -28,6 +27,7 @@ from pydantic import BaseModel, Field
 from atelier.models.recommend.dataset import RegionData
 from atelier.models.recommend.inputs import fit_specs
 from atelier.models.recommend.towers import Tower
+from atelier.models.streams import weakly_streamed
 
 
 class TrainConfig(BaseModel):
@@ -91,19 +91,10 @@ def _dataset(data: RegionData, config: TrainConfig) -> tuple[tf.data.Dataset, in
     sampling = tf.constant((counts / counts.sum()).astype(np.float32))
     products = {k: tf.constant(v) for k, v in data.candidate.items()}
     epochs = itertools.count()
-    # TensorFlow keeps a generator's state, and what its function refers to, until the process
-    # ends (the py_funcs of `from_generator`). Held strongly, the examples of every fit stayed
-    # resident, and their scratch parts on disk: under the refit's build, the selection's and the
-    # ranking stage's tower's arrays (28 bytes an example: some 0.5 GiB for eu of the 52M-event
-    # world's 19M). The parts are reached through a weak reference: they go with the examples
-    # (`RegionData.train = None`), as does their directory.
-    parts = weakref.ref(ex.parts)
-
-    def batches():
-        live = parts()
-        if live is None:
-            raise RuntimeError("the training examples were released before the fit read them")
-        return live.batches(config.batch_size, config.seed, next(epochs))
+    # The parts are held weakly (see `atelier.models.streams`): they go with the examples
+    # (`RegionData.train = None`), as does their scratch directory.
+    ds = weakly_streamed(ex.parts, lambda parts: parts.batches(config.batch_size, config.seed, next(epochs)),
+                         ex.parts.signature(tf))
 
     def gather(batch):
         product = batch["product"]
@@ -114,7 +105,6 @@ def _dataset(data: RegionData, config: TrainConfig) -> tuple[tf.data.Dataset, in
             "sampling_probability": tf.gather(sampling, product),
         }
 
-    ds = tf.data.Dataset.from_generator(batches, output_signature=ex.parts.signature(tf))
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2), len(ex.product_index)
 
 
