@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from atelier.models.recommend import ranking
+from atelier.models.recommend.ranking import learn
 
 
 def _view(products=40, dim=6, seed=0):
@@ -179,7 +180,7 @@ def test_pairs_scored_a_few_at_a_time_score_as_all_at_once(monkeypatch):
     scorer, _ = ranking.fit([], 0)
     f = np.random.default_rng(1).normal(size=(1000, len(ranking.FEATURES))).astype(np.float32)
     whole = ranking.score(scorer, f)
-    monkeypatch.setattr(ranking, "SCORE_ROWS", 7)
+    monkeypatch.setattr(learn, "SCORE_ROWS", 7)
     chunked = ranking.score(scorer, f)
     assert chunked.shape == (1000,)
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)

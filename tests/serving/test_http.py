@@ -283,7 +283,7 @@ def test_a_store_restarted_empty_is_degraded_until_materialize_full_restores_it(
 
 def test_training_and_serving_agree_on_what_to_recommend(servers):
     """For sample clients, /recommend over HTTP returns what the exported model computes offline
-    from the same feature values, through the code training evaluates with (models/ranking.py).
+    from the same feature values, through the code training evaluates with (models/recommend/ranking/).
 
     A skew between the features the service builds and those the ranker was trained on (a
     renamed column, a different order of purchases, a unit change) shows up here.

@@ -22,7 +22,7 @@ from atelier.models.recommend.evaluate import RowScores, group_metrics, top_k
 LAMBDAS = (10.0, 50.0, 200.0, 500.0, 1000.0, 3000.0)
 SELECT_ON = "recall@10"  # the figure choices are made on (all clients of the validation window)
 MODEL = "two-tower"
-RANKED = "ranked"  # candidates from co-purchase, popularity and the two-tower, ordered by the ranking model (models/ranking.py)
+RANKED = "ranked"  # candidates from co-purchase, popularity and the two-tower, ordered by the ranking model (models/recommend/ranking/)
 
 
 class Contenders:

@@ -47,7 +47,7 @@ class TrainConfig(BaseModel):
     event_weights: dict[str, float] = {"purchase": 1.0, "wishlist": 0.5, "view": 0.25}
     eval_weeks: int = Field(4, ge=1)  # the validation window, and the test window after it
     refit: bool = True  # retrain on train + validation with the chosen epochs before the test and export
-    ranking: bool = True  # the ranking stage over several candidate sources (models/ranking.py)
+    ranking: bool = True  # the ranking stage over several candidate sources (models/recommend/ranking/)
     serve: Literal["auto", "ranked", "two-tower"] = "auto"  # auto: whichever does best on validation
     ranking_windows: int = Field(3, ge=1)  # label windows (of eval_weeks each) the ranker learns from
     ranking_epochs: int = Field(12, ge=1)  # at most; the best on the validation weeks is kept
