@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from atelier.features import redis_codec as rc
+from atelier.features import resp
 from atelier.features.schemas import FRESH_LOG, SESSION_GAP_S
 
 STRINGS = ("event_ids", "event_products", "event_types")  # string lists, in the order of `fresh.LOG_FIELDS`
@@ -54,7 +54,7 @@ class Stored:
     clients: list[str]
     keys: pa.Array
     fields: list[str]
-    cells: rc.Cells
+    cells: resp.Cells
 
     def value(self, i: int, name: str) -> bytes | None:
         return self.cells.value(i, self.fields.index(name) if name != "_ts" else len(self.fields))
@@ -67,7 +67,7 @@ class Spliced:
     and the clients to rebuild the exact way."""
 
     rows: np.ndarray
-    cells: rc.Cells
+    cells: resp.Cells
     fields: list[str]
     exact: np.ndarray
 
@@ -100,7 +100,7 @@ class Splicer:
         self.order = pc.sort_indices(keys, [("row", "ascending"), ("time", "ascending"), ("id", "ascending")]).to_numpy().astype(np.int64)  # as fresh.merge sorts
         self.ev_row, self.ev_time = ev_row[self.order], ev_time[self.order]
         self.bought = pc.equal(events.column("event_type"), "purchase").to_numpy(zero_copy_only=False)[self.order]
-        self.new = [a for name in STRINGS for a in rc.buffers(events.column(_COLUMNS[name]))]
+        self.new = [a for name in STRINGS for a in resp.buffers(events.column(_COLUMNS[name]))]
 
     def rows(self, lo: int, hi: int) -> Spliced:
         """The spliced rows of clients lo..hi-1 (`Spliced.rows` and `exact` count from 0, not `lo`)."""
@@ -108,7 +108,7 @@ class Splicer:
         cells = self.stored.cells
         ok, data, starts, ends = _kernel(hi - lo, cells.data, cells.starts[lo:hi], cells.ends[lo:hi], self.slots, self.order[a:b], self.ev_row[a:b] - lo,
                                          self.ev_time[a:b], self.bought[a:b], *self.new, FRESH_LOG, SESSION_GAP_S * 10**6)
-        return Spliced(np.nonzero(ok)[0], rc.Cells(data, starts, ends), list(self.stored.fields), np.nonzero(~ok)[0])
+        return Spliced(np.nonzero(ok)[0], resp.Cells(data, starts, ends), list(self.stored.fields), np.nonzero(~ok)[0])
 
 
 def warm() -> None:
@@ -117,8 +117,8 @@ def warm() -> None:
     in a new checkout takes several seconds, a load from the cache well under one."""
     times = pa.array([1_790_000_000_000_000], pa.int64()).cast(pa.timestamp("us", "UTC"))
     events = pa.table({"client_id": ["c"], "event_timestamp": times, "event_id": ["e"], "product_id": ["p"], "event_type": ["view"]})
-    splice(Stored(["c"], pa.array(["c"]), list(_FIELDS), rc.Cells.of_rows([[None] * (len(_FIELDS) + 1)], len(_FIELDS) + 1)), events)
-    rc.warm()
+    splice(Stored(["c"], pa.array(["c"]), list(_FIELDS), resp.Cells.of_rows([[None] * (len(_FIELDS) + 1)], len(_FIELDS) + 1)), events)
+    resp.warm()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -251,11 +251,11 @@ def _put_string_list(out, pos, buf, cut, end, first, last, order, nbuf, noff):
         body += 1 + _varint_size(length) + length
     out[pos] = _STRING_LIST
     pos = _put_varint(out, pos + 1, body)
-    pos = rc.put_bytes(out, pos, buf, cut, end)
+    pos = resp.put_bytes(out, pos, buf, cut, end)
     for e in range(first, last):
         s, t = noff[order[e]], noff[order[e] + 1]
         out[pos] = _ELEMENT
-        pos = rc.put_bytes(out, _put_varint(out, pos + 1, t - s), nbuf, s, t)
+        pos = resp.put_bytes(out, _put_varint(out, pos + 1, t - s), nbuf, s, t)
     return pos
 
 
@@ -269,7 +269,7 @@ def _put_times(out, pos, buf, cut, end, first, last, ev_time):
     pos = _put_varint(out, pos + 1, 1 + _varint_size(packed) + packed)
     out[pos] = _ELEMENT
     pos = _put_varint(out, pos + 1, packed)
-    pos = rc.put_bytes(out, pos, buf, cut, end)
+    pos = resp.put_bytes(out, pos, buf, cut, end)
     for e in range(first, last):
         pos = _put_varint(out, pos, ev_time[e])
     return pos

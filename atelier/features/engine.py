@@ -35,6 +35,7 @@ from feast.utils import _convert_arrow_to_proto
 
 from atelier import crash
 from atelier.features import redis_codec as rc
+from atelier.features import resp
 from atelier.features.offline_store import settings_of
 from atelier.protect.residency import assert_region_clients
 
@@ -221,28 +222,28 @@ class RedisWriter:
         """The Redis keys of these entities (the view's join key)."""
         return rc.entity_keys(entities, self.key.name, self.key.dtype.to_value_type(), self.project)
 
-    def start_read(self, keys: pa.Array) -> rc.Pending:
+    def start_read(self, keys: pa.Array) -> resp.Pending:
         """Each key's stored values (the view's features in order, then the row time; empty where
-        absent), as `rc.Cells`: asked now, read by the `result` of what this returns."""
-        return rc.Pending(self.client, rc.concat(rc.hmget_commands(keys, self.fields + [self.ts_field])), len(keys), cells=len(self.fields) + 1)
+        absent), as `resp.Cells`: asked now, read by the `result` of what this returns."""
+        return resp.Pending(self.client, resp.concat(resp.hmget_commands(keys, self.fields + [self.ts_field])), len(keys), cells=len(self.fields) + 1)
 
-    def send_rows(self, keys: pa.Array, values: list[pa.Array] | rc.Cells) -> None:
+    def send_rows(self, keys: pa.Array, values: list[pa.Array] | resp.Cells) -> None:
         """HSET of encoded values: one array (or cell column) per feature in the view's order, then the row times."""
         self.start_rows(keys, values).result()
 
-    def start_rows(self, keys: pa.Array, values: list[pa.Array] | rc.Cells, pending: rc.Pending | None = None) -> rc.Pending:
+    def start_rows(self, keys: pa.Array, values: list[pa.Array] | resp.Cells, pending: resp.Pending | None = None) -> resp.Pending:
         """`send_rows`, sent now, its replies read by the `result` of what this returns; with
         `pending`, sent after the commands it holds, on its connection (and it is returned)."""
-        commands = rc.hset_commands(keys, self.fields + [self.ts_field], values, self.ttl)
+        commands = resp.hset_commands(keys, self.fields + [self.ts_field], values, self.ttl)
         replies = len(keys) * (2 if self.ttl else 1)
         if pending is None:
-            return rc.Pending(self.client, commands, replies, discard=True)
+            return resp.Pending(self.client, commands, replies, discard=True)
         pending.send(commands, replies)
         return pending
 
     def _newer_than_stored(self, keys: pa.Array, ts: pa.ChunkedArray) -> pa.Array | None:
         """Mask of rows newer than the hash's stored `_ts`, or None when nothing is stored yet."""
-        stored = self._send(rc.concat(rc.hmget_commands(keys, self.ts_field)), len(keys))
+        stored = self._send(resp.concat(resp.hmget_commands(keys, self.ts_field)), len(keys))
         present = [i for i, r in enumerate(stored) if r[0] is not None]
         if not present:
             return None
@@ -253,4 +254,4 @@ class RedisWriter:
         return pa.array(keep)
 
     def _send(self, buffer: memoryview, replies: int) -> list:
-        return rc.send(self.client, buffer, replies)
+        return resp.send(self.client, buffer, replies)

@@ -29,6 +29,7 @@ from redis.retry import Retry
 
 from atelier.errors import AtelierError
 from atelier.features import redis_codec as rc
+from atelier.features import resp
 from atelier.features.redis_codec import field_name
 from atelier.protect import access
 
@@ -116,7 +117,7 @@ class OnlineFeatures:
                 rows = [self._redis.hmget(self._key(ids[0]), self._fields)]
             elif len(ids) > 64:  # big batches: the commands built a column at a time (redis_codec)
                 keys = rc.entity_keys(pa.array(ids, pa.string()), self.join_key, FeastValueType.STRING, self._suffix.decode())
-                rows = rc.send(self._redis, rc.concat(rc.hmget_commands(keys, self._fields)), len(ids))
+                rows = resp.send(self._redis, resp.concat(resp.hmget_commands(keys, self._fields)), len(ids))
             else:
                 with self._redis.pipeline(transaction=False) as pipe:
                     for i in ids:

@@ -11,6 +11,7 @@ from feast.value_type import ValueType as FeastValueType
 from atelier.events import fresh
 from atelier.events.splice import Splicer, Stored, splice
 from atelier.features import redis_codec as rc
+from atelier.features import resp
 from atelier.features import schemas
 from atelier.features.online import _timestamp
 from atelier.features.schemas import FRESH_LOG, SESSION_GAP_S
@@ -65,7 +66,7 @@ def _batch(seed: int):
     enc, ts = _encoded(stored_rows) if stored_rows else ({}, [])
     at = {r["client_id"]: k for k, r in enumerate(stored_rows)}
     values = [[enc[f][at[c]] if c in at else None for f in FIELDS] + [ts[at[c]] if c in at else None] for c in clients]
-    return Stored(clients, pa.array(clients), FIELDS, rc.Cells.of_rows(values, len(FIELDS) + 1)), new, logs, values
+    return Stored(clients, pa.array(clients), FIELDS, resp.Cells.of_rows(values, len(FIELDS) + 1)), new, logs, values
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -97,7 +98,7 @@ def test_a_row_that_is_not_a_list_is_left_to_the_exact_way():
     enc, ts = _encoded([fresh.row("C0", log), fresh.row("C1", log)])
     values = [[enc[f][k] for f in FIELDS] + [ts[k]] for k in range(2)]
     values[1][FIELDS.index("event_products")] = b"\x12\x03abc"  # a string, not a list
-    got = splice(Stored(["C0", "C1"], pa.array(["C0", "C1"]), FIELDS, rc.Cells.of_rows(values, len(FIELDS) + 1)), _journal({"C0": [(now, "b", "P2", "view")], "C1": [(now, "c", "P2", "view")]}))
+    got = splice(Stored(["C0", "C1"], pa.array(["C0", "C1"]), FIELDS, resp.Cells.of_rows(values, len(FIELDS) + 1)), _journal({"C0": [(now, "b", "P2", "view")], "C1": [(now, "c", "P2", "view")]}))
     assert list(got.rows) == [0] and list(got.exact) == [1]
     assert got.column("event_ids") == [_encoded([fresh.row("C0", fresh.merge(log, [(now, "b", "P2", "view")]))])[0]["event_ids"][0]]
 
