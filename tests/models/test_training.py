@@ -252,12 +252,12 @@ def test_the_ranking_stage_answered_a_block_of_clients_at_a_time_scores_each_cli
     import pandas as pd
 
     from atelier.context import RegionContext
-    from atelier.models.recommend import dataset as ds
     from atelier.models.recommend import evaluate, ranking, train
+    from atelier.models.recommend.ranking.window import ranking_window
 
     home, result = model_world
     data, w = result.data, result.metrics["windows"]
-    window = ds.ranking_window(RegionContext.of(Settings(home=home), "eu"), data, pd.Timestamp(w["test_cutoff"]), pd.Timestamp(w["end"]),
+    window = ranking_window(RegionContext.of(Settings(home=home), "eu"), data, pd.Timestamp(w["test_cutoff"]), pd.Timestamp(w["end"]),
                                result.metrics["choices"]["ease_lambda"], client_ids=data.eval.client_ids)
     assert window.warm.any() and not window.warm.all(), "both the ranked answer and the fallback are measured"
     scorer, _ = ranking.fit([], 0)  # any scorer: what is pinned is that a block changes nothing
@@ -283,15 +283,15 @@ def test_a_ranking_window_sampled_to_a_few_buyers_holds_those_buyers_as_the_whol
     import pandas as pd
 
     from atelier.context import RegionContext
-    from atelier.models.recommend import dataset as ds
+    from atelier.models.recommend.ranking.window import ranking_window
 
     home, result = model_world
     ctx, data, w = RegionContext.of(Settings(home=home), "eu"), result.data, result.metrics["windows"]
     start, end, lam = pd.Timestamp(w["test_cutoff"]), pd.Timestamp(w["end"]), result.metrics["choices"]["ease_lambda"]
-    whole = ds.ranking_window(ctx, data, start, end, lam)
+    whole = ranking_window(ctx, data, start, end, lam)
     n = len(whole.client_ids)
     assert n > 40, "enough buyers to sample"
-    few = ds.ranking_window(ctx, data, start, end, lam, most=n // 4, seed=3)
+    few = ranking_window(ctx, data, start, end, lam, most=n // 4, seed=3)
     assert len(few.client_ids) == n // 4 and list(few.client_ids) == sorted(few.client_ids)
     at = {c: i for i, c in enumerate(whole.client_ids)}
     rows = [at[c] for c in few.client_ids]  # every sampled client is one of the window's buyers
@@ -301,11 +301,11 @@ def test_a_ranking_window_sampled_to_a_few_buyers_holds_those_buyers_as_the_whol
         np.testing.assert_array_equal(few.clients.history[i], whole.clients.history[r])
     np.testing.assert_array_equal(few.warm, whole.warm[rows])
     np.testing.assert_array_equal(few.clients.purchases_365d, whole.clients.purchases_365d[rows])
-    again = ds.ranking_window(ctx, data, start, end, lam, most=n // 4, seed=3)
+    again = ranking_window(ctx, data, start, end, lam, most=n // 4, seed=3)
     np.testing.assert_array_equal(again.client_ids, few.client_ids)
-    other = ds.ranking_window(ctx, data, start, end, lam, most=n // 4, seed=4)
+    other = ranking_window(ctx, data, start, end, lam, most=n // 4, seed=4)
     assert list(other.client_ids) != list(few.client_ids)
-    np.testing.assert_array_equal(ds.ranking_window(ctx, data, start, end, lam, most=n).client_ids, whole.client_ids)
+    np.testing.assert_array_equal(ranking_window(ctx, data, start, end, lam, most=n).client_ids, whole.client_ids)
 
 
 def test_the_ranking_stage_learns_from_at_most_ranking_lists_buyers_per_window(model_world):

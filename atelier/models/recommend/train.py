@@ -26,6 +26,7 @@ from atelier.memory import give_back
 from atelier.models.plots import loss_plot, recall_plot
 from atelier.models.progress import Steps
 from atelier.models.recommend import compare, ranking
+from atelier.models.recommend.ranking.window import RankingWindow, ranking_window
 from atelier.models.recommend import dataset as ds
 from atelier.models.recommend.evaluate import RowScores
 from atelier.models.recommend.export import export
@@ -111,7 +112,7 @@ def train_region(
         del lists  # padded per client: not kept through the test scoring
         give_back()
         # What serves: the co-purchase table, popularity and country shares as of the last day.
-        context = ds.ranking_window(ctx, data, windows.end, windows.end, lam, client_ids=np.zeros(0, object)).context
+        context = ranking_window(ctx, data, windows.end, windows.end, lam, client_ids=np.zeros(0, object)).context
 
     # 3. The test weeks, read once.
     advance = steps.step("scoring the test weeks (once)")
@@ -119,7 +120,7 @@ def train_region(
     test = compare.table(test_contenders, _scores(model, data), lam)
     test_contenders.release()
     if config.ranking:
-        window = ds.ranking_window(ctx, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids)
+        window = ranking_window(ctx, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids)
         test[compare.RANKED] = test_contenders.measure(_served(window, scorer, _retrieval(model, data), data.popularity, config.exclude_purchased))
     queries = embed(model.query_tower, data.eval.query)
     # What serves: product features as of the last day, not the test cut-off.
@@ -233,7 +234,7 @@ def _choose(ctx: RegionContext, config: TrainConfig, windows: ds.Windows, common
         starts = _window_starts(first, windows.validation_cutoff, config) + _window_starts(first, windows.test_cutoff, config)
         ranker_tower = _RankerTower.fit(ctx, min(starts), config, history["best_epochs"], common, steps) if starts else None
         lists = _ranking_lists(ctx, selection, windows.validation_cutoff, config, lam, ranker_tower, steps)
-        window = ds.ranking_window(ctx, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids)
+        window = ranking_window(ctx, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids)
         retrieval = _retrieval(model, selection)
         served = lambda scorer: _served(window, scorer, retrieval, selection.popularity, config.exclude_purchased)  # noqa: E731
         scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
@@ -297,7 +298,7 @@ def _ranking_lists(ctx: RegionContext, data: ds.RegionData, cutoff, config: Trai
     advance = steps.step("building the ranking stage's training lists", max(len(starts), 1))
     out = []
     for start in starts:
-        window = ds.ranking_window(ctx, data, start, start + weeks, lam, most=config.ranking_lists, seed=config.seed)
+        window = ranking_window(ctx, data, start, start + weeks, lam, most=config.ranking_lists, seed=config.seed)
         clients, truth, bought = window.warm_only()
         if clients.history:
             exclude = bought if config.exclude_purchased else None
@@ -321,7 +322,7 @@ def _retrieval(model, data: ds.RegionData) -> _Retrieval:
     return _Retrieval(embed(model.query_tower, data.eval.query), ranking.TowerView.of(embed(model.candidate_tower, data.candidate)))
 
 
-def _served(window: ds.RankingWindow, scorer, retrieval: _Retrieval, popularity: np.ndarray, exclude_purchased: bool) -> RowScores:
+def _served(window: RankingWindow, scorer, retrieval: _Retrieval, popularity: np.ndarray, exclude_purchased: bool) -> RowScores:
     """What /recommend answers for the window's clients: ranked candidates for the clients the store
     holds, the store's popularity for the others (the service's fallback). Computed a block of
     clients at a time, as `top_k` asks: a client's answer depends on that client only."""
