@@ -169,11 +169,14 @@ class SpecFitter:
         self.moments[name][how] = (n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n)
 
     def _keep(self, name: str, finite: np.ndarray) -> None:
+        # Copies, not views: a strided view keeps its whole chunk resident. Kept as views, every
+        # chunk's values stayed alive through a build (8 bytes an example for each numeric feature:
+        # RSS climbed by some 1.2 GiB over the parts of a build of eu of the 52M-event world).
         parts = self.sample[name]
-        parts.append(finite[:: self.stride[name]])
+        parts.append(finite[:: self.stride[name]].copy())
         while sum(len(p) for p in parts) > self.SAMPLE:  # thin what is kept, and what comes, by half
             self.stride[name] *= 2
-            parts[:] = [p[::2] for p in parts]
+            parts[:] = [p[::2].copy() for p in parts]
 
     def specs(self) -> list[FeatureSpec]:
         fitted = []
