@@ -21,6 +21,10 @@ not measured here), features materialized into a redis-server, served by `bentom
   those, a raw pipelined write of the rows as the intake left them (every field, HSET under
   another key, with redis-py as the raw write above) too: what moving whole rows costs the raw
   way, read-free.
+* Batches of one event each (a till, a page view), sent by 16 threads at once: through the intake,
+  which writes the batches that wait for the writer together (atelier.events.group), beside the
+  same batches each written alone, in the same run; and over HTTP, POST /events of one event at
+  c=1 and c=16 (wrk).
 * The ledger as it grows (the journal's index of events by time and id, atelier.events.journal):
   the time to index 1,000 new events while the ledger goes from empty to --ledger-events, for a
   live feed's times (the last 5 s) and for times at random over 30 days (a replay in no order,
@@ -53,12 +57,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
-from common import ROOT, bench_home, log, make_world, mark_ready, percentiles, save, stop, table
+from common import ROOT, bench_home, log, make_world, mark_ready, parse_wrk, percentiles, save, stop, table
 
 BATCH = 1000
 ROUNDS = 15
 SQLITE_DEFAULTS = ("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000")
 REPLAY_SPREAD_S = 30 * 86_400
+SINGLE_THREADS = 16  # senders of one-event batches at once
 
 
 def _events(clients, products, start=None):
@@ -102,6 +107,39 @@ def _beside_raw(send: Callable[[list], float], raw_client, batches) -> tuple[flo
         ours.append(send(batch))
         raw.append(raw_redis(raw_client, batch))
     return BATCH / statistics.median(ours[1:]), BATCH / statistics.median(raw[1:])
+
+
+def singles(ingestor, clients, products, threads: int, seconds: float = 5.0) -> float:
+    """Events/s of batches of one event each, sent by `threads` threads at once for `seconds`
+    (each thread's batches made beforehand), through `ingestor`."""
+    stop_at = [0.0]
+    counts = [0] * threads
+    rng = random.Random(threads)
+    queues = [[_events([c], products) for c in rng.choices(clients, k=4_000)] for _ in range(threads)]
+
+    def send(k: int) -> None:
+        for batch in queues[k]:
+            if time.perf_counter() >= stop_at[0]:
+                return
+            ingestor.ingest(batch)
+            counts[k] += 1
+
+    workers = [threading.Thread(target=send, args=(k,)) for k in range(threads)]
+    t0 = time.perf_counter()
+    stop_at[0] = t0 + seconds
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - t0)
+
+
+def wrk_events(url: str, ids_file: Path, products_file: Path, concurrency: int, seconds: int = 5) -> dict:
+    """POST /events with one view per request, at `concurrency` (wrk)."""
+    env = {**os.environ, "WRK_IDS": str(ids_file), "WRK_PRODUCTS": str(products_file)}
+    out = subprocess.run(["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d", f"{seconds}s", "--latency",
+                          "-s", str(ROOT / "benchmarks" / "support" / "events.lua"), f"{url}/events"], capture_output=True, text=True, env=env).stdout
+    return parse_wrk(out)
 
 
 def raw_redis(client, events) -> float:
@@ -332,6 +370,18 @@ def main() -> None:
         log(f"full logs: intake {full_eps:,.0f} events/s, raw redis {full_raw_eps:,.0f} events/s, raw write of the same rows {rows_eps:,.0f} rows/s")
         journal_read = compaction(ingestor)
         log(f"journal read: {journal_read[0]} parts {journal_read[1]:.3f} s, compacted in {journal_read[3]:.2f} s to {journal_read[2]} part(s): {journal_read[4]:.3f} s")
+        # Batches of one event, 16 threads at once: grouped (the intake as it is), and each written
+        # alone (group_events=1), alternating, same journal and store (after the journal's
+        # read above, which measures the rounds before).
+        alone = Ingestor(RegionContext.of(s, "eu", User("bench", [SERVING])), group_events=1)
+        grouped_eps, alone_eps = [], []
+        for _ in range(2):
+            grouped_eps.append(singles(ingestor, clients, products, SINGLE_THREADS))
+            alone_eps.append(singles(alone, clients, products, SINGLE_THREADS))
+        single_eps = singles(ingestor, clients, products, 1)
+        grouped_eps, alone_eps = statistics.median(grouped_eps), statistics.median(alone_eps)
+        alone.close()
+        log(f"single events, {SINGLE_THREADS} threads: grouped {grouped_eps:,.0f} events/s, each alone {alone_eps:,.0f}; one thread {single_eps:,.0f}")
         ledger = ledger_growth(s, args.ledger_events)
         ledger_replay = ledger_growth(s, args.ledger_events, spread_s=REPLAY_SPREAD_S)
         ledger_defaults = ledger_growth(s, args.ledger_events, SQLITE_DEFAULTS, spread_s=REPLAY_SPREAD_S)
@@ -359,6 +409,13 @@ def main() -> None:
         others = [c for c in clients if c not in full]
         http_eps, http_raw_eps = http_rounds(http, raw_client, [_events(random.choices(others, k=BATCH), products) for _ in range(ROUNDS + 1)])
         log(f"over HTTP: {http_eps:,.0f} events/s, raw redis {http_raw_eps:,.0f} events/s")
+
+        ids_file, products_file = home / "wrk_clients.txt", home / "wrk_products.txt"
+        ids_file.write_text("\n".join(others) + "\n")
+        products_file.write_text("\n".join(products) + "\n")
+        posts = {c: wrk_events(url, ids_file, products_file, c) for c in (1, SINGLE_THREADS)}
+        assert all(p["errors"] == 0 and p["socket_errors"] == 0 for p in posts.values()), posts
+        log(f"POST /events, one event each: c=1 {posts[1]['rps']:,.0f}/s, c={SINGLE_THREADS} {posts[SINGLE_THREADS]['rps']:,.0f}/s")
 
         halt = threading.Event()
         load_counts = [0] * 8
@@ -403,6 +460,10 @@ def main() -> None:
             ["ingestion / raw", f"{intake_eps / raw_eps:.2f}x in process", ""],
             ["ingestion over HTTP (POST /events)", f"{http_eps:,.0f} events/s", f"batches of {BATCH:,} encoded beforehand, clients at random (not the full logs'), median of {ROUNDS}"],
             ["over HTTP / raw", f"{http_eps / http_raw_eps:.2f}x", f"raw {http_raw_eps:,.0f} events/s in the same rounds"],
+            [f"batches of one event, {SINGLE_THREADS} threads at once, in process", f"{grouped_eps:,.0f} events/s",
+             f"{grouped_eps / alone_eps:.2f}x each batch written alone ({alone_eps:,.0f} events/s, same run); one thread {single_eps:,.0f}"],
+            [f"POST /events of one event, c={SINGLE_THREADS}", f"{posts[SINGLE_THREADS]['rps']:,.0f} events/s",
+             f"wrk, 5 s; p50 {posts[SINGLE_THREADS]['p50_ms']:.1f} ms, p99 {posts[SINGLE_THREADS]['p99_ms']:.1f} ms; c=1 {posts[1]['rps']:,.0f} events/s, p50 {posts[1]['p50_ms']:.1f} ms"],
             [f"ingestion, clients with full logs ({FRESH_LOG} events)", f"{full_eps:,.0f} events/s", f"1,000 clients, one event each per batch; raw {full_raw_eps:,.0f} events/s"],
             ["full logs / raw", f"{full_eps / full_raw_eps:.2f}x in process", "each batch reads and writes every client's whole log"],
             ["raw pipelined write of those rows as stored", f"{rows_eps:,.0f} rows/s", f"HSET of every field with redis-py, 1,000 per pipeline: full logs are {full_eps / rows_eps:.2f}x this"],
@@ -422,7 +483,7 @@ def main() -> None:
                  ["full logs >= 0.5x a raw write of the same rows (the fields the intake writes)", f"{full_eps / rows_eps:.2f}x", "yes" if full_eps / rows_eps >= 0.5 else "NO"]]
         t1 = table(f"Real-time events, {args.clients:,} clients, {args.products:,} products, {args.workers} workers", ["what", "measured", "how"], rows)
         t2 = table("Goals", ["goal", "measured", "met"], goals)
-        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "http_raw_eps": http_raw_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "full_logs_raw_rows_eps": rows_eps, "load_rps": load_rps, "ledger_ms": ledger, "ledger_replay_ms": ledger_replay, "ledger_defaults_ms": ledger_defaults, "recovery_ms": recovery, "journal_read": journal_read, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
+        save("freshness", {"freshness": f, "asks": asks, "intake_eps": intake_eps, "http_eps": http_eps, "http_raw_eps": http_raw_eps, "raw_eps": raw_eps, "full_logs_eps": full_eps, "full_logs_raw_eps": full_raw_eps, "full_logs_raw_rows_eps": rows_eps, "load_rps": load_rps, "singles": {"grouped_eps": grouped_eps, "alone_eps": alone_eps, "one_thread_eps": single_eps, "http": posts}, "ledger_ms": ledger, "ledger_replay_ms": ledger_replay, "ledger_defaults_ms": ledger_defaults, "recovery_ms": recovery, "journal_read": journal_read, "roster_check_ms": {"is_in": is_in_ms, "index": index_ms}, "tables": [t1, t2]})
     finally:
         stop([proc])
         redis.stop()

@@ -24,6 +24,8 @@ import logging
 import os
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import bentoml
 from starlette.responses import JSONResponse
 
@@ -78,6 +80,7 @@ EVENTS = bentoml.metrics.Counter(
 REGION = os.environ.get("ATELIER_REGION", "eu")
 MODEL_TAG = os.environ.get("ATELIER_MODEL_TAG", f"atelier-retrieval-{REGION}:latest")
 GPU = os.environ.get("ATELIER_BENTO_GPU") == "1"
+INTAKE_THREADS = 32  # POST /events batches taken at once by a worker (they queue for one writer)
 FORECAST_TAG = os.environ.get("ATELIER_FORECAST_TAG") or None
 ASSORTMENT_TAG = os.environ.get("ATELIER_ASSORTMENT_TAG") or None
 
@@ -113,6 +116,7 @@ class Recommender:
                                               getattr(self, "forecast_model", None), getattr(self, "assortment_model", None))
         ENGINE_PLANNER.append(self.planner)
         self.ingestor: Ingestor | None = None
+        self.intake_threads: anyio.CapacityLimiter | None = None  # made on the event loop, at the first batch
         self.no_events = "the event intake did not start; the service's log says why"
         try:
             self.ingestor = Ingestor(ctx)
@@ -170,11 +174,15 @@ class Recommender:
 
 
     @bentoml.api(input_spec=EventsRequest, route="/events")
-    def events(self, events: list[Event]) -> EventsResponse:
+    async def events(self, events: list[Event]) -> EventsResponse:
         if self.ingestor is None:
             return JSONResponse({"error": self.no_events, "code": "store_unavailable"}, status_code=503, headers={"Retry-After": "60"})
+        # On threads of its own, not the one BentoML gives the synchronous routes: batches that
+        # arrive together wait for the writer together, and are written as one (group commit).
+        if self.intake_threads is None:
+            self.intake_threads = anyio.CapacityLimiter(INTAKE_THREADS)
         try:
-            receipt = self.ingestor.ingest(events)
+            receipt = await anyio.to_thread.run_sync(self.ingestor.ingest, events, limiter=self.intake_threads)
         except Problems as e:
             return JSONResponse({"error": e.what, "code": "invalid_request", "detail": e.problems}, status_code=400)
         except ForeignClients as e:

@@ -3,7 +3,9 @@
 For one batch:
 
 1. check it (atelier.events.batch): a bad row rejects the batch (400), a client of another
-   region too (403); nothing is written. Then, under the region's writer lock:
+   region too (403); nothing is written. Then it queues: the batches that arrive while one is
+   written go together, as one, in the next write (atelier.events.group), and each is answered
+   once that write is done. Then, under the region's writer lock:
 2. apply what an earlier batch left half-done (see below);
 3. leave out the events the journal holds already (a resent batch: the same event ids and
    times, `journal.ledger_keys`): they are counted as duplicates, never twice. The ledger looks
@@ -50,14 +52,16 @@ from atelier import crash
 from atelier.context import RegionContext
 from atelier.errors import AtelierError
 from atelier.events import fresh, splice
-from atelier.events.batch import Event, check, to_table
-from atelier.events.journal import Journal
+from atelier.events.batch import MAX_BATCH, Event, check, to_table
+from atelier.events.group import GroupCommit
+from atelier.events.journal import Journal, ledger_keys
 from atelier.protect import access
 from atelier.protect.parquet import MARKER, read_dataset
 from atelier.protect.residency import roster_index
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
+GROUP_EVENTS = MAX_BATCH  # events written together at most: small batches are grouped, a full one goes alone
 SEND_ROWS = 128  # clients' rows per piece of the HSET pipeline (see _start_write)
 UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)  # the store, not the batch
 
@@ -78,7 +82,8 @@ class Receipt:
 class Ingestor:
     """A region's event intake (one per service worker, or per replay)."""
 
-    def __init__(self, ctx: RegionContext):
+    def __init__(self, ctx: RegionContext, group_events: int = GROUP_EVENTS):
+        """`group_events`: the most events written together (1: each batch alone)."""
         from atelier.features.online import OnlineFeatures
 
         self.ctx = ctx
@@ -99,6 +104,7 @@ class Ingestor:
         self._names = [f.name for f in self.view.features]
         self._scanned = False
         self._ledger = ThreadPoolExecutor(1, thread_name_prefix=f"atelier-ledger-{ctx.region}")
+        self._group = GroupCommit(self._write_group, group_events)
 
     def products(self) -> pa.Array:
         """The catalog's product ids, read again whenever the catalog is rewritten."""
@@ -113,10 +119,33 @@ class Ingestor:
         return self._products
 
     def ingest(self, events: Sequence[Event]) -> Receipt:
+        """Check a batch and store it in both stores; it is written with the batches that arrive
+        while the one before is written (`atelier.events.group`), and answered once stored."""
         t0 = time.perf_counter()
         now = datetime.now(timezone.utc)
         table = to_table(list(events), now)
         check(table, self._catalog()[2], roster_index(self.ctx.settings, self.ctx.region), self.ctx.region, now)
+        accepted = self._group.submit(table, table.num_rows)
+        return Receipt(accepted, table.num_rows - accepted, time.perf_counter() - t0)
+
+    def _write_group(self, tables: Sequence[pa.Table]) -> list[int]:
+        """Write checked batches as one; how many of each one's events were new. An event twice in
+        the group (the same time and id: a resend that raced its first sending) is the first
+        batch's, a duplicate in the others."""
+        owner = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+        table = tables[0]
+        if len(tables) > 1:
+            table = pa.concat_tables(tables)
+            first = {}
+            kept = np.fromiter((first.setdefault(key, i) == i for i, key in enumerate(ledger_keys(table))), bool, table.num_rows)
+            if not kept.all():
+                table, owner = table.filter(pa.array(kept)), owner[kept]
+        new = self._write(table)
+        return np.bincount(owner[new], minlength=len(tables)).tolist()
+
+    def _write(self, table: pa.Table) -> np.ndarray:
+        """Store the events of `table` the journal does not hold yet, in both stores (see the
+        module's docstring); which rows were new."""
         with self.journal.lock():
             self._recover()
             # The ledger looks the ids up (SQLite, which lets go of the GIL) while the rows of the
@@ -134,10 +163,11 @@ class Ingestor:
             except BaseException:
                 reading.cancel()
                 raise
-            new = table
+            new, fresh_rows = table, np.ones(table.num_rows, bool)
             if seen:  # a resend: the rows asked for are those of the events not seen yet
                 reading.cancel()
-                new = table.filter(pc.invert(pc.is_in(table.column("event_id"), value_set=pa.array(sorted(seen), pa.string()))))
+                unseen = pc.invert(pc.is_in(table.column("event_id"), value_set=pa.array(sorted(seen), pa.string())))
+                new, fresh_rows = table.filter(unseen), unseen.to_numpy(zero_copy_only=False)
                 reading = self._start_read(new) if new.num_rows else None
             if new.num_rows:  # Redis reads the rows while the part is written
                 try:
@@ -155,7 +185,7 @@ class Ingestor:
                 writing.result()
                 crash.point("events.online")  # in both stores, the ledger does not know it is applied
                 self.journal.mark_applied(part)
-        return Receipt(new.num_rows, table.num_rows - new.num_rows, time.perf_counter() - t0)
+        return fresh_rows
 
     def recover(self) -> int:
         """Apply the journaled parts the online store may lack; how many parts were applied."""

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pyarrow.compute as pc
 import pytest
 from feast.permissions.user import User
+from threads import submit_all, until
 
 from atelier.context import RegionContext
 from atelier.events import fresh, journal
@@ -139,6 +140,55 @@ def test_an_unreachable_store_acknowledges_nothing_and_writes_nothing(redis_sett
     finally:
         redis_servers["eu"].start()
     assert ing.ingest(batch).accepted == 2
+
+
+def _one(event_id: str, client: str, product: str, seconds: int) -> list[Event]:
+    return [Event(event_id=event_id, client_id=client, product_id=product, event_type="view", event_timestamp=NOW - timedelta(minutes=5) + timedelta(seconds=seconds))]
+
+
+def test_batches_that_wait_for_the_writer_become_one_part_and_each_is_counted_once(redis_settings):
+    """While a batch waits for the region's writer lock (held here, as another worker would), the
+    batches behind it queue; once it is written they go in one journal part and one Redis round,
+    each answered with its own counts. An event sent in two of them (the same time and id) is
+    stored once and counted as a duplicate in the later one."""
+    ing = _ready(redis_settings)
+    clients = roster(redis_settings, "eu")[:4].to_pylist()
+    products = ing.products().to_pylist()[:4]
+    first = _one("first", clients[0], products[0], 0)
+    waiting = [_one(f"w{k}", clients[k], products[k], k) for k in range(4)] + [_one("w1", clients[1], products[1], 1)]
+    with ing.journal.lock():
+        threads, out = submit_all(ing.ingest, [first])
+        until(lambda: ing._group.writing())  # taken as a group of its own, its writer waiting for the lock
+        more, receipts = submit_all(ing.ingest, waiting, ing._group.waiting)
+        assert ing._group.waiting() == len(waiting)
+    for t in threads + more:
+        t.join(60)
+    assert (out[0].accepted, out[0].duplicates) == (1, 0)
+    assert [(r.accepted, r.duplicates) for r in receipts] == [(1, 0)] * 4 + [(0, 1)]
+    assert len(journal.part_names(ing.ctx)) == 2  # the first batch's part, then the group's
+    assert sorted(journal.read(ing.ctx).column("event_id").to_pylist()) == ["first", "w0", "w1", "w2", "w3"]
+    assert _online_log(redis_settings, clients[0]).ids == ["first", "w0"]
+    assert _online_log(redis_settings, clients[1]).ids == ["w1"]
+
+
+def test_a_group_the_online_store_cannot_take_is_refused_whole(redis_settings, redis_servers):
+    """Every batch of a group gets the 503 (`StoreUnavailable`): none is acknowledged, none written."""
+    ing = _ready(redis_settings)
+    clients = roster(redis_settings, "eu")[:3].to_pylist()
+    products = ing.products().to_pylist()[:3]
+    redis_servers["eu"].stop()
+    try:
+        with ing.journal.lock():
+            threads, out = submit_all(ing.ingest, [_one("a", clients[0], products[0], 0)])
+            until(lambda: ing._group.writing())
+            more, grouped = submit_all(ing.ingest, [_one(f"b{k}", clients[k], products[k], k) for k in range(3)], ing._group.waiting)
+        for t in threads + more:
+            t.join(60)
+        assert all(isinstance(e, StoreUnavailable) for e in out + grouped)
+        assert journal.part_names(ing.ctx) == []
+    finally:
+        redis_servers["eu"].start()
+    assert ing.ingest(_one("b0", clients[0], products[0], 0)).accepted == 1
 
 
 CRASHING = """

@@ -7,6 +7,7 @@ which that file's comparisons of online and offline answers must not see.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -65,6 +66,29 @@ def test_views_move_the_ranking(servers):
     assert server.post("/events", {"events": events}).status_code == 202
     after = [i["product_id"] for i in server.post("/recommend", {"client_id": client, "k": 20}).json()["items"]]
     assert after != before
+
+
+def test_batches_sent_at_once_are_stored_once_each_with_their_own_answer(servers):
+    """Batches of one event sent at once (tills, page views): a worker takes them together and its
+    intake writes those that wait for the writer as one (group commit, atelier.events.group). Each
+    still gets its own 202 and counts; an event sent twice at once is stored once."""
+    server = servers["servers"]["eu"]
+    clients = roster(servers["settings"], "eu").to_pylist()[:24]
+    product = server.post("/recommend", {"client_id": clients[0], "k": 1}).json()["items"][0]["product_id"]
+    batches = [{"events": [_event(c, product, "view")]} for c in clients]
+    batches.append(batches[3])
+    before = set(_parts(servers, "eu"))
+    with ThreadPoolExecutor(len(batches)) as pool:
+        answers = list(pool.map(lambda b: server.post("/events", b), batches))
+    assert [a.status_code for a in answers] == [202] * len(batches), [a.text for a in answers if a.status_code != 202]
+    counts = [(a.json()["accepted"], a.json()["duplicates"]) for a in answers]
+    assert sorted([counts[3], counts[-1]]) == [(0, 1), (1, 0)]
+    assert counts[:3] + counts[4:-1] == [(1, 0)] * (len(batches) - 2)
+    ctx = RegionContext.of(servers["settings"], "eu")
+    new = [n for n in _parts(servers, "eu") if n not in before]
+    with journal.Journal(ctx) as written:
+        stored = [e for n in new for e in written.part(n).column("event_id").to_pylist()]
+    assert sorted(stored) == sorted(b["events"][0]["event_id"] for b in batches[:-1])  # every event once, in the parts written
 
 
 def test_a_resent_batch_counts_nothing_twice(servers):
