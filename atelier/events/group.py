@@ -9,9 +9,10 @@ every request queued by then (up to `limit` events) as one batch, then hands eac
 The requests of a group succeed or fail together, and none is answered before its events are
 stored (atelier.events.ingest).
 
-The thread that writes is one of the requests' own (the first to get the lock), so there is no
-writer thread to start, stop or lose: each waiting request either finds its answer ready when it
-gets the lock, or writes the next group itself, until its own request is done.
+The thread that writes is one of the requests' own (the first to find no group being written),
+so there is no writer thread to start, stop or lose. It writes groups until its own request's is
+done, then the others are woken: those answered return at once, each on its own (not one after
+another through a lock), and one still queued writes the next group.
 """
 
 from __future__ import annotations
@@ -33,30 +34,41 @@ class GroupCommit(Generic[T, R]):
 
     def __init__(self, write: Callable[[Sequence[T]], Sequence[R]], limit: int):
         self._write, self.limit = write, limit
-        self._writer = threading.Lock()  # held by the request writing a group
         self._queued: deque[tuple[T, int, Future]] = deque()
-        self._queue = threading.Lock()
+        self._state = threading.Condition()  # guards the queue and `_leading`; notified when a group is done
+        self._leading = False  # a request is writing groups
 
     def submit(self, item: T, size: int) -> R:
         mine: Future = Future()
-        with self._queue:
+        with self._state:
             self._queued.append((item, size, mine))
-        with self._writer:
-            while not mine.done():  # an earlier request took it into its group, or this one writes
+            while not mine.done() and self._leading:  # a group is being written: this one waits for the next
+                self._state.wait()
+            if mine.done():  # written in another request's group
+                return mine.result()
+            self._leading = True
+        try:
+            while not mine.done():
                 self._write_next()
+        finally:
+            with self._state:
+                self._leading = False  # a request still queued writes the next group
+                self._state.notify_all()
         return mine.result()
 
     def waiting(self) -> int:
         """Requests queued and not yet taken into a group."""
-        return len(self._queued)
+        with self._state:
+            return len(self._queued)
 
     def writing(self) -> bool:
         """Whether a group is being written and no request waits behind it."""
-        return self._writer.locked() and not self._queued
+        with self._state:
+            return self._leading and not self._queued
 
     def _write_next(self) -> None:
         group, total = [], 0
-        with self._queue:
+        with self._state:
             while self._queued and (not group or total + self._queued[0][1] <= self.limit):
                 item, size, answer = self._queued.popleft()
                 group.append((item, answer))
@@ -66,6 +78,8 @@ class GroupCommit(Generic[T, R]):
         except BaseException as e:
             for _, answer in group:
                 answer.set_exception(e)
-            return
-        for (_, answer), value in zip(group, answers, strict=True):
-            answer.set_result(value)
+        else:
+            for (_, answer), value in zip(group, answers, strict=True):
+                answer.set_result(value)
+        with self._state:
+            self._state.notify_all()  # the requests of that group return at once, each on its own
