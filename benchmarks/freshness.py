@@ -112,21 +112,20 @@ def _beside_raw(send: Callable[[list], float], raw_client, batches) -> tuple[flo
 def singles(ingestor, clients, products, threads: int, seconds: float = 5.0) -> float:
     """Events/s of batches of one event each, sent by `threads` threads at once for `seconds`
     (each thread's batches made beforehand), through `ingestor`."""
-    stop_at = [0.0]
     counts = [0] * threads
     rng = random.Random(threads)
     queues = [[_events([c], products) for c in rng.choices(clients, k=4_000)] for _ in range(threads)]
 
     def send(k: int) -> None:
         for batch in queues[k]:
-            if time.perf_counter() >= stop_at[0]:
+            if time.perf_counter() >= deadline:
                 return
             ingestor.ingest(batch)
             counts[k] += 1
 
     workers = [threading.Thread(target=send, args=(k,)) for k in range(threads)]
     t0 = time.perf_counter()
-    stop_at[0] = t0 + seconds
+    deadline = t0 + seconds
     for w in workers:
         w.start()
     for w in workers:
