@@ -54,7 +54,7 @@ from atelier.errors import AtelierError
 from atelier.events import fresh, splice
 from atelier.events.batch import MAX_BATCH, Event, check, to_table
 from atelier.events.group import GroupCommit
-from atelier.events.journal import Journal, ledger_keys
+from atelier.events.journal import Journal, ledger_keys, ledger_text
 from atelier.protect import access
 from atelier.protect.parquet import MARKER, read_dataset
 from atelier.protect.residency import roster_index
@@ -152,14 +152,14 @@ class Ingestor:
             # batch's clients are asked for here: most batches hold new events only. A/B pairs of
             # batches in one process: 2.5-5% of a batch's time. The checks stay outside the lock,
             # so a service's workers check their batches side by side.
-            lookup = self._ledger.submit(self.journal.seen, table)
+            lookup = self._ledger.submit(self._lookup, table)
             try:
                 reading = self._start_read(table)
             except BaseException:
                 wait([lookup])  # the ledger is idle again before the lock is let go
                 raise
             try:
-                seen = lookup.result()
+                keys, seen = lookup.result()
             except BaseException:
                 reading.cancel()
                 raise
@@ -178,7 +178,7 @@ class Ingestor:
                 writing = self._start_write(reading.result(), new)
                 crash.point("events.sent")  # durable offline, the rows sent to Redis, the ledger does not know the part's ids
                 try:  # the ledger learns the part's ids while Redis writes the rows
-                    self.journal.index(part, new)
+                    self.journal.index(part, new, keys if new is table else None)
                 except BaseException:
                     writing.cancel()
                     raise
@@ -186,6 +186,12 @@ class Ingestor:
                 crash.point("events.online")  # in both stores, the ledger does not know it is applied
                 self.journal.mark_applied(part)
         return fresh_rows
+
+    def _lookup(self, table: pa.Table) -> tuple[str, set[str]]:
+        """The batch's ledger keys (`journal.ledger_text`, kept for its index) and the ids the
+        journal holds already."""
+        keys = ledger_text(table)
+        return keys, self.journal.seen(table, keys)
 
     def recover(self) -> int:
         """Apply the journaled parts the online store may lack; how many parts were applied."""

@@ -173,7 +173,7 @@ class Journal:
             with _transaction(self.db):
                 old = self._old_tables()  # again, now that no other process is writing
                 for name in part_names(self.ctx) if old else []:
-                    self.db.execute("INSERT OR IGNORE INTO seen_events (event_key) SELECT value FROM json_each(?)", (json.dumps(ledger_keys(self._keyed(name))),))
+                    self.db.execute("INSERT OR IGNORE INTO seen_events (event_key) SELECT value FROM json_each(?)", (ledger_text(self._keyed(name)),))
                 for table in old:
                     self.db.execute(f"DROP TABLE {table}")
         finally:
@@ -186,9 +186,10 @@ class Journal:
         """A part's columns that make its events' ledger keys."""
         return read_dataset(parts_dir(self.ctx) / name, self.ctx.keys, columns=["event_id", "event_timestamp"])
 
-    def seen(self, events: pa.Table) -> set[str]:
-        """The ids of those of `events` the journal holds already."""
-        rows = self.db.execute("SELECT event_key FROM seen_events WHERE event_key IN (SELECT value FROM json_each(?))", (json.dumps(ledger_keys(events)),))
+    def seen(self, events: pa.Table, keys: str | None = None) -> set[str]:
+        """The ids of those of `events` the journal holds already; `keys`: their `ledger_text`,
+        where the caller has it."""
+        rows = self.db.execute("SELECT event_key FROM seen_events WHERE event_key IN (SELECT value FROM json_each(?))", (keys or ledger_text(events),))
         return {key[_ID_AT:] for (key,) in rows}
 
     def append(self, events: pa.Table) -> str:
@@ -209,13 +210,14 @@ class Journal:
         crash.point("events.part")  # the part is on disk, its ids not in the ledger yet
         return name
 
-    def index(self, name: str, events: pa.Table) -> None:
-        """Record the part and its events (`ledger_keys`), as not applied online yet."""
+    def index(self, name: str, events: pa.Table, keys: str | None = None) -> None:
+        """Record the part and its events (`ledger_keys`), as not applied online yet; `keys` as `seen`'s."""
+        keys = keys or ledger_text(events)
         with _transaction(self.db):
             self.db.execute("INSERT OR IGNORE INTO parts (part, applied) VALUES (?, 0)", (name,))
             # One statement over the keys as JSON: SQLite unpacks them, not a Python tuple per row
             # (0.8-1 ms less per 1,000 ids than executemany).
-            self.db.execute("INSERT OR IGNORE INTO seen_events (event_key) SELECT value FROM json_each(?)", (json.dumps(ledger_keys(events)),))
+            self.db.execute("INSERT OR IGNORE INTO seen_events (event_key) SELECT value FROM json_each(?)", (keys,))
 
     def mark_applied(self, name: str) -> None:
         self.db.execute("UPDATE parts SET applied = 1 WHERE part = ?", (name,))
@@ -324,6 +326,12 @@ def ledger_keys(events: pa.Table) -> list[str]:
     times = pc.cast(pc.cast(events.column("event_timestamp"), pa.int64()), pa.string())
     keys = pc.binary_join_element_wise(pc.utf8_lpad(times, _TIME_WIDTH, "0"), events.column("event_id"), " ")
     return keys.to_pylist()
+
+
+def ledger_text(events: pa.Table) -> str:
+    """`ledger_keys` as the JSON text the ledger's statements unpack (`json_each`). A batch's is
+    built once, for its lookup and its index: 0.1-0.2 ms each time."""
+    return json.dumps(ledger_keys(events))
 
 
 @contextlib.contextmanager

@@ -113,7 +113,7 @@ def test_a_ledger_that_fails_while_the_rows_are_asked_for_writes_nothing(redis_s
     batch = _events(client, products, ["view", "purchase"])
     healthy = ing.journal.seen
 
-    def broken(ids):
+    def broken(*args):
         raise sqlite3.OperationalError("disk I/O error")
 
     ing.journal.seen = broken
