@@ -229,12 +229,14 @@ def test_train_forecast_and_assortment_backtest_export_and_plot(home, settings):
     assert model.tag.name == model_name("eu") and model.info.labels == {"region": "eu", "task": "forecast", "framework": "tensorflow"}
     forecasts = pd.read_parquet(model.path_of("forecasts.parquet"))
     assert set(forecasts["level"]) == {"country", "store"}
-    for level, m in result.metrics["levels"].items():  # P50 in whole units (or at P10) where the validation origin chose it
-        offset, f = m["choices"]["p50_offset"], forecasts[forecasts["level"] == level]
-        assert offset is None or (offset in network.OFFSETS and ((f["p50"] == f["p50"].round()) | (f["p50"] == f["p10"])).all())
+    description = json.loads(open(model.path_of("model.json")).read())
+    for level, m in result.metrics["levels"].items():  # P50 in whole units (or held at P10) where the validation origin chose it
+        offset, follows, f = m["choices"]["p50_offset"], m["choices"]["p10_follows"], forecasts[forecasts["level"] == level]
+        whole = f["p50"] == f["p50"].round()
+        assert offset is None or (offset in network.OFFSETS and (whole if follows else whole | (f["p50"] == f["p10"])).all())
+        assert (description["p50_offset"][level], description["p10_follows"][level]) == (offset, follows)
     assert ((forecasts["p10"] <= forecasts["p50"]) & (forecasts["p50"] <= forecasts["p90"]) & (forecasts["p10"] >= 0)).all()
     assert forecasts.groupby(["level", "location", "product_id"]).size().eq(12).all()
-    description = json.loads(open(model.path_of("model.json")).read())
     assert description["task"] == "forecast" and description["numeric_features"] == list(F.NUMERIC)
     # an eu forecast names only eu countries and eu stores
     from atelier.protect.parquet import read_dataset
@@ -316,11 +318,18 @@ def test_p50_in_whole_units_by_hand_and_its_rounding_chosen_on_validation():
     whole = np.array([[0.0, 1.0, 3.0]])
     sparse = np.array([0.0] * 9 + [1.0])  # intermittent demand: the median week sells nothing
     smooth = np.column_stack([np.zeros(10), np.full(10, 0.2), np.full(10, 0.9)])
-    offset, scores = network.choose_offset(sparse, smooth, whole)
+    offset, follow, scores = network.choose_offset(sparse, smooth, whole)
     assert offset == 0.3 and scores["0.3"] == pytest.approx(1.0) and scores["none"] == pytest.approx(2.6)  # (|1 - 0.2| + 9 x 0.2) / 1 unit
+    assert not follow and scores["0.3 P10 follows"] == scores["0.3"]  # P10 at zero: the same forecast, P10 held on the tie
     exact = np.column_stack([np.zeros(3), [0.4, 1.4, 2.4], [1.0, 2.0, 3.0]])
     assert network.choose_offset(np.array([0.4, 1.4, 2.4]), exact, whole)[0] is None  # rounding only loses here
-    assert network.choose_offset(sparse, smooth, whole + 0.25) == (None, {"none": pytest.approx(2.6)})  # sold by weight: left alone
+    assert network.choose_offset(sparse, smooth, whole + 0.25) == (None, False, {"none": pytest.approx(2.6)})  # sold by weight: left alone
+
+    hair = smooth + [0.05, 0, 0]  # P10 a hair above zero: held there, P50 pays 0.05 in each week without a sale
+    assert network.whole_units(hair, 0.3)[0].tolist() == pytest.approx([0.05, 0.05, 0.9])
+    assert network.whole_units(hair, 0.3, follow=True)[0].tolist() == pytest.approx([0.0, 0.0, 0.9])  # P10 follows P50 down
+    offset, follow, scores = network.choose_offset(sparse, hair, whole)
+    assert (offset, follow) == (0.3, True) and scores["0.3"] == pytest.approx(1.4) and scores["0.3 P10 follows"] == pytest.approx(1.0)  # (0.95 + 9 x 0.05) / 1
 
 
 def test_the_band_moves_only_where_validation_finds_it_too_wide_or_too_narrow_and_p50_stays():

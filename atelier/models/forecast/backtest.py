@@ -5,7 +5,8 @@ Origins are panel columns: the forecast stands at the start of that week and pre
 back from it (`step` weeks apart). One more origin, `horizon` weeks before the first test origin,
 is the validation origin: the network's epochs and LightGBM's rounds are chosen there, and its
 targets all lie before the first test origin; so is the rounding of the network's P50 to whole
-units (`network.whole_units`) and the width of each side of the band (`network.choose_band`).
+units, and whether P10 follows it down (`network.whole_units`), and the width of each side of
+the band (`network.choose_band`); `served` applies them.
 Then, for each test origin, every model is fitted
 again on examples whose targets lie before that origin (nothing after it is read: see
 `features.at` and its leak test) and scored once on the weeks after it.
@@ -134,15 +135,20 @@ def _score(panel: Panel, origin: int, ex: F.Examples, forecasts: dict[str, np.nd
     return Scored(origin, ex, scale, forecasts, F.unsold(panel, origin, ex.series), mean)
 
 
-def _forecasts(panel: Panel, ex: F.Examples, q: np.ndarray, gbm, offset: float | None, band: tuple[float, float] | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _forecasts(panel: Panel, ex: F.Examples, q: np.ndarray, gbm, choices: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Every method's forecast, and the network's expected units (`network.mean_units`); `q`: the
     network's quantiles before rounding (`network.predict`)."""
     return {
-        MODEL: network.banded(q, offset, band),
+        MODEL: served(q, choices),
         "lightgbm": gbm.predict(ex),
         "seasonal naive": baselines.seasonal_naive(panel, ex)[:, None],
         "moving average": baselines.moving_average(panel, ex)[:, None],
     }, network.mean_units(q)
+
+
+def served(q: np.ndarray, choices: dict) -> np.ndarray:
+    """The network's quantiles as served, with the roundings and the band chosen on validation."""
+    return network.banded(q, choices["p50_offset"], choices["band_scales"], choices["p10_follows"])
 
 
 def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> Backtest:
@@ -161,11 +167,11 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
     gbm = baselines.LightGBM(seed=config.seed).fit(train, held)
     advance(1)
     q = network.predict(net, held)
-    offset, roundings = network.choose_offset(held.target, q, panel.units[:, :validation_origin])
-    band, band_info = network.choose_band(held.target, q, offset)
+    offset, follow, roundings = network.choose_offset(held.target, q, panel.units[:, :validation_origin])
+    band, band_info = network.choose_band(held.target, q, offset, follow)
     choices = {"epochs": history["best_epochs"], "validation_loss": history["validation_loss"], "lightgbm_rounds": gbm.rounds,
-               "p50_offset": offset, "p50_rounding_wape": roundings, "band_scales": list(band) if band else None, "band": band_info}
-    held_scored = _score(panel, validation_origin, held, *_forecasts(panel, held, q, gbm, offset, band))
+               "p50_offset": offset, "p10_follows": follow, "p50_rounding_wape": roundings, "band_scales": list(band) if band else None, "band": band_info}
+    held_scored = _score(panel, validation_origin, held, *_forecasts(panel, held, q, gbm, choices))
     validation = {m: report(*_cells(held_scored, m)) for m in METHODS}
 
     result = Backtest(validation_origin, tests, choices, validation, validation_scored=held_scored)
@@ -176,7 +182,7 @@ def run(panel: Panel, config: ForecastConfig, progress: Callable[[str, int | Non
         net, _ = network.fit(train, sizes, epochs=choices["epochs"], members=config.members, learning_rate=config.learning_rate, decay=config.decay, seed=config.seed)
         gbm = baselines.LightGBM(seed=config.seed, rounds=choices["lightgbm_rounds"]).fit(train)
         ex = F.forecast_rows(panel, origin, vocabulary, config.horizon)
-        result.scored.append(_score(panel, origin, ex, *_forecasts(panel, ex, network.predict(net, ex), gbm, offset, band)))
+        result.scored.append(_score(panel, origin, ex, *_forecasts(panel, ex, network.predict(net, ex), gbm, choices)))
         window = panel.units[:, origin:origin + config.horizon]
         forecast = np.zeros(len(window), bool)
         forecast[ex.series] = True

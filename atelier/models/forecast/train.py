@@ -32,7 +32,7 @@ from atelier.features import series as S
 from atelier.io import write_json_atomic
 from atelier.models.forecast import features as F
 from atelier.models.forecast import network
-from atelier.models.forecast.backtest import METHODS, MODEL, Backtest, ForecastConfig, origins, run
+from atelier.models.forecast.backtest import METHODS, MODEL, Backtest, ForecastConfig, origins, run, served
 from atelier.models.forecast.panel import Panel, load
 from atelier.models.plots import forecast_plot, horizon_plot
 from atelier.models.progress import Steps
@@ -102,7 +102,7 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
                              decay=config.decay, seed=config.seed)
         ahead = F.forecast_rows(panel, end, vocabulary, config.horizon)
         q = network.predict(net, ahead)
-        finals[level] = _forecast_table(panel, ahead, network.banded(q, bt.choices["p50_offset"], bt.choices["band_scales"]), network.mean_units(q))
+        finals[level] = _forecast_table(panel, ahead, served(q, bt.choices), network.mean_units(q))
         advance(1)
         metrics["levels"][level] = _level_metrics(panel, bt)
         _plots(panel, bt, metrics["levels"][level]["per_horizon"], run_dir, region, level)
@@ -122,6 +122,7 @@ def train_forecast(settings: Settings, region: str, config: ForecastConfig | Non
         "first_week": {lv: str(f["week_start"].min()) for lv, f in finals.items()},
         "metrics": {lv: m["test"] for lv, m in metrics["levels"].items()},
         "p50_offset": {lv: m["choices"]["p50_offset"] for lv, m in metrics["levels"].items()},
+        "p10_follows": {lv: m["choices"]["p10_follows"] for lv, m in metrics["levels"].items()},
         "band_scales": {lv: m["choices"]["band_scales"] for lv, m in metrics["levels"].items()}, "run": str(run_dir), "code_version": code_version(),
     }
     (workdir / "model.json").write_text(json.dumps(description, indent=2, default=str))
