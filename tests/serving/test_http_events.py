@@ -156,3 +156,49 @@ def test_an_unreachable_store_answers_503_with_retry_after_and_acknowledges_noth
     assert r.status_code == 202 and r.json()["accepted"] == 1
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'atelier_events_total{outcome="accepted"}' in metrics
+
+
+def test_a_service_killed_between_the_two_writes_acknowledges_nothing_and_a_resend_leaves_both_stores_consistent(servers):
+    """A worker of the region's service killed (SIGKILL) once the batch's part is on disk and its
+    rows are sent to Redis, before the ledger knows the part (crash point `events.sent`): the app
+    gets no 202. Resent to the region's service, the batch is counted as stored (each event a
+    duplicate), and every event is in both stores, once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from atelier.events import fresh
+    from atelier.local_redis import free_port
+    from atelier.serving.bento import serving_home, wait_until_ready
+
+    us = servers["servers"]["us"]
+    client = _client(servers, "us", skip=1)
+    products = [i["product_id"] for i in us.post("/recommend", {"client_id": client, "k": 3}).json()["items"]]
+    batch = {"events": [_event(client, p, "wishlist") for p in products]}
+    ids = sorted(e["event_id"] for e in batch["events"])
+    port = free_port()
+    env = {**servers["env"], "ATELIER_REGION": "us", "BENTOML_HOME": str(serving_home(servers["settings"], "us")), "ATELIER_INSECURE_LOCAL": "1",
+           "ATELIER_CRASH_AT": "events.sent"}
+    cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "atelier.bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", proc)
+        try:
+            answer = httpx.post(f"http://127.0.0.1:{port}/events", json=batch, timeout=60).status_code
+        except httpx.TransportError:  # the worker died with the request
+            answer = None
+        assert answer != 202
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    ctx = RegionContext.of(servers["settings"], "us")
+    assert ids[0] in set(journal.read(ctx).column("event_id").to_pylist())  # the part was written before the kill
+    again = us.post("/events", batch)
+    assert (again.status_code, again.json()["accepted"], again.json()["duplicates"]) == (202, 0, 3), again.text
+    reader = OnlineFeatures(repo.feature_store(servers["settings"], "us"), fresh.REFS)
+    online = fresh.Log.of(reader.get_one(client) or {}).ids
+    assert sorted(e for e in online if e in set(ids)) == ids
+    stored = journal.read(ctx).column("event_id").to_pylist()
+    assert sorted(e for e in stored if e in set(ids)) == ids
