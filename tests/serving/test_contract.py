@@ -19,11 +19,18 @@ import pytest
 
 pytestmark = pytest.mark.slow
 TOKEN = "apac-app-secret"  # the apac service's (tests/serving/conftest.py)
-# Every warning but `missing_auth`: POST /events answers 403 `other_region` to every client a fuzzer
-# makes up (none is on the region's roster), which schemathesis takes for failed authentication.
-# Authentication itself is tested (tests/serving/test_http.py: 401 without or with a wrong token).
+# Every warning but two:
+# - `missing_auth`: POST /events answers 403 `other_region` to every client a fuzzer makes up (none is
+#   on the region's roster), which schemathesis takes for failed authentication. Authentication
+#   itself is tested (tests/serving/test_http.py: 401 without or with a wrong token).
+# - `low_valid_rate` (off unless asked for): it flags an operation that accepted under a fifth of
+#   the well-formed requests one scenario sent, when at least one was accepted. Most well-formed
+#   requests are refused by design here: another region's country or store (403), a product or
+#   store no catalog holds (404). Whether a time-boxed run happens to send one the region accepts
+#   decides it: it failed a fresh clone's run on 2026-12-06 (seed 155555738, every one of 6,487
+#   cases passed), and the same seed passed on the next run, where `--max-time` let other cases run.
 WARNINGS = ",".join(w for w in ("missing_test_data", "base_url_mismatch", "validation_mismatch", "missing_deserializer", "unused_openapi_auth",
-                                "unsupported_regex", "method_not_allowed", "constants_extraction", "unmatched_filter", "unresolvable_reference", "low_valid_rate",
+                                "unsupported_regex", "method_not_allowed", "constants_extraction", "unmatched_filter", "unresolvable_reference",
                                 "rate_limited", "dictionary_mismatch", "timeout_units"))
 
 
