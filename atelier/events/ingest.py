@@ -133,33 +133,34 @@ class Ingestor:
         the group (the same time and id: a resend that raced its first sending) is the first
         batch's, a duplicate in the others."""
         owner = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
-        table = tables[0]
+        table, keys = tables[0], None
         if len(tables) > 1:
             table = pa.concat_tables(tables)
             first = {}
             kept = np.fromiter((first.setdefault(key, i) == i for i, key in enumerate(ledger_keys(table))), bool, table.num_rows)
+            keys = list(first)  # the kept rows' keys, in their order: the ledger's lookup reuses them
             if not kept.all():
                 table, owner = table.filter(pa.array(kept)), owner[kept]
-        new = self._write(table)
+        new = self._write(table, keys)
         return np.bincount(owner[new], minlength=len(tables)).tolist()
 
-    def _write(self, table: pa.Table) -> np.ndarray:
+    def _write(self, table: pa.Table, keys: list[str] | None = None) -> np.ndarray:
         """Store the events of `table` the journal does not hold yet, in both stores (see the
-        module's docstring); which rows were new."""
+        module's docstring); which rows were new. `keys`: its `ledger_keys`, where known."""
         with self.journal.lock():
             self._recover()
             # The ledger looks the ids up (SQLite, which lets go of the GIL) while the rows of the
             # batch's clients are asked for here: most batches hold new events only. A/B pairs of
             # batches in one process: 2.5-5% of a batch's time. The checks stay outside the lock,
             # so a service's workers check their batches side by side.
-            lookup = self._ledger.submit(self._lookup, table)
+            lookup = self._ledger.submit(self._lookup, table, keys)
             try:
                 reading = self._start_read(table)
             except BaseException:
                 wait([lookup])  # the ledger is idle again before the lock is let go
                 raise
             try:
-                keys, seen = lookup.result()
+                text, seen = lookup.result()
             except BaseException:
                 reading.cancel()
                 raise
@@ -178,7 +179,7 @@ class Ingestor:
                 writing = self._start_write(reading.result(), new)
                 crash.point("events.sent")  # durable offline, the rows sent to Redis, the ledger does not know the part's ids
                 try:  # the ledger learns the part's ids while Redis writes the rows
-                    self.journal.index(part, new, keys if new is table else None)
+                    self.journal.index(part, new, text if new is table else None)
                 except BaseException:
                     writing.cancel()
                     raise
@@ -187,11 +188,11 @@ class Ingestor:
                 self.journal.mark_applied(part)
         return fresh_rows
 
-    def _lookup(self, table: pa.Table) -> tuple[str, set[str]]:
+    def _lookup(self, table: pa.Table, keys: list[str] | None) -> tuple[str, set[str]]:
         """The batch's ledger keys (`journal.ledger_text`, kept for its index) and the ids the
         journal holds already."""
-        keys = ledger_text(table)
-        return keys, self.journal.seen(table, keys)
+        text = ledger_text(table, keys)
+        return text, self.journal.seen(table, text)
 
     def recover(self) -> int:
         """Apply the journaled parts the online store may lack; how many parts were applied."""

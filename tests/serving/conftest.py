@@ -96,6 +96,12 @@ def servers(served_world, serving_redis, tmp_path_factory):
             repo.materialize(settings, r, incremental=False)
         built = build(settings, "eu")
     logs = tmp_path_factory.mktemp("serve-logs")
+
+    def from_source(r: str, port: int, **extra: str) -> tuple[list[str], dict[str, str]]:
+        """`bentoml serve` of the service's source for region `r` (no bento), and its environment."""
+        cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "atelier.bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"]
+        return cmd, {**env, "ATELIER_REGION": r, "BENTOML_HOME": str(serving_home(settings, r)), **extra}
+
     def launch(r: str) -> Server:
         port = free_port()  # free now; another process may take it before bentoml binds it (see below)
         if r == "eu":
@@ -103,10 +109,8 @@ def servers(served_world, serving_redis, tmp_path_factory):
             run_env = {**env, **{k: v for k, v in run_env.items() if k.startswith(("ATELIER_REGION", "ATELIER_MODEL", "ATELIER_BENTO", "ATELIER_INSECURE", "BENTOML_HOME",
                                                                                      "ATELIER_FORECAST", "ATELIER_ASSORTMENT"))}}
         else:
-            cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "atelier.bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"]
             # apac is served as in production, with tokens; us without, as a local service may be
-            run_env = {**env, "ATELIER_REGION": r, "BENTOML_HOME": str(serving_home(settings, r)),
-                       **({"ATELIER_API_TOKENS": TOKENS} if r == "apac" else {"ATELIER_INSECURE_LOCAL": "1"})}
+            cmd, run_env = from_source(r, port, **({"ATELIER_API_TOKENS": TOKENS} if r == "apac" else {"ATELIER_INSECURE_LOCAL": "1"}))
             if r == "apac":
                 run_env.update(ATELIER_FORECAST_TAG="atelier-forecast-apac:latest", ATELIER_ASSORTMENT_TAG="atelier-assortment-apac:latest")
         log = logs / f"{r}.log"
@@ -124,7 +128,7 @@ def servers(served_world, serving_redis, tmp_path_factory):
                     if attempt == 2 or "address already in use" not in started[r].log.read_text().lower():
                         raise
                     started[r] = launch(r)  # the port was taken meanwhile: a fresh one
-        yield {"servers": started, "settings": settings, "bento": built, "env": env}
+        yield {"servers": started, "settings": settings, "bento": built, "env": env, "from_source": from_source}
     finally:
         for server in started.values():
             server.proc.terminate()

@@ -166,12 +166,11 @@ def test_a_service_killed_between_the_two_writes_acknowledges_nothing_and_a_rese
     import os
     import signal
     import subprocess
-    import sys
     from pathlib import Path
 
     from atelier.events import fresh
     from atelier.local_redis import free_port
-    from atelier.serving.bento import serving_home, wait_until_ready
+    from atelier.serving.bento import wait_until_ready
 
     us = servers["servers"]["us"]
     client = _client(servers, "us", skip=1)
@@ -179,9 +178,7 @@ def test_a_service_killed_between_the_two_writes_acknowledges_nothing_and_a_rese
     batch = {"events": [_event(client, p, "wishlist") for p in products]}
     ids = sorted(e["event_id"] for e in batch["events"])
     port = free_port()
-    env = {**servers["env"], "ATELIER_REGION": "us", "BENTOML_HOME": str(serving_home(servers["settings"], "us")), "ATELIER_INSECURE_LOCAL": "1",
-           "ATELIER_CRASH_AT": "events.sent"}
-    cmd = [str(Path(sys.executable).with_name("bentoml")), "serve", "atelier.bentos.service:Recommender", "--port", str(port), "--host", "127.0.0.1"]
+    cmd, env = servers["from_source"]("us", port, ATELIER_INSECURE_LOCAL="1", ATELIER_CRASH_AT="events.sent")
     proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", proc)
