@@ -19,7 +19,8 @@ with BentoML's adaptive dispatcher) and answers each:
    items come back whenever k exist);
 7. clients the store knows nothing about (new clients, and clients of other regions, whose data
    this region never holds), and every client while the store is unreachable, get the region's
-   most popular products (`fallback: true`), never an error.
+   most popular products (`fallback: true`), never an error; when the request names the country
+   the client shops in, that country's recent best-sellers first (`baselines.Fallback`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import pandas as pd
 from atelier.events import fresh
 from atelier.features.online import OnlineFeatures
 from atelier.models.recommend import ranking
-from atelier.models.recommend.baselines import fallback_popularity
+from atelier.models.recommend.baselines import Fallback, fallback_popularity
 from atelier.models.recommend.export import LoadedModel
 from atelier.models.recommend.inputs import to_inputs
 from atelier.regions import country_to_region, get_region
@@ -111,10 +112,15 @@ class Catalog:
 
 class Popularity:
     """The region's most-popular scores: from the online store, refreshed in the background;
-    the snapshot exported with the model while the store has not answered."""
+    the snapshot exported with the model while the store has not answered. A request that names
+    a country gets that country's recent best-sellers blended with them (`baselines.Fallback`,
+    from the country counts exported with the model)."""
 
-    def __init__(self, snapshot: np.ndarray, catalog: Catalog, reader: OnlineFeatures | None, refresh_s: float = 300):
+    def __init__(self, snapshot: np.ndarray, catalog: Catalog, reader: OnlineFeatures | None, refresh_s: float = 300,
+                 country_counts: dict[str, np.ndarray] | None = None):
         self.scores = snapshot.astype(np.float64)
+        self.country_counts = country_counts or {}
+        self._fallback = Fallback(self.scores, self.country_counts)
         self.catalog, self.reader, self.refresh_s = catalog, reader, refresh_s
         self.source = "model snapshot"
         self._order = np.argsort(-self.scores, kind="stable")
@@ -139,6 +145,7 @@ class Popularity:
         features = {name: np.array([v or 0 for v in values], np.float32) for name, values in cols.items() if name in ranking.POPULARITY}
         with self._lock:
             self.scores, self._order, self.source = scores, np.argsort(-scores, kind="stable"), "online store"
+            self._fallback = Fallback(scores, self.country_counts)
             self.features = features if set(features) == set(ranking.POPULARITY) else {}
             self._context = None
         return True
@@ -159,9 +166,16 @@ class Popularity:
         """The catalog positions of the `n` most popular products."""
         return self._order[:n]
 
-    def top(self, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
-        order = self._order if allowed is None else allowed[np.argsort(-self.scores[allowed], kind="stable")]
-        return [(int(i), float(self.scores[i])) for i in order[:k]]
+    def top(self, k: int, allowed: np.ndarray | None, country: str | None = None) -> list[tuple[int, float]]:
+        """The `k` best of the `allowed` products: by the region's popularity, or by `country`'s
+        blend when the model knows that country's recent purchases."""
+        with self._lock:
+            scores, order, fallback = self.scores, self._order, self._fallback
+        if country is not None and country in self.country_counts:
+            scores, order = fallback.scores(country), fallback.order(country)
+        if allowed is not None:
+            order = allowed[np.argsort(-scores[allowed], kind="stable")]
+        return [(int(i), float(scores[i])) for i in order[:k]]
 
 
 class Recommender:
@@ -171,7 +185,7 @@ class Recommender:
         self.tag = tag
         self.features = features
         self.catalog = Catalog(model.products)
-        self.popularity = Popularity(model.popularity, self.catalog, popularity)
+        self.popularity = Popularity(model.popularity, self.catalog, popularity, country_counts=model.country_popularity)
         self.popularity.refresh()
         self.countries = set(country_to_region())
         self._probe = (0.0, {"status": "ready", "online_store": "ok"})
@@ -275,7 +289,7 @@ class Recommender:
                 answers[i] = Answer(q.client_id, [self.catalog.item(p, sc) for p, sc in hits[j]], False)
             else:
                 allowed = self.catalog.allowed(q.maison, q.country)
-                answers[i] = Answer(q.client_id, [self.catalog.item(p, sc) for p, sc in self.popularity.top(q.k, allowed)], True)
+                answers[i] = Answer(q.client_id, [self.catalog.item(p, sc) for p, sc in self.popularity.top(q.k, allowed, q.country)], True)
         t3 = time.perf_counter()
         timing = {"features_ms": (t1 - t0) * 1e3, "tower_ms": (t2 - t1) * 1e3, "topk_ms": (t3 - t2) * 1e3, "batch": len(queries), **stages}
         for a in answers:

@@ -41,10 +41,10 @@ class RecommendRequest(IODescriptor):
     strict (`"10"` is no integer, `0` no boolean), as the OpenAPI document says."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    client_id: str = Field(..., min_length=1, max_length=128, description="The client's id, as the client systems write it. A client this region does not hold (new, or of another region) gets the region's most popular products, flagged `fallback`.")
+    client_id: str = Field(..., min_length=1, max_length=128, description="The client's id, as the client systems write it. A client this region does not hold (new, or of another region) gets the most popular products, flagged `fallback`: the region's, or those of `country` when it is given.")
     k: Count = Field(10, ge=1, le=100, description="How many products to return.")
     maison: str | None = Field(None, description="Only this maison's products.")
-    country: str | None = Field(None, min_length=2, max_length=2, description="Only products sold in this country (ISO code).")
+    country: str | None = Field(None, min_length=2, max_length=2, description="The country the client shops in (ISO code): only products sold there. A client this region does not hold gets that country's recent best-sellers (blended with the region's where it bought little lately).")
     exclude_purchased: bool = Field(True, description="Leave out what the client already bought.")
 
 

@@ -92,6 +92,25 @@ def test_country_popularity_leans_on_the_region_where_the_country_buys_little(h)
     np.testing.assert_allclose(scores[1], region, rtol=1e-6)  # JP bought nothing: the region's list
 
 
+def test_the_fallback_for_a_clients_country_is_the_country_popularity_baseline(h):
+    """What the service answers a client it does not hold, from the counts exported with the
+    model, is the list of the "popularity in country" baseline, for every country."""
+    counts = bl.country_counts(h)
+    assert set(counts) == {"FR", "DE"}  # JP bought nothing; c's FR purchase is too old
+    np.testing.assert_array_equal(counts["FR"], [1, 1, 0])
+    np.testing.assert_array_equal(counts["DE"], [0, 1, 2])  # b's two and the anonymous line
+    region = bl.recent_popularity(h)
+    fallback = bl.Fallback(region, counts)
+    countries = np.array(["FR", "DE", "JP", None], dtype=object)
+    baseline = bl.country_popularity_scores(h, countries)
+    for i, country in enumerate(countries):  # as shares: without a country's counts the service keeps the region's own scale
+        np.testing.assert_allclose(fallback.scores(country) / fallback.scores(country).sum(), baseline[i], rtol=1e-6)
+    # FR bought 2 of the 50 purchases that make a list its own: 2/50 FR's shares, 48/50 the region's
+    np.testing.assert_allclose(fallback.scores("FR"), 0.04 * np.array([0.5, 0.5, 0]) + 0.96 * region / 5, rtol=1e-6)
+    np.testing.assert_array_equal(fallback.scores(None), region)  # no country named: the region's list
+    assert list(fallback.order("DE")) == [2, 1, 0] and list(fallback.order("JP")) == list(np.argsort(-region, kind="stable"))
+
+
 def test_group_metrics_split_warm_and_cold():
     ranked = np.array([[0, 1], [2, 0], [1, 2]])
     truth = [np.array([1]), np.array([1]), np.array([1, 2])]

@@ -331,6 +331,22 @@ def test_training_and_serving_agree_on_what_to_recommend(servers):
         assert r.status_code == 200 and r.json()["fallback"] is False, r.text
         assert [i["product_id"] for i in r.json()["items"]] == want, cid
 
+    # A client the store does not hold, shopping in the region's busiest country: what training
+    # scores as the service's answer (baselines.Fallback over the store's popularity and the counts
+    # exported with the model), within what the catalog sells there.
+    from atelier.models.recommend.baselines import FALLBACK_POPULARITY, Fallback, fallback_popularity
+    from atelier.serving.recommender import Catalog
+
+    region_cols, _ = OnlineFeatures(store, [f"product_popularity:{n}" for n, _ in FALLBACK_POPULARITY]).get(products)
+    fallback = Fallback(fallback_popularity(region_cols), model.country_popularity)
+    country = max(model.country_popularity, key=lambda c: model.country_popularity[c].sum())
+    allowed = Catalog(model.products).allowed(None, country)
+    want = [products[i] for i in allowed[np.argsort(-fallback.scores(country)[allowed], kind="stable")][:10]]
+    assert want != [products[i] for i in allowed[np.argsort(-fallback.region[allowed], kind="stable")][:10]], "the country's list is its own"
+    r = servers["servers"]["us"].post("/recommend", {"client_id": "a-client-nobody-has-seen", "k": 10, "country": country})
+    assert r.status_code == 200 and r.json()["fallback"] is True, r.text
+    assert [i["product_id"] for i in r.json()["items"]] == want, country
+
 
 def _listening_addresses(port: int) -> set[str]:
     """IPv4 addresses with a socket listening on `port` (from /proc/net/tcp)."""

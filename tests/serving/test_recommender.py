@@ -72,6 +72,31 @@ def test_a_batch_mixes_known_unknown_and_refused_clients(engine):
     assert answers[0].timings["batch"] == 4
 
 
+def test_a_client_the_store_does_not_hold_gets_the_best_sellers_of_the_country_named(engine):
+    """A new client in a French boutique gets France's recent best-sellers (among what is sold in
+    France), not the region's: the list offline evaluation scores as what the service answers."""
+    from atelier.models.recommend.baselines import country_blend
+
+    eng, _ = engine
+    counts = eng.model.country_popularity
+    assert counts and all(len(v) == len(eng.catalog.ids) for v in counts.values()), "the model exports each country's recent purchases"
+    region = eng.popularity.scores
+    differs = []
+    for country in sorted(counts):
+        allowed = eng.catalog.allowed(None, country)
+        blend = country_blend(counts[country], region)
+        expected = list(eng.catalog.ids[allowed[np.argsort(-blend[allowed], kind="stable")][:5]])
+        [plain, named] = eng.recommend([Query("EU99999999", 5, country=None), Query("EU99999999", 5, country=country)])
+        assert plain.fallback and named.fallback and named.error is None
+        assert [i["product_id"] for i in named.items] == expected, country
+        differs.append(expected != list(eng.catalog.ids[allowed[np.argsort(-region[allowed], kind="stable")][:5]]))
+    assert any(differs), "some country's best-sellers differ from the region's (else this test shows nothing)"
+    # A country the model has no recent purchases for: the region's order, within what is sold there.
+    [other] = eng.recommend([Query("EU99999999", 5, country="JP")])
+    allowed = eng.catalog.allowed(None, "JP")
+    assert "JP" not in counts and [i["product_id"] for i in other.items] == list(eng.catalog.ids[allowed[np.argsort(-region[allowed], kind="stable")][:5]])
+
+
 def test_filters_return_k_items_whenever_k_exist(engine):
     eng, _ = engine
     cid, _ = _client(engine)

@@ -120,22 +120,75 @@ def popularity_scores(h: History, n_clients: int) -> np.ndarray:
     return np.broadcast_to(recent_popularity(h), (n_clients, h.products))
 
 
+COUNTRY_MIN_PURCHASES = 50  # a country with fewer recent purchases leans on the region's list in proportion
+
+
+def country_blend(local: np.ndarray, region: np.ndarray, min_purchases: int = COUNTRY_MIN_PURCHASES) -> np.ndarray:
+    """A country's recent best-sellers: its own purchases per product (`local`), blended with the
+    region's scores (`region`, any non-negative scale) where the country bought fewer than
+    `min_purchases` lately. Both sides are shares, so the region breaks the country's ties.
+
+    One formula for the "popularity in country" baseline and for what the service answers a client
+    it does not hold when the request names the client's country: on Online Retail's test weeks
+    that list beat the region's for new clients (recall@10 0.047 against 0.041)."""
+    total = float(local.sum())
+    weight = min(1.0, total / min_purchases)
+    return (weight * local / max(total, 1.0) + (1 - weight) * region / max(float(region.sum()), 1e-12)).astype(np.float32)
+
+
+def country_counts(h: History, days: int = POPULARITY_DAYS) -> dict[str, np.ndarray]:
+    """Purchases per product over the last `days` before the cut-off, per country (the client's,
+    or the line's when anonymous): what `country_blend` reads, exported with the model."""
+    since = _micros(h.cutoff - pd.Timedelta(days=days))
+    sel = (h.timestamp >= since) & pd.notna(h.country)
+    codes, countries = pd.factorize(h.country[sel])
+    flat = np.bincount(codes * h.products + h.product[sel], minlength=len(countries) * h.products)
+    return {str(c): flat[i * h.products:(i + 1) * h.products].astype(np.float32) for i, c in enumerate(countries)}
+
+
+class Fallback:
+    """What the service answers a client it does not hold: the region's popularity (`region`, the
+    store's, refreshed while serving) or, for a request that names a country with recent
+    purchases (`counts`, from `country_counts`), that country's blend. One class for the service
+    and for the offline figures of what it serves, so both give the same list."""
+
+    def __init__(self, region: np.ndarray, counts: dict[str, np.ndarray]):
+        self.region = np.asarray(region, np.float32)
+        self.counts = counts
+        self._lists: dict[str, np.ndarray] = {}
+        self._orders: dict[str | None, np.ndarray] = {}
+
+    def scores(self, country: str | None) -> np.ndarray:
+        local = self.counts.get(country) if isinstance(country, str) else None
+        if local is None:
+            return self.region
+        if country not in self._lists:
+            self._lists[country] = country_blend(local, self.region)
+        return self._lists[country]
+
+    def order(self, country: str | None) -> np.ndarray:
+        """Every product, best first, by `scores(country)` (computed once per country)."""
+        key = country if isinstance(country, str) and country in self.counts else None
+        if key not in self._orders:
+            self._orders[key] = np.argsort(-self.scores(key), kind="stable")
+        return self._orders[key]
+
+
 class CountryPopularity:
     """Recent best-sellers in the client's country, blended with the region where the country buys
-    little. Each country's list is computed once, then looked up for every block of clients."""
+    little (`country_blend`). Each country's list is computed once, then looked up for every block
+    of clients."""
 
-    def __init__(self, h: History, min_purchases: int = 50):
+    def __init__(self, h: History, min_purchases: int = COUNTRY_MIN_PURCHASES):
         self.h = h
         self.min_purchases = min_purchases
-        region = recent_popularity(h)
-        self.region_share = region / max(region.sum(), 1.0)
+        self.region = recent_popularity(h)
         self._lists: dict[object, np.ndarray] = {}
 
     def of(self, country) -> np.ndarray:
         if country not in self._lists:
             local = recent_popularity(self.h, countries=np.array([country], dtype=object))
-            weight = min(1.0, local.sum() / self.min_purchases)  # a country with few purchases leans on the region
-            self._lists[country] = (weight * local / max(local.sum(), 1.0) + (1 - weight) * self.region_share).astype(np.float32)
+            self._lists[country] = country_blend(local, self.region, self.min_purchases)
         return self._lists[country]
 
     def scores(self, client_countries: np.ndarray) -> np.ndarray:
@@ -145,7 +198,7 @@ class CountryPopularity:
         return out
 
 
-def country_popularity_scores(h: History, client_countries: np.ndarray, min_purchases: int = 50) -> np.ndarray:
+def country_popularity_scores(h: History, client_countries: np.ndarray, min_purchases: int = COUNTRY_MIN_PURCHASES) -> np.ndarray:
     """Recent best-sellers in the client's country, blended with the region where the country buys little."""
     return CountryPopularity(h, min_purchases).scores(client_countries)
 

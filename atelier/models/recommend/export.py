@@ -7,6 +7,8 @@
 * `candidates.npy`: every product's embedding; `index.faiss`: the approximate index over them.
 * `products.parquet`: id, maison, category and where each product is sold (for filters).
 * `popularity.npy`: the region's most-popular scores, the fallback when the store is out of reach.
+* `country_popularity.npz`: each country's purchases per product over the last 30 days: the
+  fallback for a client the store does not hold, when the request names the client's country.
 * `model.json`: feature specs and the exact feature list, training window, metrics, index tuning.
 
 Saved with `bentoml.models.create` (the `bentoml.tensorflow` module is deprecated); served with
@@ -16,7 +18,7 @@ Saved with `bentoml.models.create` (the `bentoml.tensorflow` module is deprecate
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,7 @@ def export(
     products: pd.DataFrame,
     popularity: np.ndarray,
     info: dict,
+    country_popularity: dict[str, np.ndarray] | None = None,
     ranking_stage: tuple | None = None,
     serve: str = "two-tower",
 ) -> str:
@@ -79,6 +82,9 @@ def export(
     np.save(workdir / "candidates.npy", candidates.astype(np.float32))
     ann.save(workdir / "index.faiss")
     np.save(workdir / "popularity.npy", popularity.astype(np.float64))
+    countries = sorted(country_popularity or {})
+    np.savez(workdir / "country_popularity.npz", countries=np.array(countries, dtype=str),
+             counts=np.stack([country_popularity[c] for c in countries]) if countries else np.zeros((0, len(popularity)), np.float32))
     pq.write_table(pa.Table.from_pandas(products[["product_id", "maison", "category", "countries"]], preserve_index=False), workdir / "products.parquet")
     if ranking_stage is not None:
         from atelier.models.recommend import ranking
@@ -123,6 +129,7 @@ class LoadedModel:
     ann: AnnIndex
     products: pd.DataFrame
     popularity: np.ndarray
+    country_popularity: dict[str, np.ndarray] = field(default_factory=dict)  # none in models exported before it: the region's list for everyone
     device: str = "/CPU:0"
     use_approximate: bool = True
     ranking: object = None  # models.ranking.Stage, when the model has a ranking stage
@@ -144,6 +151,7 @@ class LoadedModel:
             ann=AnnIndex.load(path / "index.faiss", description["index_probe"]),
             products=pq.read_table(path / "products.parquet").to_pandas(),
             popularity=np.load(path / "popularity.npy"),
+            country_popularity=_country_popularity(path / "country_popularity.npz"),
             # The tower runs on a GPU when the machine has one (the --gpu bento), on CPU otherwise.
             device="/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0",
             use_approximate=description.get("index", {}).get("use", "approximate") == "approximate",
@@ -178,3 +186,10 @@ def _load_ranking(path: Path):
     from atelier.models.recommend import ranking
 
     return ranking.load_stage(path)
+
+
+def _country_popularity(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        return {}
+    z = np.load(path)
+    return {str(c): z["counts"][i] for i, c in enumerate(z["countries"])}

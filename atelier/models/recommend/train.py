@@ -25,6 +25,7 @@ from atelier.io import write_json_atomic
 from atelier.memory import give_back
 from atelier.models.plots import loss_plot, recall_plot
 from atelier.models.progress import Steps
+from atelier.models.recommend import baselines as bl
 from atelier.models.recommend import compare, ranking
 from atelier.models.recommend.ranking.window import RankingWindow, ranking_window
 from atelier.models.recommend import dataset as ds
@@ -121,7 +122,7 @@ def train_region(
     test_contenders.release()
     if config.ranking:
         window = ranking_window(ctx, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids)
-        test[compare.RANKED] = test_contenders.measure(_served(window, scorer, _retrieval(model, data), data.popularity, config.exclude_purchased))
+        test[compare.RANKED] = test_contenders.measure(_served(window, scorer, _retrieval(model, data), data, config.exclude_purchased))
     queries = embed(model.query_tower, data.eval.query)
     # What serves: product features as of the last day, not the test cut-off.
     products, candidate_inputs = ds.catalog_as_of(ctx, data.candidate_specs, windows.end)
@@ -187,6 +188,7 @@ def train_region(
             ann=ann,
             products=products,
             popularity=data.popularity,
+            country_popularity=bl.country_counts(bl.History.before(data.purchases, pd.Timestamp(windows.end), len(data.products))),
             info=info,
             ranking_stage=(scorer, context) if config.ranking else None,
             serve=choice,
@@ -236,7 +238,7 @@ def _choose(ctx: RegionContext, config: TrainConfig, windows: ds.Windows, common
         lists = _ranking_lists(ctx, selection, windows.validation_cutoff, config, lam, ranker_tower, steps)
         window = ranking_window(ctx, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids)
         retrieval = _retrieval(model, selection)
-        served = lambda scorer: _served(window, scorer, retrieval, selection.popularity, config.exclude_purchased)  # noqa: E731
+        served = lambda scorer: _served(window, scorer, retrieval, selection, config.exclude_purchased)  # noqa: E731
         scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
                                            validation=lambda s: val.measure(served(s))["all"].get(compare.SELECT_ON, 0.0))
         validation[compare.RANKED] = val.measure(served(scorer))
@@ -322,12 +324,18 @@ def _retrieval(model, data: ds.RegionData) -> _Retrieval:
     return _Retrieval(embed(model.query_tower, data.eval.query), ranking.TowerView.of(embed(model.candidate_tower, data.candidate)))
 
 
-def _served(window: RankingWindow, scorer, retrieval: _Retrieval, popularity: np.ndarray, exclude_purchased: bool) -> RowScores:
-    """What /recommend answers for the window's clients: ranked candidates for the clients the store
-    holds, the store's popularity for the others (the service's fallback). Computed a block of
-    clients at a time, as `top_k` asks: a client's answer depends on that client only."""
+def _served(window: RankingWindow, scorer, retrieval: _Retrieval, data: ds.RegionData, exclude_purchased: bool) -> RowScores:
+    """What /recommend answers for the window's clients (those of `data.eval`): ranked candidates for
+    the clients the store holds; for the others, the service's fallback, their country's recent
+    best-sellers (the app names the country the client shops in) blended with the store's
+    popularity (`baselines.country_blend`). Computed a block of clients at a time, as `top_k`
+    asks: a client's answer depends on that client only."""
+    popularity = data.popularity
+    assert len(window.client_ids) == len(data.eval.country), "the window's clients are data.eval's, in order"
+    fallback = bl.Fallback(popularity, bl.country_counts(bl.History.before(data.purchases, pd.Timestamp(data.window["cutoff"]), len(popularity))))
+
     def block(start: int, stop: int) -> np.ndarray:
-        out = np.broadcast_to(popularity.astype(np.float32), (stop - start, len(popularity))).copy()
+        out = np.stack([fallback.scores(c) for c in data.eval.country[start:stop]]) if stop > start else np.zeros((0, len(popularity)), np.float32)
         warm = np.flatnonzero(window.warm[start:stop])
         if len(warm):
             rows = start + warm
