@@ -261,7 +261,7 @@ def test_the_ranking_stage_answered_a_block_of_clients_at_a_time_scores_each_cli
                                result.metrics["choices"]["ease_lambda"], client_ids=data.eval.client_ids)
     assert window.warm.any() and not window.warm.all(), "both the ranked answer and the fallback are measured"
     scorer, _ = ranking.fit([], 0)  # any scorer: what is pinned is that a block changes nothing
-    served = train._served(window, scorer, train._retrieval(result.model, data), data.popularity, exclude_purchased=True)
+    served = train._served(window, scorer, train._retrieval(result.model, data), data, exclude_purchased=True)
     assert served.shape == (len(data.eval.client_ids), len(data.products))
     dense = served.dense()
     by_five = np.concatenate([served[a : a + 5] for a in range(0, len(dense), 5)])
@@ -271,8 +271,13 @@ def test_the_ranking_stage_answered_a_block_of_clients_at_a_time_scores_each_cli
     whole = top_k(dense, 100, data.eval.bought_before)
     monkeypatch.setattr(evaluate, "BLOCK_ROWS", 5)
     assert (top_k(served, 100, data.eval.bought_before) == whole).mean() > 0.999
+    # The others get the service's fallback: their country's best-sellers blended with the region's.
+    from atelier.models.recommend import baselines as bl
+
     cold = np.flatnonzero(~window.warm)
-    np.testing.assert_array_equal(whole[cold], top_k(np.broadcast_to(data.popularity, (len(cold), len(data.products))), 100,
+    fallback = bl.Fallback(data.popularity, bl.country_counts(bl.History.before(data.purchases, pd.Timestamp(w["test_cutoff"]), len(data.products))))
+    assert fallback.counts and set(data.eval.country[cold]) & set(fallback.counts), "some cold clients' countries have a list of their own"
+    np.testing.assert_array_equal(whole[cold], top_k(np.stack([fallback.scores(data.eval.country[i]) for i in cold]), 100,
                                                      [data.eval.bought_before[i] for i in cold]))
 
 
