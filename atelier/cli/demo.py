@@ -96,6 +96,8 @@ def demo(
             replayed, after = live_events(url, token, client, answer.json()["items"])
             lists = assortment.assortments[assortment.assortments["level"] == "country"]
             country = lists.groupby("location")["expected_units"].sum().idxmax()
+            newcomer_ask = {"client_id": "a-client-seen-for-the-first-time", "k": 3, "country": country}
+            newcomer = httpx.post(f"{url}/recommend", json=newcomer_ask, headers=auth, timeout=30)  # the country's best-sellers
             planning = {"product_ids": [lists.loc[lists["location"] == country, "product_id"].iloc[0]], "country": country, "horizon_weeks": 4}
             forecasted = httpx.post(f"{url}/forecast", json=planning, headers=auth, timeout=30)
             assorted = httpx.post(f"{url}/assortment", json={"country": country, "n": 3}, headers=auth, timeout=30)
@@ -108,6 +110,8 @@ def demo(
     out.print(_before_after(answer.json()["items"], after.json()["items"]))
     out.print(f"POST {url}/similar {{\"product_id\": \"{answer.json()['items'][0]['product_id']}\", \"k\": 3}}  ->  {similar.status_code}")
     out.print_json(json.dumps(similar.json()))
+    out.print(f"POST {url}/recommend {json.dumps(newcomer_ask)}  ->  {newcomer.status_code} (a client the store does not hold: {country}'s best-sellers)")
+    out.print_json(json.dumps(newcomer.json()))
     out.print(f"POST {url}/forecast {json.dumps(planning)}  ->  {forecasted.status_code}")
     out.print_json(json.dumps(forecasted.json()))
     out.print(f"POST {url}/assortment {{\"country\": \"{country}\", \"n\": 3}}  ->  {assorted.status_code}")
