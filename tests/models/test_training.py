@@ -261,7 +261,9 @@ def test_the_ranking_stage_answered_a_block_of_clients_at_a_time_scores_each_cli
                                result.metrics["choices"]["ease_lambda"], client_ids=data.eval.client_ids)
     assert window.warm.any() and not window.warm.all(), "both the ranked answer and the fallback are measured"
     scorer, _ = ranking.fit([], 0)  # any scorer: what is pinned is that a block changes nothing
-    served = train._served(window, scorer, train._retrieval(result.model, data), data, exclude_purchased=True)
+    from atelier.models.recommend import compare
+
+    served = train._served(window, scorer, train._retrieval(result.model, data), compare.Contenders(data, True), exclude_purchased=True)
     assert served.shape == (len(data.eval.client_ids), len(data.products))
     dense = served.dense()
     by_five = np.concatenate([served[a : a + 5] for a in range(0, len(dense), 5)])

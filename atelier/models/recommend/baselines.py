@@ -126,7 +126,9 @@ COUNTRY_MIN_PURCHASES = 50  # a country with fewer recent purchases leans on the
 def country_blend(local: np.ndarray, region: np.ndarray, min_purchases: int = COUNTRY_MIN_PURCHASES) -> np.ndarray:
     """A country's recent best-sellers: its own purchases per product (`local`), blended with the
     region's scores (`region`, any non-negative scale) where the country bought fewer than
-    `min_purchases` lately. Both sides are shares, so the region breaks the country's ties.
+    `min_purchases` lately. Both sides are shares; below `min_purchases` the region's share also
+    breaks the country's ties (at or above it the region weighs nothing, and ties stay in catalog
+    order, as `np.argsort(kind="stable")` leaves them).
 
     One formula for the "popularity in country" baseline and for what the service answers a client
     it does not hold when the request names the client's country: on Online Retail's test weeks

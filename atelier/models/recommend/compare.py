@@ -12,6 +12,7 @@ and the callbacks in `two_tower`; the test window is scored once, with those cho
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import cached_property
 
 import numpy as np
 
@@ -37,6 +38,12 @@ class Contenders:
         self.exclude = data.eval.bought_before if exclude_purchased else None
         self.exclude_purchased = exclude_purchased
         self._gram: np.ndarray | None = None
+
+    @cached_property
+    def fallback(self) -> bl.Fallback:
+        """What the service answers the window's clients it does not hold, as of the cut-off: the
+        store's popularity, or the client's country's blend (built once, from this history)."""
+        return bl.Fallback(self.data.popularity, bl.country_counts(self.history))
 
     def x(self, start: int, stop: int) -> np.ndarray:
         """The binary purchase matrix of clients start..stop-1 (before the cut-off)."""

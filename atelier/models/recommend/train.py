@@ -122,7 +122,7 @@ def train_region(
     test_contenders.release()
     if config.ranking:
         window = ranking_window(ctx, data, windows.test_cutoff, windows.end, lam, client_ids=data.eval.client_ids)
-        test[compare.RANKED] = test_contenders.measure(_served(window, scorer, _retrieval(model, data), data, config.exclude_purchased))
+        test[compare.RANKED] = test_contenders.measure(_served(window, scorer, _retrieval(model, data), test_contenders, config.exclude_purchased))
     queries = embed(model.query_tower, data.eval.query)
     # What serves: product features as of the last day, not the test cut-off.
     products, candidate_inputs = ds.catalog_as_of(ctx, data.candidate_specs, windows.end)
@@ -238,7 +238,7 @@ def _choose(ctx: RegionContext, config: TrainConfig, windows: ds.Windows, common
         lists = _ranking_lists(ctx, selection, windows.validation_cutoff, config, lam, ranker_tower, steps)
         window = ranking_window(ctx, selection, windows.validation_cutoff, windows.test_cutoff, lam, client_ids=selection.eval.client_ids)
         retrieval = _retrieval(model, selection)
-        served = lambda scorer: _served(window, scorer, retrieval, selection, config.exclude_purchased)  # noqa: E731
+        served = lambda scorer: _served(window, scorer, retrieval, val, config.exclude_purchased)  # noqa: E731
         scorer, rank_history = ranking.fit(lists, config.ranking_epochs, seed=config.seed, progress=steps.step("training the ranking stage", config.ranking_epochs),
                                            validation=lambda s: val.measure(served(s))["all"].get(compare.SELECT_ON, 0.0))
         validation[compare.RANKED] = val.measure(served(scorer))
@@ -324,15 +324,15 @@ def _retrieval(model, data: ds.RegionData) -> _Retrieval:
     return _Retrieval(embed(model.query_tower, data.eval.query), ranking.TowerView.of(embed(model.candidate_tower, data.candidate)))
 
 
-def _served(window: RankingWindow, scorer, retrieval: _Retrieval, data: ds.RegionData, exclude_purchased: bool) -> RowScores:
-    """What /recommend answers for the window's clients (those of `data.eval`): ranked candidates for
-    the clients the store holds; for the others, the service's fallback, their country's recent
-    best-sellers (the app names the country the client shops in) blended with the store's
-    popularity (`baselines.country_blend`). Computed a block of clients at a time, as `top_k`
-    asks: a client's answer depends on that client only."""
+def _served(window: RankingWindow, scorer, retrieval: _Retrieval, contenders: compare.Contenders, exclude_purchased: bool) -> RowScores:
+    """What /recommend answers for the window's clients (those of `contenders.data.eval`): ranked
+    candidates for the clients the store holds; for the others, the service's fallback
+    (`contenders.fallback`), their country's recent best-sellers (the app names the country the
+    client shops in) blended with the store's popularity. Computed a block of clients at a time,
+    as `top_k` asks: a client's answer depends on that client only."""
+    data, fallback = contenders.data, contenders.fallback
     popularity = data.popularity
     assert len(window.client_ids) == len(data.eval.country), "the window's clients are data.eval's, in order"
-    fallback = bl.Fallback(popularity, bl.country_counts(bl.History.before(data.purchases, pd.Timestamp(data.window["cutoff"]), len(popularity))))
 
     def block(start: int, stop: int) -> np.ndarray:
         out = np.stack([fallback.scores(c) for c in data.eval.country[start:stop]]) if stop > start else np.zeros((0, len(popularity)), np.float32)
