@@ -64,12 +64,7 @@ def ranking_window(
     first_sale = np.full(len(data.products), np.iinfo(np.int64).max)
     np.minimum.at(first_sale, history.product, history.timestamp)
     days_on_sale = np.where(first_sale < np.iinfo(np.int64).max, (pd.Timestamp(start).value // 1000 - first_sale) / 86_400e6, 0.0)
-    countries = pd.unique(purchases.loc[purchases["event_timestamp"] < start, "country"].dropna())
-    shares = {}
-    for country in countries:
-        counts = bl.recent_popularity(history, countries=np.array([country], dtype=object))
-        if counts.sum():
-            shares[country] = (counts / counts.sum()).astype(np.float32)
+    shares = {country: counts / counts.sum() for country, counts in bl.country_counts(history).items()}  # countries with recent purchases
     context = Context(
         copurchase=CoPurchase.fit(history, lam),
         similar=CoPurchase.fit(history, None),
