@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-for script in ("feature_store.py", "encryption.py", "real_data.py", "forecast.py", "assortment.py", "training.py", "training_reference.py", "retrieval.py", "serving.py", "soak.py"):
+for script in ("feature_store.py", "encryption.py", "real_data.py", "forecast.py", "forecast_reference.py", "assortment.py", "training.py", "training_reference.py", "retrieval.py", "serving.py", "soak.py"):
     print(f"\n=== {script}", flush=True)
     code = subprocess.call([sys.executable, str(HERE / script)], cwd=HERE)
     if code:

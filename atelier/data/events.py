@@ -48,8 +48,12 @@ def seasonal_intensity(spec: WorldSpec, region: str) -> np.ndarray:
     return f
 
 
-def simulate_events(spec: WorldSpec, catalog: Catalog, clients: ClientChunk, first: int) -> pa.Table:
-    rng = np.random.default_rng([spec.seed, 6, first])
+def simulate_events(spec: WorldSpec, catalog: Catalog, clients: ClientChunk, first: int, replica: int = 0) -> pa.Table:
+    """The events of a chunk of clients (`first`: the chunk's first client). `replica` 0 is the
+    world as generated; another draws the same clients' behaviour again from the same catalog and
+    traits, which is how `benchmarks/forecast_reference.py` measures the demand no forecast can
+    know (the draw itself)."""
+    rng = np.random.default_rng([spec.seed, 6, first] + ([replica] if replica else []))
     n = len(clients.region)
     events_per_session = 1 + 1.6 + 0.3 + 0.15
     mean_sessions = spec.events_per_client / events_per_session

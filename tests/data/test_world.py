@@ -58,3 +58,16 @@ def test_simulation_handles_a_chunk_without_sessions():
     events = simulate_events(spec, catalog, clients, 0)
     assert events.num_rows == 0 or set(events.column("event_type").to_pylist()) <= {"purchase", "view", "wishlist"}
     assert np.all(clients.loyalty.sum(axis=1) > 0.99)
+
+
+def test_a_replica_redraws_the_same_clients_behaviour():
+    """Replica 0 is the world as generated; another replica is another draw of the same clients'
+    events (what benchmarks/forecast_reference.py averages over), repeatable and alike in volume."""
+    catalog = make_catalog(SPEC)
+    clients = make_clients(SPEC, catalog, 0, SPEC.clients)
+    world = world_tables(SPEC)["events"]
+    assert simulate_events(SPEC, catalog, clients, 0, replica=0).equals(world)
+    again, other = simulate_events(SPEC, catalog, clients, 0, replica=1), simulate_events(SPEC, catalog, clients, 0, replica=1)
+    assert again.equals(other) and not again.equals(world)
+    assert set(again.column("client_id").to_pylist()) <= set(clients.table.column("client_id").to_pylist())
+    assert 0.8 < again.num_rows / world.num_rows < 1.25
