@@ -33,15 +33,19 @@ import argparse
 import logging
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 from common import log, save, table
 
 WORLDS = {"small": {"clients": 5_000, "products": 800}, "grain": {"clients": 200_000, "products": 60}}
-HORIZON, ORIGINS, STEP, YEAR, MOVING_WEEKS = 12, 4, 3, 52, 8
 LEVELS = ("country", "store")
 
 
 def panels(spec, replica: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per level, (series keys, units per series and complete week) of region eu's purchases in one draw."""
+    """Per level, (series keys, units per series and complete week) of region eu's purchases in one
+    draw, as the pipeline counts them (`series.sales_lines`, `series.weekly_sales`)."""
+    import pyarrow.compute as pc
+
     from atelier.data.events import simulate_events
     from atelier.data.world import make_catalog, make_clients
     from atelier.features import series as S
@@ -50,28 +54,25 @@ def panels(spec, replica: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     t0 = int(np.datetime64(spec.start.isoformat(), "s").astype(np.int64))
     first_week = S.week_of(np.array([t0]))[0] + 1  # the first complete week
     weeks = S.week_of(np.array([t0 + spec.days * 86_400]))[0] - first_week  # up to the last complete one
-    lines = {level: [] for level in LEVELS}
+    sold = []
     for first in range(0, spec.clients, spec.chunk_clients):
         clients = make_clients(spec, catalog, first, min(spec.chunk_clients, spec.clients - first))
-        ev = simulate_events(spec, catalog, clients, first, replica=replica)
-        bought = np.asarray(ev.column("event_type").to_numpy(zero_copy_only=False)) == "purchase"
+        eu = clients.region == "eu"
         ids = np.asarray(clients.table.column("client_id").to_numpy(zero_copy_only=False))
-        order = np.argsort(ids)
-        client = order[np.searchsorted(ids[order], np.asarray(ev.column("client_id").to_numpy(zero_copy_only=False))[bought])]
-        eu = clients.region[client] == "eu"
-        week = S.week_of(ev.column("event_timestamp").to_numpy()[bought][eu].astype("datetime64[s]").astype(np.int64)) - first_week
-        product = np.asarray(ev.column("product_id").to_numpy(zero_copy_only=False))[bought][eu]
-        units = ev.column("quantity").to_numpy()[bought][eu]
-        store = np.asarray(ev.column("store_id").to_numpy(zero_copy_only=False))[bought][eu]
-        for level, location in (("country", clients.country[client][eu]), ("store", store)):
-            keep = (week >= 0) & (week < weeks) & np.array([x is not None for x in location])
-            lines[level].append((np.char.add(np.char.add(location[keep].astype(str), "|"), product[keep].astype(str)), week[keep], units[keep]))
+        ev = simulate_events(spec, catalog, clients, first, replica=replica)
+        ev = ev.filter(pc.and_(pc.equal(ev.column("event_type"), "purchase"), pc.is_in(ev.column("client_id"), value_set=pa.array(ids[eu]))))
+        frame = ev.to_pandas()
+        frame["ts"] = frame.pop("event_timestamp").dt.tz_convert(None).to_numpy().astype("datetime64[s]").astype(np.int64)
+        sold.append(S.weekly_sales(S.sales_lines(frame, pd.Series(clients.country[eu], index=ids[eu]))))
+    weekly = pd.concat(sold, ignore_index=True).groupby(["level", "location", "product_id", "week"], sort=False)["units"].sum().reset_index()
+    weekly["week"] -= first_week
+    weekly = weekly[(weekly["week"] >= 0) & (weekly["week"] < weeks)]
     out = {}
-    for level, parts in lines.items():
-        key, week, units = (np.concatenate(x) for x in zip(*parts))
-        series, row = np.unique(key, return_inverse=True)
+    for level in LEVELS:
+        w = weekly[weekly["level"] == level]
+        series, row = np.unique((w["location"] + "|" + w["product_id"]).to_numpy(str), return_inverse=True)
         grid = np.zeros((len(series), weeks))
-        np.add.at(grid, (row, week), units)
+        np.add.at(grid, (row, w["week"].to_numpy()), w["units"].to_numpy())
         out[level] = (series, grid)
     return out
 
@@ -87,14 +88,20 @@ def align(keys: np.ndarray, other: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 
 def score(actual: np.ndarray, draws: np.ndarray) -> dict:
-    """The reference (median and band of `draws`) and the moving average on the test cells of `actual`."""
-    last = actual.shape[1] - HORIZON
+    """The reference (median and band of `draws`) and the moving average on the test cells of `actual`:
+    the backtest's test origins, horizon and active series (`backtest.origins`'s rule, `features.active`'s)."""
+    from atelier.models.forecast.backtest import ForecastConfig
+    from atelier.models.forecast.baselines import MOVING_WEEKS
+    from atelier.models.forecast.features import YEAR
+
+    config = ForecastConfig()
+    last = actual.shape[1] - config.horizon
     err = {"reference": 0.0, "moving average": 0.0}
     total = covered = cells = zeros = 0
-    for origin in [last - i * STEP for i in range(ORIGINS)]:
+    for origin in [last - i * config.step for i in range(config.origins)]:
         rows = np.flatnonzero(actual[:, max(0, origin - YEAR):origin].sum(1) > 0)
         moving = actual[rows, origin - MOVING_WEEKS:origin].mean(1)
-        for h in range(HORIZON):
+        for h in range(config.horizon):
             y, d = actual[rows, origin + h], draws[:, rows, origin + h]
             lo, mid, hi = np.quantile(d, [0.1, 0.5, 0.9], axis=0, method="inverted_cdf")
             err["reference"] += np.abs(y - mid).sum()

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 from common import RESULTS, bench_home, log, save, table
 
-SESSION_GAP_S = 90  # the generator's gap between two views of one session (events.VIEW_GAP_S)
 GRID = {"sessions_prior": (0.1, 0.25, 0.5), "taste_shrink": (4.0, 8.0), "taste_scale": (0.65, 0.8, 1.0)}
 
 
@@ -52,7 +51,6 @@ def main() -> None:
     from atelier.models.recommend.two_tower import TrainConfig
     from atelier.settings import Settings
 
-    assert SESSION_GAP_S == E.VIEW_GAP_S
     world = WorldSpec(**spec)
     catalog = make_catalog(world)
     chunks = [make_clients(world, catalog, first, min(world.chunk_clients, world.clients - first)) for first in range(0, world.clients, world.chunk_clients)]
@@ -144,6 +142,8 @@ def estimated_traits(events: pd.DataFrame, clients: np.ndarray, cutoff: pd.Times
     and bought, shrunk towards nothing by `taste_shrink` events and scaled. Budget: the mean of
     the client's tier (tiers are wealth quantiles, a client feature the store holds).
     """
+    from atelier.data.events import VIEW_GAP_S
+
     pos = pd.Series(np.arange(len(clients)), index=clients)
     e = events[(events["ts"] < cutoff) & events["client"].isin(pos.index)]
     who = pos.reindex(e["client"]).to_numpy()
@@ -152,7 +152,7 @@ def estimated_traits(events: pd.DataFrame, clients: np.ndarray, cutoff: pd.Times
     seconds = e["ts"].dt.tz_convert(None).to_numpy().astype("datetime64[s]").astype(np.int64)
     vw, vs, vp = who[view], seconds[view], product[view]
     opens = np.ones(len(vw), bool)
-    opens[1:] = (vw[1:] != vw[:-1]) | (vs[1:] - vs[:-1] != SESSION_GAP_S)
+    opens[1:] = (vw[1:] != vw[:-1]) | (vs[1:] - vs[:-1] != VIEW_GAP_S)
     sessions = np.zeros((len(clients), maisons))
     np.add.at(sessions, (vw[opens], catalog.maison_idx[vp[opens]]), 1)
     share = sessions.sum(0) / max(sessions.sum(), 1)
