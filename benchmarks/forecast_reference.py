@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument("--worlds", default="small,grain")
     ap.add_argument("--replicas", type=int, default=24, help="draws of the same world's events beside the world as generated")
     args = ap.parse_args()
+    unknown = sorted(set(args.worlds.split(",")) - set(WORLDS))
+    if unknown or args.replicas < 1:
+        ap.error(f"unknown world(s) {', '.join(unknown)}: use some of {', '.join(WORLDS)}" if unknown else "--replicas must be at least 1")
     logging.disable(logging.WARNING)
     from atelier.data.world import WorldSpec
 
